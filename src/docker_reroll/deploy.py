@@ -1,0 +1,367 @@
+"""The rolling deploy: what to do, in which order, and what a failure or an interrupt means at each step.
+
+    discover -> scale up (N -> 2N) -> wait until ready -> | pre-stop -> drain -> retire the old containers
+                 ^-- failure or interrupt: roll back ---^ | interrupt: finish (old ones may already be draining)
+
+Before the first pre-stop command nothing old has been touched, so any failure or interrupt rolls back: the new
+containers are retired and the old ones keep serving. After it, the old containers may already be leaving the
+proxy's pool, so the only safe way out is forward. Decisions are pure functions at the bottom; the `Deployment`
+class carries them out through `Docker`.
+"""
+
+import shlex
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import List, Optional, Sequence
+
+from docker_reroll.cli import Options
+from docker_reroll.engine import Container, Docker, ProjectConfig
+from docker_reroll.errors import DeployFailed, DockerCommandError, Interrupted, RefusedError
+from docker_reroll.interrupts import Interrupts, signal_name
+from docker_reroll.lock import EngineLock
+from docker_reroll.progress import Progress
+from docker_reroll.watch import ContainerWatch, Outcome, WaitStats, all_healthy, any_stopped, gone, none_healthy
+
+LOG_TAIL_LINES = 20
+ROLLBACK_SETTLE_SECONDS = 0.5  # after an interrupted compose: let creations already sent to the engine land
+STALE_STATUSES = ("exited", "dead", "created")
+
+
+class Phase(Enum):
+    PREPARE = "prepare"
+    SCALE_UP = "scale up"
+    WAIT_READY = "wait until ready"
+    PRE_STOP = "pre-stop"
+    DRAIN = "drain"
+    RETIRE = "retire"
+
+
+ROLLBACK_PHASES = (Phase.PREPARE, Phase.SCALE_UP, Phase.WAIT_READY)
+
+
+def rolls_back(phase: Phase) -> bool:
+    """Can a failure or interrupt in this phase still go back to the old containers untouched?"""
+    return phase in ROLLBACK_PHASES
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a deploy will do, decided from the service's containers before anything changes."""
+
+    stale: List[Container]  # exited, dead or never started: removed first, not counted as serving
+    old: List[Container]  # the containers serving now: retired once the new ones are ready
+    replicas: int  # how many containers the service has after the deploy
+
+    @property
+    def first_start(self) -> bool:
+        return not any(c.running for c in self.old)
+
+    @property
+    def scale_to(self) -> int:
+        return len(self.old) + self.replicas
+
+
+def plan_deploy(containers: Sequence[Container], journal_replicas: Optional[int] = None) -> Plan:
+    """Split the service's containers into stale and serving; the replica count is the serving count, unless a
+    journal from an interrupted deploy says what it was before that deploy began."""
+    stale = [c for c in containers if c.status in STALE_STATUSES]
+    old = [c for c in containers if c.status not in STALE_STATUSES]
+    replicas = journal_replicas if journal_replicas else sum(1 for c in old if c.running)
+    return Plan(stale=stale, old=sorted(old, key=lambda c: c.number), replicas=replicas)
+
+
+def check_service(project: ProjectConfig, service: str, profile_services: Sequence[str]) -> None:
+    """Refuse a service that cannot be rolled, before anything is touched."""
+    spec = project.service
+    if spec is None:
+        if service in profile_services:
+            raise RefusedError(f"service '{service}' is disabled by its profiles: enable it with --profile")
+        defined = ", ".join(project.services) or "none"
+        raise RefusedError(f"no such service: '{service}' (defined services: {defined})")
+    if spec.container_name:
+        raise RefusedError(
+            f"service '{service}' sets container_name '{spec.container_name}': two of its containers cannot run "
+            "side by side, so it cannot be rolled; remove container_name"
+        )
+    if spec.network_mode == "host":
+        raise RefusedError(f"service '{service}' uses network_mode: host: the new and old containers would fight "
+                           "over the same ports; use a bridge network behind a proxy")
+    if spec.fixed_host_ports:
+        raise RefusedError(
+            f"service '{service}' publishes fixed host port(s) {', '.join(spec.fixed_host_ports)}: a new container "
+            "cannot bind them while the old one runs; put a proxy in front or publish a port range"
+        )
+
+
+def pre_stop_command(template: str, container_id: str) -> str:
+    """Only `{id}`, a hex id from the engine, is put into the user's shell command."""
+    if not all(ch in "0123456789abcdef" for ch in container_id):
+        raise ValueError(f"not a container id: {container_id!r}")
+    return template.replace("{id}", container_id)
+
+
+@dataclass
+class DeployReport:
+    """The outcome, for the summary line and the benchmark."""
+
+    old: List[str] = field(default_factory=list)
+    new: List[str] = field(default_factory=list)
+    replicas: int = 0
+    first_start: bool = False
+
+
+class Deployment:
+    def __init__(self, options: Options, docker: Docker, progress: Progress, interrupts: Interrupts,
+                 command_line: str) -> None:
+        self.options = options
+        self.docker = docker
+        self.progress = progress
+        self.interrupts = interrupts
+        self.command_line = command_line
+        self.service = options.service
+        self.phase = Phase.PREPARE
+        self.report = DeployReport()
+        self.project = ""
+        self.watch: Optional[ContainerWatch] = None
+        self.wait_stats: Optional[WaitStats] = None
+        # False while old and new containers both exist: if we die then, the lock and journal stay behind so the
+        # next run knows it must finish this deploy.
+        self.consistent = True
+
+    # ------------------------------------------------------------------------------------------------- the story
+
+    def run(self) -> DeployReport:
+        project = self.docker.load_project(self.service)
+        profile_services = self.docker.services_in_any_profile() if project.service is None else []
+        check_service(project, self.service, profile_services)
+        self.project = project.name
+        lock = EngineLock(self.docker, project.name, self.service, self.progress, self.command_line)
+        lock.acquire(self.options.lock_timeout, self.interrupts)
+        try:
+            with ContainerWatch(self.docker, project.name, self.service, self.interrupts) as self.watch:
+                self.wait_stats = self.watch.stats
+                self._deploy(lock)
+        finally:
+            if self.consistent:
+                lock.finish()
+            else:
+                self.progress.error(f"the deploy stopped half-way; run `docker reroll {self.service}` again to "
+                                    "finish it (the lock and journal left on the engine tell it how)")
+        return self.report
+
+    def _deploy(self, lock: EngineLock) -> None:
+        containers = self.docker.list_service_containers(self.project, self.service)
+        plan = plan_deploy(containers, lock.journal_replicas)
+        if lock.journal_replicas is not None:
+            self.progress.warn(f"an earlier deploy of {self.service} was interrupted; finishing it: the service "
+                               f"goes back to {plan.replicas} container(s), all on the current config")
+        if plan.stale:
+            self.progress.info(f"removing stopped containers: {names(plan.stale)}")
+            self.docker.remove([c.id for c in plan.stale])
+        self._check_interrupt()
+        self.report.first_start = plan.first_start
+        self.report.old = [c.id for c in plan.old]
+        self.report.replicas = plan.replicas
+        if plan.first_start:
+            self.progress.info(f"no running container of {self.service}: starting it")
+        else:
+            lock.write_journal(plan.replicas)
+            self.progress.info(f"old containers: {describe(plan.old)}")
+        self.consistent = False
+        new = self._roll_out(plan)
+        self.report.new = [c.id for c in new]
+        self.phase = Phase.PRE_STOP
+        self._retire(plan.old, rolling_back=False)
+        self.consistent = True
+        self.progress.info(f"deployed {self.service}: {len(new)} container(s) serving: {describe(new)}")
+
+    def _roll_out(self, plan: Plan) -> List[Container]:
+        """Scale up and wait for the new containers; on any failure or interrupt, roll back and raise."""
+        new: List[Container] = []
+        try:
+            self.phase = Phase.SCALE_UP
+            if plan.first_start:  # dependencies may not be up yet: let compose start them
+                self.docker.compose_up(self.service, scale=plan.replicas or None, no_deps=False,
+                                       interrupts=self.interrupts)
+            else:
+                self.progress.info(f"scaling {self.service} from {len(plan.old)} to {plan.scale_to} containers")
+                self.docker.compose_up(self.service, scale=plan.scale_to, no_deps=True, interrupts=self.interrupts)
+            self._check_interrupt()
+            new = self._new_containers(plan)
+            self.progress.info(f"new containers: {describe(new)}")
+            if not new or (not plan.first_start and len(new) != plan.replicas):
+                raise DeployFailed(f"compose created {len(new)} new container(s), expected {plan.replicas}")
+            self.phase = Phase.WAIT_READY
+            self._wait_ready(new)
+            self._check_interrupt()
+            return new
+        except (DeployFailed, Interrupted, DockerCommandError) as error:
+            self._roll_back(plan, error)
+            self.consistent = True
+            raise
+
+    def _new_containers(self, plan: Plan) -> List[Container]:
+        old_ids = {c.id for c in plan.old}
+        current = self.docker.list_service_containers(self.project, self.service)
+        return sorted((c for c in current if c.id not in old_ids), key=lambda c: c.number)
+
+    def _wait_ready(self, new: List[Container]) -> None:
+        assert self.watch is not None
+        ids = [c.id for c in new]
+        current = self.watch.refresh(ids)
+        if any(c.has_healthcheck for c in current):
+            timeout = self.options.healthcheck_timeout
+            self.progress.info(f"waiting up to {timeout:g}s for {len(ids)} new container(s) to be healthy")
+            outcome = self.watch.wait(ids, all_healthy, timeout)
+            self._raise_unless_done(outcome, ids, f"not healthy after {timeout:g}s")
+            self.progress.info(f"{len(ids)}/{len(ids)} new container(s) healthy")
+            self._pause(self.options.wait_after_healthy, "after healthy")
+        else:
+            self.progress.info(f"no health check: waiting {self.options.wait:g}s before checking the new containers")
+            outcome = self.watch.wait(ids, any_stopped, self.options.wait)
+            if outcome.kind != "timeout":  # without a health check the wait running out is the success
+                self._raise_unless_done(outcome, ids, "")
+            still = self.watch.refresh(ids)
+            stopped = [c for c in still if gone(c)]
+            if stopped or len(still) != len(ids):
+                self._diagnose(still)
+                raise DeployFailed(f"new container(s) stopped: {names(stopped) or 'removed'}")
+
+    def _pause(self, seconds: float, why: str) -> None:
+        if seconds > 0:
+            self.progress.info(f"waiting {seconds:g}s {why}")
+            self.interrupts.sleep(seconds)
+            self._check_interrupt()
+
+    def _raise_unless_done(self, outcome: Outcome, ids: List[str], timeout_reason: str) -> None:
+        if outcome.done:
+            return
+        if outcome.kind == "interrupted":
+            self._check_interrupt()
+        assert self.watch is not None
+        self._diagnose(self.watch.current(ids))
+        raise DeployFailed(outcome.reason or timeout_reason)
+
+    def _diagnose(self, containers: List[Container]) -> None:
+        """What went wrong, from the engine: each failed container's last health output and its last log lines."""
+        for container in containers:
+            if container.health == "healthy" or (container.health is None and container.running):
+                continue
+            state = container.health or container.status
+            self.progress.error(f"{container.name} ({container.short_id}) is {state}")
+            if container.health_output:
+                self.progress.detail(f"last health check output of {container.name}", container.health_output)
+            self.progress.detail(f"last {LOG_TAIL_LINES} log lines of {container.name}",
+                                 self.docker.logs_tail(container.id, LOG_TAIL_LINES))
+
+    def _roll_back(self, plan: Plan, cause: Exception) -> None:
+        """Retire every container that is not one of the old ones; the old ones were never touched."""
+        self.progress.warn(f"rolling back: {cause}")
+        old_ids = {c.id for c in plan.old}
+        if self.phase == Phase.SCALE_UP and self.interrupts.requested():
+            time.sleep(ROLLBACK_SETTLE_SECONDS)
+        for _ in range(2):  # a second look catches a container the engine finished creating after compose stopped
+            new = [c for c in self.docker.list_service_containers(self.project, self.service)
+                   if c.id not in old_ids]
+            if not new:
+                break
+            self._retire(new, rolling_back=True)
+        self.progress.info(f"rolled back: the old containers keep serving: {describe(plan.old)}")
+
+    def _retire(self, containers: List[Container], rolling_back: bool) -> None:
+        """Pre-stop, drain, stop and remove. Used for the old containers, and for the new ones on a roll-back,
+        where only those already healthy (so possibly in the proxy's pool) are drained first."""
+        assert self.watch is not None
+        if not containers:
+            return
+        options = self.options
+        current = self.watch.refresh([c.id for c in containers])
+        to_drain = [c for c in current if c.health == "healthy"] if rolling_back else current
+        to_drain = [c for c in to_drain if not gone(c)]
+        if options.pre_stop_cmd and to_drain:
+            if not rolling_back:
+                self.phase = Phase.PRE_STOP
+            self._run_pre_stop(to_drain)
+        if options.pre_stop_wait_until_unhealthy and to_drain:
+            with_health = [c for c in to_drain if c.has_healthcheck]
+            if not with_health:
+                self.progress.warn("--pre-stop-wait-until-unhealthy: the containers have no health check, "
+                                   "so there is nothing to wait for")
+            elif self.interrupts.count > 1 and not rolling_back:
+                self.progress.warn("interrupted again: not waiting for the old containers to turn unhealthy")
+            else:
+                if not rolling_back:
+                    self.phase = Phase.DRAIN
+                self._wait_unhealthy(with_health)
+        if not rolling_back:
+            self.phase = Phase.RETIRE
+        ids = [c.id for c in current if c.status != "removed"]
+        self.progress.info(f"stopping {names(current)}")
+        stop = self.docker.stop(ids)
+        if stop.returncode != 0:
+            self.progress.warn(f"docker stop: {stop.stderr.strip()}")
+        self.progress.info(f"removing {names(current)}")
+        removal = self.docker.remove(ids)
+        if removal.returncode != 0 and "No such container" not in removal.stderr:
+            raise DeployFailed(f"could not remove {names(current)}: {removal.stderr.strip()}")
+
+    def _run_pre_stop(self, containers: List[Container]) -> None:
+        """The pre-stop command for every container at once; a failure is a warning, as in the original tool."""
+        template = self.options.pre_stop_cmd or ""
+        timeout = self.options.healthcheck_timeout
+
+        def one(container: Container) -> None:
+            command = pre_stop_command(template, container.id)
+            self.progress.info(f"running pre-stop command for {container.name}: {command}")
+            try:
+                result = self.docker.runner.run(["sh", "-c", command], check=False, capture=True, timeout=timeout)
+            except DockerCommandError as error:
+                self.progress.warn(f"pre-stop command for {container.name} could not run: {error}")
+                return
+            output = (result.stdout + result.stderr).strip()
+            if output:
+                self.progress.detail(f"pre-stop output for {container.name}", output)
+            if result.returncode != 0:
+                self.progress.warn(f"pre-stop command for {container.name} exited with {result.returncode}")
+
+        threads = [threading.Thread(target=one, args=(c,)) for c in containers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _wait_unhealthy(self, containers: List[Container]) -> None:
+        assert self.watch is not None
+        timeout = self.options.healthcheck_timeout
+        self.progress.info(f"waiting up to {timeout:g}s for {names(containers)} to be unhealthy")
+        # A further interrupt ends this wait early: the user wants out, and stopping is all that is left.
+        outcome = self.watch.wait([c.id for c in containers], none_healthy, timeout,
+                                  interrupts_seen=max(self.interrupts.count, 1))
+        if outcome.kind == "timeout":
+            self.progress.warn(f"still healthy after {timeout:g}s; stopping anyway")
+        elif outcome.done:
+            self.progress.info(f"{names(containers)} unhealthy")
+
+    def _check_interrupt(self) -> None:
+        """At a safe point: before the first pre-stop an interrupt becomes a roll-back, after it we carry on."""
+        signum = self.interrupts.first_signal
+        if signum is None:
+            return
+        if rolls_back(self.phase):
+            raise Interrupted(f"interrupted by {signal_name(signum)} during {self.phase.value}", signum)
+
+
+def names(containers: Sequence[Container]) -> str:
+    return ", ".join(c.name for c in containers) or "none"
+
+
+def describe(containers: Sequence[Container]) -> str:
+    return ", ".join(f"{c.name} ({c.short_id})" for c in containers) or "none"
+
+
+def quote_command(argv: Sequence[str]) -> str:
+    return " ".join(shlex.quote(word) for word in argv)
+
+

@@ -1,0 +1,530 @@
+"""The thin layer that talks to Docker: the user's own `docker` CLI and compose, with the user's global flags.
+
+The only module that starts processes. Engine JSON is parsed here into small dataclasses, by pure functions that the
+unit tests feed with saved engine output.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+
+from docker_reroll.errors import DockerCommandError, RefusedError, first_line
+from docker_reroll.interrupts import Interrupts
+
+LABEL_PROJECT = "com.docker.compose.project"
+LABEL_SERVICE = "com.docker.compose.service"
+LABEL_ONEOFF = "com.docker.compose.oneoff"
+LABEL_NUMBER = "com.docker.compose.container-number"
+LABEL_CONFIG_HASH = "com.docker.compose.config-hash"
+
+CHILD_STOP_GRACE = 10.0  # after an interrupt, how long compose gets to stop cleanly before it is killed
+POLL_SECONDS = 0.05
+
+
+# ----------------------------------------------------------------------------------------------- parsed engine data
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    name: str
+    status: str  # created, running, paused, restarting, removing, exited, dead
+    health: Optional[str]  # None without a health check, else starting, healthy or unhealthy
+    exit_code: int = 0
+    labels: Mapping[str, str] = field(default_factory=dict)
+    image_id: str = ""
+    health_output: str = ""  # the last health probe's output: the first thing to read when a deploy fails
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    @property
+    def has_healthcheck(self) -> bool:
+        return self.health is not None
+
+    @property
+    def number(self) -> int:
+        try:
+            return int(self.labels.get(LABEL_NUMBER, "0"))
+        except ValueError:
+            return 0
+
+    @property
+    def oneoff(self) -> bool:
+        return self.labels.get(LABEL_ONEOFF, "False") == "True"
+
+
+def parse_inspect(text: str) -> List[Container]:
+    """`docker inspect` JSON (a list of container objects) into Containers."""
+    containers = []
+    for item in json.loads(text or "[]"):
+        state = item.get("State") or {}
+        health = state.get("Health") or None
+        log = (health or {}).get("Log") or []
+        config = item.get("Config") or {}
+        containers.append(
+            Container(
+                id=item["Id"],
+                name=(item.get("Name") or "").lstrip("/"),
+                status=state.get("Status", "unknown"),
+                health=health.get("Status") if health else None,
+                exit_code=int(state.get("ExitCode") or 0),
+                labels=config.get("Labels") or {},
+                image_id=item.get("Image", ""),
+                health_output=(log[-1].get("Output") or "").strip() if log else "",
+            )
+        )
+    return containers
+
+
+@dataclass(frozen=True)
+class ContainerEvent:
+    id: str
+    action: str  # create, start, die, destroy, health_status
+    health: Optional[str] = None  # for health_status: healthy, unhealthy or starting
+    exit_code: Optional[int] = None  # for die
+    engine_time: float = 0.0  # seconds since the epoch, by the engine's clock
+    received: float = 0.0  # time.monotonic() when the line arrived
+
+
+def parse_event(line: str, received: float = 0.0) -> Optional[ContainerEvent]:
+    """One line of `docker events --format '{{json .}}'`; None for lines that are not container events."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    if data.get("Type") != "container":
+        return None
+    action = data.get("Action") or data.get("status") or ""
+    attributes = (data.get("Actor") or {}).get("Attributes") or {}
+    container_id = (data.get("Actor") or {}).get("ID") or data.get("id") or ""
+    health = None
+    if action.startswith("health_status"):
+        action, _, health = action.partition(":")
+        health = health.strip() or None
+    exit_code = attributes.get("exitCode")
+    return ContainerEvent(
+        id=container_id,
+        action=action,
+        health=health,
+        exit_code=int(exit_code) if exit_code and exit_code.lstrip("-").isdigit() else None,
+        engine_time=(data.get("timeNano") or 0) / 1e9 or float(data.get("time") or 0),
+        received=received,
+    )
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What the compose file says about the service, as far as a rolling deploy cares."""
+
+    name: str
+    container_name: Optional[str] = None
+    network_mode: Optional[str] = None
+    fixed_host_ports: List[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    name: str
+    services: List[str]
+    service: Optional[ServiceSpec]  # None when the service is not defined (or disabled by profiles)
+
+
+PORT_RANGE = re.compile(r"^\d+-\d+$")
+
+
+def parse_compose_config(text: str, service: str) -> ProjectConfig:
+    """`docker compose config --format json` into the project's name and the service's deploy-relevant facts."""
+    data = json.loads(text)
+    services = data.get("services") or {}
+    spec = None
+    if service in services:
+        definition = services[service] or {}
+        fixed = []
+        for port in definition.get("ports") or []:
+            published = str(port.get("published") or "") if isinstance(port, dict) else ""
+            if published and not PORT_RANGE.match(published):
+                fixed.append(f"{published}:{port.get('target')}")
+        spec = ServiceSpec(
+            name=service,
+            container_name=definition.get("container_name"),
+            network_mode=definition.get("network_mode"),
+            fixed_host_ports=fixed,
+        )
+    return ProjectConfig(name=data.get("name") or "", services=sorted(services), service=spec)
+
+
+def legacy_project_name(project_name: Optional[str], files: Sequence[str], project_directory: Optional[str],
+                        environ: Mapping[str, str]) -> str:
+    """The project name as docker-compose v1 derives it (v1 cannot print it): -p, COMPOSE_PROJECT_NAME, .env, dir."""
+    directory = project_directory or (os.path.dirname(os.path.abspath(files[0])) if files else os.getcwd())
+    name = project_name or environ.get("COMPOSE_PROJECT_NAME")
+    if not name:
+        try:
+            with open(os.path.join(directory, ".env"), encoding="utf-8") as env_file:
+                for line in env_file:
+                    key, _, value = line.strip().partition("=")
+                    if key.strip() == "COMPOSE_PROJECT_NAME":
+                        name = value.strip().strip("'\"")
+        except OSError:
+            pass
+    name = name or os.path.basename(os.path.abspath(directory))
+    return re.sub(r"[^-_a-z0-9]", "", name.lower())
+
+
+# ------------------------------------------------------------------------------------------------- running commands
+
+
+@dataclass
+class CallStats:
+    """Where a deploy's time goes; printed by the benchmark (DOCKER_REROLL_STATS)."""
+
+    command_seconds: float = 0.0
+    commands: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, seconds: float) -> None:
+        with self.lock:
+            self.command_seconds += seconds
+            self.commands += 1
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class CommandRunner:
+    """Runs child processes in their own sessions, so a terminal's Ctrl-C reaches only us and we stop them."""
+
+    def __init__(self, stats: Optional[CallStats] = None, env: Optional[Mapping[str, str]] = None) -> None:
+        self.stats = stats or CallStats()
+        self.env = dict(env) if env is not None else None
+
+    def run(self, argv: Sequence[str], *, check: bool = True, capture: bool = True, input_bytes: bytes = b"",
+            interrupts: Optional[Interrupts] = None, timeout: Optional[float] = None,
+            env: Optional[Mapping[str, str]] = None) -> Result:
+        """Run a command. With `interrupts`, an interrupt stops it (SIGINT, then SIGKILL after a grace period);
+        with `timeout`, so does running too long. Without `capture`, its output passes through to our stderr."""
+        started = time.monotonic()
+        try:
+            process = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.PIPE if input_bytes else subprocess.DEVNULL,
+                stdout=subprocess.PIPE if capture else sys.stderr,
+                stderr=subprocess.PIPE if capture else None,
+                start_new_session=True,
+                env=dict(env) if env is not None else self.env,
+            )
+        except OSError as error:
+            raise DockerCommandError(list(argv), 127, str(error)) from None
+        try:
+            stdout, stderr = self._wait(process, input_bytes, interrupts, timeout)
+        finally:
+            self.stats.add(time.monotonic() - started)
+        result = Result(process.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace"))
+        if check and result.returncode != 0:
+            raise DockerCommandError(list(argv), result.returncode, result.stderr)
+        return result
+
+    def _wait(self, process: "subprocess.Popen[bytes]", input_bytes: bytes, interrupts: Optional[Interrupts],
+              timeout: Optional[float]) -> "tuple[bytes, bytes]":
+        if interrupts is None and timeout is None:
+            out, err = process.communicate(input_bytes or None)
+            return out or b"", err or b""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # Read output in threads so a chatty child never blocks on a full pipe while we poll.
+        chunks: Dict[str, List[bytes]] = {"out": [], "err": []}
+        readers = [_drain(process.stdout, chunks["out"]), _drain(process.stderr, chunks["err"])]
+        if process.stdin:
+            try:
+                process.stdin.write(input_bytes)
+                process.stdin.close()
+            except OSError:
+                pass
+        while process.poll() is None:
+            expired = deadline is not None and time.monotonic() > deadline
+            if expired or (interrupts is not None and interrupts.requested()):
+                stop_process_group(process)
+                break
+            time.sleep(POLL_SECONDS)
+        process.wait()
+        for reader in readers:
+            if reader:
+                reader.join(timeout=1)
+        return b"".join(chunks["out"]), b"".join(chunks["err"])
+
+
+def _drain(stream: Optional[object], sink: List[bytes]) -> Optional[threading.Thread]:
+    if stream is None:
+        return None
+
+    def pump() -> None:
+        for chunk in iter(lambda: stream.read(65536), b""):  # type: ignore[attr-defined]
+            sink.append(chunk)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return thread
+
+
+def stop_process_group(process: "subprocess.Popen[bytes]", grace: float = CHILD_STOP_GRACE) -> None:
+    """Ask a child (and its children) to stop like Ctrl-C would; kill it if it does not within `grace` seconds."""
+    for signum, wait in ((signal.SIGINT, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+# ----------------------------------------------------------------------------------------------------- event stream
+
+
+class EventStream:
+    """`docker events` for the service's containers, parsed on a reader thread and handed to a callback.
+
+    The callback gets each ContainerEvent, and None once when the stream ends (the engine went away, the CLI died):
+    waiters then fall back to polling.
+    """
+
+    def __init__(self, argv: Sequence[str], on_event: Callable[[Optional[ContainerEvent]], None],
+                 env: Optional[Mapping[str, str]] = None) -> None:
+        self._on_event = on_event
+        self._process = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            start_new_session=True, env=dict(env) if env is not None else None,
+            preexec_fn=_die_with_parent,
+        )
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for raw in self._process.stdout:
+            event = parse_event(raw.decode(errors="replace"), received=time.monotonic())
+            if event is not None:
+                self._on_event(event)
+        self._on_event(None)
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+
+
+def _die_with_parent() -> None:
+    """In the `docker events` child: end with us even if we are killed outright, so no reader is left behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux); elsewhere the pipe closing ends it
+    except Exception:  # noqa: BLE001 - best effort on systems without prctl
+        pass
+
+
+# ------------------------------------------------------------------------------------------------ docker and compose
+
+
+@dataclass(frozen=True)
+class Compose:
+    """How to call compose: v2 as `docker [globals] compose`, or the legacy standalone `docker-compose` v1."""
+
+    argv: List[str]  # everything before the compose subcommand, project flags included
+    legacy: bool = False
+    env: Optional[Dict[str, str]] = None
+
+    def command(self, *args: str) -> List[str]:
+        return self.argv + list(args)
+
+
+LEGACY_GLOBALS = {"--context": "--context", "--host": "--host", "--tlscacert": "--tlscacert",
+                  "--tlscert": "--tlscert", "--tlskey": "--tlskey", "--log-level": "--log-level"}
+LEGACY_BOOL_GLOBALS = {"--tls": "--tls", "--tlsverify": "--tlsverify", "--debug": "--verbose"}
+
+
+def legacy_compose(project_args: Sequence[str], docker_globals: Sequence[str],
+                   environ: Mapping[str, str]) -> Compose:
+    """docker-compose v1 takes most of docker's global flags itself; --config becomes DOCKER_CONFIG."""
+    argv = ["docker-compose"]
+    env = dict(environ)
+    i = 0
+    while i < len(docker_globals):
+        flag = docker_globals[i]
+        if flag in LEGACY_BOOL_GLOBALS:
+            argv.append(LEGACY_BOOL_GLOBALS[flag])
+            i += 1
+            continue
+        value = docker_globals[i + 1]
+        if flag == "--config":
+            env["DOCKER_CONFIG"] = value
+        elif flag in LEGACY_GLOBALS:
+            argv += [LEGACY_GLOBALS[flag], value]
+        i += 2
+    return Compose(argv + list(project_args), legacy=True, env=env)
+
+
+NOT_A_DOCKER_COMMAND = ("is not a docker command", "unknown command")
+
+
+class Docker:
+    """Docker and compose calls for one project, with the user's global flags on every call."""
+
+    def __init__(self, docker_binary: str, docker_globals: Sequence[str], project_args: Sequence[str],
+                 environ: Mapping[str, str], runner: Optional[CommandRunner] = None) -> None:
+        self.docker_argv = [docker_binary] + list(docker_globals)
+        self.docker_globals = list(docker_globals)
+        self.project_args = list(project_args)
+        self.environ = dict(environ)
+        self.runner = runner or CommandRunner()
+        self.compose: Optional[Compose] = None
+
+    # -- plain docker
+
+    def docker(self, *args: str) -> List[str]:
+        return self.docker_argv + list(args)
+
+    def run(self, *args: str, **kwargs: object) -> Result:
+        return self.runner.run(self.docker(*args), **kwargs)  # type: ignore[arg-type]
+
+    def list_service_containers(self, project: str, service: str) -> List[Container]:
+        """All containers compose made for the service (any state, one-off `run` containers excluded)."""
+        listed = self.run("ps", "--all", "--quiet", "--no-trunc",
+                          "--filter", f"label={LABEL_PROJECT}={project}",
+                          "--filter", f"label={LABEL_SERVICE}={service}").stdout.split()
+        return [c for c in self.inspect(listed) if not c.oneoff]
+
+    def inspect(self, ids: Iterable[str]) -> List[Container]:
+        """One `docker inspect` for many containers; ones that vanished meanwhile are simply absent."""
+        ids = list(ids)
+        if not ids:
+            return []
+        result = self.run("container", "inspect", *ids, check=False)
+        if result.returncode != 0 and not result.stdout.strip().startswith("["):
+            if "No such" in result.stderr:
+                return []
+            raise DockerCommandError(self.docker("container", "inspect", *ids), result.returncode, result.stderr)
+        return parse_inspect(result.stdout)
+
+    def stop(self, ids: Sequence[str], timeout: Optional[int] = None) -> Result:
+        """Stop with each container's own stop signal and grace period (from the compose file) unless told."""
+        args = ["stop"] + (["--time", str(timeout)] if timeout is not None else []) + list(ids)
+        return self.run(*args, check=False)
+
+    def remove(self, ids: Sequence[str]) -> Result:
+        return self.run("rm", "--force", "--volumes", *ids, check=False) if ids else Result(0, "", "")
+
+    def logs_tail(self, container_id: str, lines: int = 20) -> str:
+        result = self.run("logs", "--tail", str(lines), "--timestamps", container_id, check=False)
+        return (result.stdout + result.stderr).strip()
+
+    def events(self, project: str, service: str,
+               on_event: Callable[[Optional[ContainerEvent]], None]) -> EventStream:
+        # --since a moment ago: events between starting the CLI and the engine registering us are replayed.
+        since = f"{time.time() - 1.0:.3f}"
+        argv = self.docker(
+            "events", "--format", "{{json .}}", "--since", since,
+            "--filter", "type=container",
+            "--filter", f"label={LABEL_PROJECT}={project}",
+            "--filter", f"label={LABEL_SERVICE}={service}",
+            "--filter", "event=create", "--filter", "event=start", "--filter", "event=die",
+            "--filter", "event=destroy", "--filter", "event=health_status",
+        )
+        return EventStream(argv, on_event)
+
+    # -- compose
+
+    def load_project(self, service: str) -> ProjectConfig:
+        """Ask compose for the project (so its rules for names, files and profiles apply); pick v2 or v1."""
+        v2 = Compose(self.docker("compose", *self.project_args))
+        result = self.runner.run(v2.command("config", "--format", "json"), check=False)
+        if result.returncode == 0:
+            self.compose = v2
+            return parse_compose_config(result.stdout, service)
+        if not any(marker in result.stderr for marker in NOT_A_DOCKER_COMMAND):
+            raise RefusedError(f"compose cannot load the project: {compose_message(result.stderr)}")
+        return self._load_legacy_project(service)
+
+    def _load_legacy_project(self, service: str) -> ProjectConfig:
+        legacy = legacy_compose(self.project_args, self.docker_globals, self.environ)
+        try:
+            result = self.runner.run(legacy.command("config", "--services"), check=False, env=legacy.env)
+        except DockerCommandError:
+            raise RefusedError(
+                "neither `docker compose` (v2) nor `docker-compose` (v1) is installed: install the compose plugin"
+            ) from None
+        if result.returncode != 0:
+            raise RefusedError(f"compose cannot load the project: {compose_message(result.stderr)}")
+        self.compose = legacy
+        services = sorted(result.stdout.split())
+        name = legacy_project_name(_flag_value(self.project_args, "--project-name"),
+                                   _flag_values(self.project_args, "--file"),
+                                   _flag_value(self.project_args, "--project-directory"), self.environ)
+        spec = ServiceSpec(name=service) if service in services else None
+        return ProjectConfig(name=name, services=services, service=spec)
+
+    def services_in_any_profile(self) -> List[str]:
+        assert self.compose is not None
+        if self.compose.legacy:
+            return []
+        result = self.runner.run(self.compose.command("--profile", "*", "config", "--services"), check=False)
+        return result.stdout.split() if result.returncode == 0 else []
+
+    def compose_up(self, service: str, *, scale: Optional[int], no_deps: bool,
+                   interrupts: Optional[Interrupts]) -> None:
+        """`up -d` for one service, at `scale` containers if given, leaving its dependencies alone if `no_deps`.
+
+        Existing containers are never recreated (--no-recreate): new ones get the current config and image."""
+        assert self.compose is not None
+        args = ["up", "--detach", "--no-recreate"] + (["--no-deps"] if no_deps else [])
+        if scale is not None:
+            args += ["--scale", f"{service}={scale}"]
+        result = self.runner.run(self.compose.command(*args, service), capture=False, interrupts=interrupts,
+                                 check=False, env=self.compose.env)
+        if result.returncode != 0:
+            raise DockerCommandError(self.compose.command(*args, service), result.returncode,
+                                     "compose exited with an error (its output is above)")
+
+
+def compose_message(stderr: str) -> str:
+    """Compose's own explanation, on one line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return " ".join(lines)[:500] if lines else "unknown error"
+
+
+def _flag_values(args: Sequence[str], flag: str) -> List[str]:
+    return [args[i + 1] for i in range(len(args) - 1) if args[i] == flag]
+
+
+def _flag_value(args: Sequence[str], flag: str) -> Optional[str]:
+    values = _flag_values(args, flag)
+    return values[-1] if values else None
+
+
+def docker_binary(environ: Mapping[str, str]) -> str:
+    """The docker CLI that ran us (plugin mode), else the one on PATH."""
+    return environ.get("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND") or "docker"
+
+
+__all__ = ["Container", "ContainerEvent", "Docker", "EventStream", "ProjectConfig", "ServiceSpec", "first_line"]

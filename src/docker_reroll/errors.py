@@ -1,0 +1,80 @@
+"""Every way a run can end other than success, each with its exit code (documented in the README)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Optional
+
+EXIT_OK = 0
+EXIT_DEPLOY_FAILED = 1  # the new containers failed; they were removed and the old ones keep serving
+EXIT_USAGE = 2  # bad command line (clap-style message)
+EXIT_REFUSED = 3  # refused before changing anything: bad project, service or environment
+EXIT_LOCKED = 4  # another deploy of the same service holds the lock
+EXIT_SIGNAL_BASE = 128  # interrupted: 128 + signal number (129 SIGHUP, 130 SIGINT, 143 SIGTERM)
+
+
+class RerollError(Exception):
+    """Base of all expected failures: a one-line message and an exit code."""
+
+    exit_code = EXIT_DEPLOY_FAILED
+
+
+class UsageError(RerollError):
+    """The command line cannot be parsed; printed clap-style with the usage line."""
+
+    exit_code = EXIT_USAGE
+
+
+class RefusedError(RerollError):
+    """The deploy was refused before anything was changed."""
+
+    exit_code = EXIT_REFUSED
+
+
+class LockedError(RerollError):
+    """Another deploy of the service is running."""
+
+    exit_code = EXIT_LOCKED
+
+
+class DeployFailed(RerollError):
+    """The new containers did not become ready; they were rolled back."""
+
+    exit_code = EXIT_DEPLOY_FAILED
+
+
+class Interrupted(RerollError):
+    """A signal (or the docker CLI cancelling the plugin) ended the deploy."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = EXIT_SIGNAL_BASE + signum
+
+
+class DockerCommandError(RerollError):
+    """A docker or compose command failed."""
+
+    def __init__(self, argv: "list[str]", returncode: int, stderr: str) -> None:
+        self.argv = argv
+        self.returncode = returncode
+        self.stderr = stderr
+        super().__init__(f"`{short_command(argv)}` failed: {first_line(stderr) or f'exit {returncode}'}")
+
+
+def first_line(text: Optional[str]) -> str:
+    """The first non-blank line of a tool's output: the part worth showing on one line."""
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def short_command(argv: "list[str]") -> str:
+    """A command as the user would recognise it: `docker compose up ...` without long paths or flag noise."""
+    words = list(argv)
+    if words:
+        words[0] = words[0].rsplit("/", 1)[-1]
+    text = " ".join(words)
+    return text if len(text) <= 120 else text[:117] + "..."

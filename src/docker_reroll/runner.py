@@ -1,0 +1,77 @@
+"""Wire a deploy together and turn every way it can end into one summary line and an exit code."""
+
+import json
+import sys
+import time
+from typing import Mapping, Optional
+
+from docker_reroll.cli import Options
+from docker_reroll.deploy import Deployment, quote_command
+from docker_reroll.engine import CallStats, CommandRunner, Docker, docker_binary
+from docker_reroll.errors import EXIT_OK, Interrupted, RerollError
+from docker_reroll.interrupts import Interrupts, signal_name
+from docker_reroll.progress import Progress
+
+STATS_ENV = "DOCKER_REROLL_STATS"  # a file to write timing figures to (used by the benchmark)
+
+
+def run(options: Options, environ: Mapping[str, str], progress: Optional[Progress] = None) -> int:
+    progress = progress or Progress()
+    started = time.monotonic()
+    stats = CallStats()
+    docker = Docker(docker_binary(environ), options.docker_globals, options.compose_project_args(), environ,
+                    CommandRunner(stats))
+    interrupts = Interrupts()
+    interrupts.install(environ)
+    deployment = Deployment(options, docker, progress, interrupts,
+                            command_line=quote_command(["docker", "reroll"] + sys.argv[1:]))
+    try:
+        deployment.run()
+        code = _finished_code(interrupts, progress)
+    except Interrupted as error:
+        progress.error(f"{error}; the old containers keep serving")
+        code = error.exit_code
+    except RerollError as error:
+        progress.error(str(error))
+        code = error.exit_code
+    finally:
+        interrupts.uninstall()
+    _write_stats(environ.get(STATS_ENV), deployment, stats, time.monotonic() - started)
+    return code
+
+
+def _finished_code(interrupts: Interrupts, progress: Progress) -> int:
+    """The deploy completed; if an interrupt came after the point of no return, say so and exit as interrupted."""
+    signum = interrupts.first_signal
+    if signum is None:
+        return EXIT_OK
+    progress.warn(f"interrupted by {signal_name(signum)} after the old containers began to drain: "
+                  "finished the deploy instead of going back")
+    return Interrupted("", signum).exit_code
+
+
+def _write_stats(path: Optional[str], deployment: Deployment, stats: CallStats, total: float) -> None:
+    if not path:
+        return
+    waits = deployment.wait_stats
+    figures = {
+        "total_seconds": total,
+        "command_seconds": stats.command_seconds,
+        "commands": stats.commands,
+        "wait_seconds": waits.wait_seconds if waits else 0.0,
+        "reaction_seconds": waits.reaction_seconds if waits else [],
+        "engine_reaction_seconds": waits.engine_reaction_seconds if waits else [],
+        "events_received": waits.events_received if waits else 0,
+        "used_polling": waits.used_polling if waits else False,
+        "replicas": deployment.report.replicas,
+        "max_rss_kb": _max_rss_kb(),
+    }
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(figures, handle)
+
+
+def _max_rss_kb() -> int:
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+

@@ -1,0 +1,212 @@
+"""Waiting for containers: the engine's event stream wakes us the moment something changes.
+
+Subscribe first, then reconcile with one `docker inspect`, then react to events: nothing that happened before the
+subscription is missed, and no waiting phase costs a poll interval. If the stream breaks, waits fall back to polling
+with `inspect`; every wait has a deadline and notices interrupts, so none can hang.
+"""
+
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+from docker_reroll.engine import Container, ContainerEvent, Docker, EventStream
+from docker_reroll.interrupts import Interrupts
+
+RECONCILE_SECONDS = 2.0  # with a live event stream: a cheap safety net against a lost event
+POLL_FALLBACK_SECONDS = 0.5  # without one: how often to inspect
+WAKE_SECONDS = 0.05  # how soon a wait notices an interrupt (events wake it at once)
+RECENT_EVENTS_KEPT = 16
+
+REMOVED = "removed"  # our status for a container the engine no longer knows
+GONE_STATUSES = ("exited", "dead", REMOVED)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a wait ended: the condition held, it can no longer hold (with why), time ran out, or an interrupt."""
+
+    kind: str  # "done", "failed", "timeout", "interrupted"
+    reason: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.kind == "done"
+
+
+DONE = Outcome("done")
+Verdict = Callable[[List[Container]], Optional[Outcome]]  # None: keep waiting
+
+
+@dataclass
+class WaitStats:
+    """Waiting time and how fast we acted on the event that ended a wait (for the benchmark)."""
+
+    wait_seconds: float = 0.0
+    reaction_seconds: List[float] = field(default_factory=list)  # event line received -> wait returned
+    engine_reaction_seconds: List[float] = field(default_factory=list)  # engine's event time -> wait returned
+    events_received: int = 0
+    used_polling: bool = False
+
+
+class ContainerWatch:
+    def __init__(self, docker: Docker, project: str, service: str, interrupts: Interrupts) -> None:
+        self._docker = docker
+        self._project = project
+        self._service = service
+        self._interrupts = interrupts
+        self._cond = threading.Condition()
+        self._states: Dict[str, Container] = {}
+        self._recent_events: Dict[str, List[ContainerEvent]] = {}  # per container, to replay over an inspect
+        self._last_event: Optional[ContainerEvent] = None
+        self._stream: Optional[EventStream] = None
+        self._stream_alive = False
+        self.stats = WaitStats()
+
+    def __enter__(self) -> "ContainerWatch":
+        try:
+            self._stream = self._docker.events(self._project, self._service, self._on_event)
+            self._stream_alive = True
+        except OSError:
+            self._stream_alive = False
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._stream is not None:
+            self._stream.close()
+
+    @property
+    def streaming(self) -> bool:
+        return self._stream_alive
+
+    def _on_event(self, event: Optional[ContainerEvent]) -> None:
+        with self._cond:
+            if event is None:
+                self._stream_alive = False
+                self.stats.used_polling = True
+            else:
+                self.stats.events_received += 1
+                self._apply_event(event)
+            self._cond.notify_all()
+
+    def _apply_event(self, event: ContainerEvent) -> None:
+        recent = self._recent_events.setdefault(event.id, [])
+        recent.append(event)
+        del recent[:-RECENT_EVENTS_KEPT]
+        if event.id in self._states:
+            self._states[event.id] = evolve(self._states[event.id], event)
+            self._last_event = event
+
+    def refresh(self, ids: Sequence[str]) -> List[Container]:
+        """One inspect for all `ids`, then the events that arrived while it ran on top: they are newer."""
+        started = time.monotonic()
+        found = {c.id: c for c in self._docker.inspect(ids)}
+        with self._cond:
+            for container_id in ids:
+                previous = self._states.get(container_id)
+                state = found.get(container_id)
+                if state is None:
+                    if previous is None:
+                        continue
+                    state = dataclasses.replace(previous, status=REMOVED)
+                for event in self._recent_events.get(container_id, []):
+                    if event.received >= started:
+                        state = evolve(state, event)
+                self._states[container_id] = state
+            return [self._states[i] for i in ids if i in self._states]
+
+    def current(self, ids: Sequence[str]) -> List[Container]:
+        with self._cond:
+            return [self._states[i] for i in ids if i in self._states]
+
+    def wait(self, ids: Sequence[str], verdict: Verdict, seconds: float,
+             interrupts_seen: Optional[int] = None) -> Outcome:
+        """Wait up to `seconds` until `verdict` decides; an interrupt beyond `interrupts_seen` ends it early."""
+        started = time.monotonic()
+        deadline = started + seconds
+        seen = self._interrupts.count if interrupts_seen is None else interrupts_seen
+        self.refresh(ids)
+        last_refresh = time.monotonic()
+        try:
+            while True:
+                with self._cond:
+                    outcome = verdict([self._states[i] for i in ids if i in self._states])
+                    if outcome is not None:
+                        self._note_reaction(started)
+                        return outcome
+                    if self._interrupts.count > seen:
+                        return Outcome("interrupted")
+                    now = time.monotonic()
+                    if now >= deadline:
+                        return Outcome("timeout")
+                    self._cond.wait(min(WAKE_SECONDS, deadline - now))
+                    streaming = self._stream_alive
+                interval = RECONCILE_SECONDS if streaming else POLL_FALLBACK_SECONDS
+                if time.monotonic() - last_refresh >= interval:
+                    self.refresh(ids)
+                    last_refresh = time.monotonic()
+        finally:
+            self.stats.wait_seconds += time.monotonic() - started
+
+    def _note_reaction(self, wait_started: float) -> None:
+        """If an event (not our own inspect) ended the wait, record how long we took to act on it."""
+        event = self._last_event
+        if event is None or event.received < wait_started:
+            return
+        self.stats.reaction_seconds.append(time.monotonic() - event.received)
+        if event.engine_time:
+            self.stats.engine_reaction_seconds.append(max(0.0, time.time() - event.engine_time))
+        self._last_event = None
+
+
+# ------------------------------------------------------------------------------------------- verdicts (pure logic)
+
+
+def evolve(container: Container, event: ContainerEvent) -> Container:
+    """A container's state after an engine event."""
+    if event.action == "health_status":
+        return dataclasses.replace(container, health=event.health)
+    if event.action == "start":
+        return dataclasses.replace(container, status="running")
+    if event.action == "die":
+        code = container.exit_code if event.exit_code is None else event.exit_code
+        return dataclasses.replace(container, status="exited", exit_code=code)
+    if event.action == "destroy":
+        return dataclasses.replace(container, status=REMOVED)
+    return container
+
+
+def gone(container: Container) -> bool:
+    return container.status in GONE_STATUSES
+
+
+def exit_reason(container: Container) -> str:
+    if container.status == REMOVED:
+        return f"{container.name} was removed"
+    return f"{container.name} exited with code {container.exit_code}"
+
+
+def all_healthy(containers: List[Container]) -> Optional[Outcome]:
+    """New containers with a health check: ready when every one is healthy; failed as soon as one stops."""
+    for container in containers:
+        if gone(container):
+            return Outcome("failed", exit_reason(container))
+    if containers and all(c.health == "healthy" or (c.health is None and c.running) for c in containers):
+        return DONE
+    return None
+
+
+def any_stopped(containers: List[Container]) -> Optional[Outcome]:
+    """New containers without a health check: only a stop decides early; otherwise the wait runs its course."""
+    for container in containers:
+        if gone(container):
+            return Outcome("failed", exit_reason(container))
+    return None
+
+
+def none_healthy(containers: List[Container]) -> Optional[Outcome]:
+    """Draining old containers: done when none of them is healthy any more (or running at all)."""
+    if all(c.health != "healthy" or gone(c) for c in containers):
+        return DONE
+    return None

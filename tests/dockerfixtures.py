@@ -1,0 +1,169 @@
+"""Shared helpers for tests against the real engine: images, throw-away compose projects, running the plugin."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "src"))
+
+from docker_reroll.engine import Container, parse_inspect  # noqa: E402
+
+BUSYBOX_IMAGE = "reroll-test-bb:latest"
+APP_IMAGE = "reroll-test-app"  # tags v1, v2, v3: busybox with /version
+
+# A service that serves nothing but behaves like one: stops on SIGTERM, health check fails once /.dead exists
+# (the drain recipe) or when BROKEN=1, and exits at once with CRASH=1.
+SERVICE_TEMPLATE = """
+services:
+  web:
+    image: {image}:${{TAG:-v1}}
+    command: ["sh", "-c", "test \\"$$CRASH\\" = 1 && exit 3; trap 'exit 0' TERM; while true; do sleep 0.1; done"]
+    environment:
+      BROKEN: "${{BROKEN:-0}}"
+      CRASH: "${{CRASH:-0}}"
+      MARK: "${{MARK:-none}}"
+    stop_grace_period: 5s
+{healthcheck}
+"""
+HEALTHCHECK = """    healthcheck:
+      test: ["CMD", "sh", "-c", "test \\"$$BROKEN\\" != 1 && ! test -e /.dead"]
+      interval: 1s
+      timeout: 1s
+      retries: 1
+"""
+
+
+def docker(*args: str, check: bool = True, env: Optional[Dict[str, str]] = None,
+           input_text: Optional[str] = None, cwd: Optional[str] = None, timeout: float = 300
+           ) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, env=env,
+                          input=input_text, cwd=cwd, timeout=timeout)
+
+
+def require_engine() -> None:
+    """No engine is a failure, never a skip: `make test` provisions one, and CI must prove the real thing."""
+    result = subprocess.run(["docker", "info"], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"no Docker engine answers (run `make provision`): {result.stderr.strip()[:300]}",
+                    pytrace=False)
+
+
+def build_test_images() -> None:
+    if docker("image", "inspect", f"{APP_IMAGE}:v3", check=False).returncode == 0:
+        return
+    context = tempfile.mkdtemp(prefix="reroll-bb-")
+    try:
+        shutil.copy("/bin/busybox", os.path.join(context, "busybox"))
+        with open(os.path.join(context, "Dockerfile"), "w") as handle:
+            handle.write('FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n')
+        docker("build", "-q", "-t", BUSYBOX_IMAGE, context)
+        for version in ("v1", "v2", "v3"):
+            with open(os.path.join(context, "Dockerfile"), "w") as handle:
+                handle.write(f"FROM {BUSYBOX_IMAGE}\nRUN echo {version} > /version\n")
+            docker("build", "-q", "-t", f"{APP_IMAGE}:{version}", context)
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+
+
+def install_plugin(docker_config: str) -> str:
+    """Build the plugin from this checkout into a private DOCKER_CONFIG, exactly as `make install` does."""
+    path = os.path.join(docker_config, "cli-plugins", "docker-reroll")
+    subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "build_plugin.py"), path], check=True,
+                   capture_output=True)
+    return path
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+@dataclass
+class ComposeProject:
+    """A compose project of its own for one test, removed afterwards whatever happened."""
+
+    directory: str
+    name: str
+    env: Dict[str, str]
+    service: str = "web"
+    compose_file: str = "compose.yaml"
+    runs: List[Run] = field(default_factory=list)
+
+    def write(self, text: str, filename: Optional[str] = None) -> str:
+        path = os.path.join(self.directory, filename or self.compose_file)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as handle:
+            handle.write(textwrap.dedent(text))
+        return path
+
+    def compose(self, *args: str, extra_env: Optional[Dict[str, str]] = None, check: bool = True
+                ) -> subprocess.CompletedProcess:
+        return docker("compose", "-p", self.name, *args, env={**self.env, **(extra_env or {})},
+                      cwd=self.directory, check=check)
+
+    def reroll(self, *args: str, extra_env: Optional[Dict[str, str]] = None, docker_globals: tuple = (),
+               timeout: float = 180, cwd: Optional[str] = None) -> Run:
+        """`docker [globals] reroll ARGS` through the real docker CLI, as a user would run it."""
+        started = time.monotonic()
+        result = subprocess.run(["docker", *docker_globals, "reroll", *args], capture_output=True, text=True,
+                                env={**self.env, **(extra_env or {})}, cwd=cwd or self.directory,
+                                timeout=timeout)
+        run = Run(result.returncode, result.stdout, result.stderr, time.monotonic() - started)
+        self.runs.append(run)
+        sys.stderr.write(f"--- docker reroll {' '.join(args)} -> {run.returncode} in {run.seconds:.1f}s\n"
+                         f"{run.stderr}\n")
+        return run
+
+    def containers(self, service: Optional[str] = None, all_states: bool = True) -> List[Container]:
+        ids = docker("ps", *(["-a"] if all_states else []), "-q", "--no-trunc",
+                     "--filter", f"label=com.docker.compose.project={self.name}",
+                     "--filter", f"label=com.docker.compose.service={service or self.service}").stdout.split()
+        return sorted(parse_inspect(docker("inspect", *ids).stdout) if ids else [], key=lambda c: c.number)
+
+    def image_of(self, container: Container) -> str:
+        return json.loads(docker("inspect", container.id).stdout)[0]["Config"]["Image"]
+
+    def env_of(self, container: Container) -> Dict[str, str]:
+        env = json.loads(docker("inspect", container.id).stdout)[0]["Config"]["Env"]
+        return dict(item.split("=", 1) for item in env)
+
+    def up(self, replicas: int = 1, **env: str) -> List[Container]:
+        self.compose("up", "-d", "--wait", "--scale", f"{self.service}={replicas}", self.service, extra_env=env)
+        return self.containers()
+
+    def cleanup(self) -> None:
+        docker("compose", "-p", self.name, "down", "-v", "-t", "0", "--remove-orphans", env=self.env,
+               cwd=self.directory, check=False)
+        lock = f"docker-reroll-lock.{self.name}.{self.service}"
+        docker("rm", "-f", lock, f"{lock}.journal", check=False)
+
+
+def new_project(base_env: Dict[str, str], healthcheck: bool = True) -> ComposeProject:
+    directory = tempfile.mkdtemp(prefix="reroll-test-")
+    name = "rt" + uuid.uuid4().hex[:10]
+    project = ComposeProject(directory=directory, name=name, env={**base_env, "COMPOSE_PROJECT_NAME": name})
+    project.write(SERVICE_TEMPLATE.format(image=APP_IMAGE, healthcheck=HEALTHCHECK if healthcheck else ""))
+    return project
+
+
+def engine_events(since: float, until: float, container_id: str) -> List[str]:
+    """The engine's own record of what happened to a container, in order."""
+    out = docker("events", "--since", f"{since:.3f}", "--until", f"{until:.3f}", "--filter",
+                 f"container={container_id}", "--format", "{{.Action}}").stdout
+    return [line.strip() for line in out.splitlines() if line.strip()]

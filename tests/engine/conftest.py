@@ -1,0 +1,37 @@
+import os
+import shutil
+import tempfile
+
+import pytest
+
+from dockerfixtures import build_test_images, install_plugin, new_project, require_engine
+
+
+@pytest.fixture(scope="session")
+def base_env():
+    """The environment every `docker` call of the tests runs with: a private DOCKER_CONFIG holding the plugin
+    built from this checkout (compose v2 is found in the system plugin directory)."""
+    require_engine()
+    build_test_images()
+    config = tempfile.mkdtemp(prefix="reroll-docker-config-")
+    install_plugin(config)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "COMPOSE_"))}
+    env["DOCKER_CONFIG"] = config
+    yield env
+    shutil.rmtree(config, ignore_errors=True)
+
+
+@pytest.fixture
+def project(base_env):
+    project = new_project(base_env)
+    yield project
+    project.cleanup()
+    shutil.rmtree(project.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def project_without_healthcheck(base_env):
+    project = new_project(base_env, healthcheck=False)
+    yield project
+    project.cleanup()
+    shutil.rmtree(project.directory, ignore_errors=True)

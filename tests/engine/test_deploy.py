@@ -1,0 +1,179 @@
+"""The rolling deploy against the real engine: the core paths of `docker reroll`."""
+
+import time
+
+from dockerfixtures import APP_IMAGE, docker, engine_events
+
+
+def ids(containers):
+    return [c.id for c in containers]
+
+
+def test_deploy_with_health_check_replaces_the_container_with_the_new_image(project):
+    [old] = project.up(TAG="v1")
+    assert project.image_of(old) == f"{APP_IMAGE}:v1"
+
+    run = project.reroll("web", extra_env={"TAG": "v2"})
+
+    assert run.returncode == 0, run.stderr
+    [new] = project.containers()
+    assert new.id != old.id and new.running and new.health == "healthy"
+    assert project.image_of(new) == f"{APP_IMAGE}:v2"
+    assert docker("inspect", old.id, check=False).returncode != 0, "the old container must be removed"
+    assert "scaling web from 1 to 2 containers" in run.stderr
+    assert "1/1 new container(s) healthy" in run.stderr
+    assert docker("ps", "-a", "-q", "--filter", f"name=docker-reroll-lock.{project.name}").stdout == "", \
+        "the lock and journal are released"
+
+
+def test_two_replicas_stay_two_all_new(project):
+    old = project.up(replicas=2, TAG="v1")
+    assert len(old) == 2
+
+    run = project.reroll("web", extra_env={"TAG": "v2"})
+
+    assert run.returncode == 0, run.stderr
+    new = project.containers()
+    assert len(new) == 2 and not set(ids(new)) & set(ids(old))
+    assert all(c.running and c.health == "healthy" and project.image_of(c) == f"{APP_IMAGE}:v2" for c in new)
+    assert "scaling web from 2 to 4 containers" in run.stderr
+
+
+def test_without_health_check_waits_then_checks_the_new_containers_still_run(project_without_healthcheck):
+    project = project_without_healthcheck
+    [old] = project.up(TAG="v1")
+    assert old.health is None
+
+    run = project.reroll("web", "--wait", "2", extra_env={"TAG": "v2"})
+
+    assert run.returncode == 0, run.stderr
+    [new] = project.containers()
+    assert new.id != old.id and project.image_of(new) == f"{APP_IMAGE}:v2"
+    assert "no health check: waiting 2s" in run.stderr
+    assert run.seconds >= 2
+
+
+def test_without_health_check_a_new_container_that_dies_is_rolled_back(project_without_healthcheck):
+    project = project_without_healthcheck
+    [old] = project.up(TAG="v1")
+
+    run = project.reroll("web", "--wait", "5", extra_env={"TAG": "v2", "CRASH": "1"})
+
+    assert run.returncode == 1
+    assert "exited with code 3" in run.stderr
+    assert ids(project.containers()) == [old.id] and project.containers()[0].running
+
+
+def test_a_version_that_never_gets_healthy_is_rolled_back_and_the_old_one_keeps_running(project):
+    [old] = project.up(TAG="v1")
+
+    run = project.reroll("web", "--healthcheck-timeout", "4", extra_env={"TAG": "v2", "BROKEN": "1"})
+
+    assert run.returncode == 1
+    assert "not healthy after 4s" in run.stderr
+    assert "last 20 log lines" in run.stderr and "rolled back" in run.stderr
+    remaining = project.containers()
+    assert ids(remaining) == [old.id] and remaining[0].running and remaining[0].health == "healthy"
+    assert project.image_of(remaining[0]) == f"{APP_IMAGE}:v1"
+
+
+def test_a_crashing_version_fails_at_once_not_at_the_timeout(project):
+    [old] = project.up(TAG="v1")
+
+    run = project.reroll("web", "--healthcheck-timeout", "60", extra_env={"TAG": "v2", "CRASH": "1"})
+
+    assert run.returncode == 1 and "exited with code 3" in run.stderr
+    assert run.seconds < 20
+    assert ids(project.containers()) == [old.id]
+
+
+def test_first_start_starts_the_service_and_waits_for_health(project):
+    assert project.containers() == []
+
+    run = project.reroll("web")
+
+    assert run.returncode == 0, run.stderr
+    [started] = project.containers()
+    assert started.running and started.health == "healthy"
+    assert "no running container of web: starting it" in run.stderr
+
+
+def test_first_start_that_never_gets_healthy_exits_non_zero(project):
+    run = project.reroll("web", "--healthcheck-timeout", "3", extra_env={"BROKEN": "1"})
+
+    assert run.returncode == 1 and "not healthy after 3s" in run.stderr
+    assert project.containers() == []
+
+
+def test_exited_containers_are_removed_and_not_counted(project):
+    first, second = project.up(replicas=2)
+    docker("stop", "-t", "0", second.id)
+
+    run = project.reroll("web", extra_env={"TAG": "v2"})
+
+    assert run.returncode == 0, run.stderr
+    assert "removing stopped containers" in run.stderr
+    [new] = project.containers()
+    assert new.id not in (first.id, second.id) and project.image_of(new) == f"{APP_IMAGE}:v2"
+
+
+def test_pre_stop_command_gets_the_full_id_and_the_old_container_turns_unhealthy_before_it_stops(project, tmp_path):
+    [old] = project.up()
+    record = tmp_path / "pre-stop.txt"
+    since = time.time()
+
+    run = project.reroll("web", "--pre-stop-cmd", f"echo {{id}} >> {record} && docker exec {{id}} touch /.dead",
+                         "--pre-stop-wait-until-unhealthy", extra_env={"TAG": "v2"})
+
+    assert run.returncode == 0, run.stderr
+    assert record.read_text().split() == [old.id]
+    actions = engine_events(since, time.time() + 1, old.id)
+    assert "health_status: unhealthy" in actions and "kill" in actions, actions
+    assert actions.index("health_status: unhealthy") < actions.index("kill"), actions
+    assert actions[-1] == "destroy"
+
+
+def test_a_failing_pre_stop_command_is_only_a_warning(project):
+    project.up()
+
+    run = project.reroll("web", "--pre-stop-cmd", "exit 7", extra_env={"TAG": "v2"})
+
+    assert run.returncode == 0, run.stderr
+    assert "exited with 7" in run.stderr
+    assert project.image_of(project.containers()[0]) == f"{APP_IMAGE}:v2"
+
+
+def test_compose_flags_are_passed_to_every_compose_call(project, tmp_path):
+    """-f (twice, order kept), --env-file, -p and --profile select exactly the project compose would."""
+    stack = project.write(open(f"{project.directory}/compose.yaml").read(), "deploy/stack.yml")
+    override = project.write("""
+        services:
+          web:
+            environment:
+              MARK: from-override
+          extra:
+            image: reroll-test-app:v1
+            command: ["sleep", "3600"]
+            profiles: ["extra"]
+    """, "deploy/override.yml")
+    env_file = project.write("TAG=v3\n", "deploy/prod.env")
+    env = {k: v for k, v in project.env.items() if k != "COMPOSE_PROJECT_NAME"}
+    flags = ["-f", stack, "--file", override, "--env-file", env_file, "-p", project.name]
+    docker("compose", *flags, "up", "-d", "--wait", "web", env=env, cwd=str(tmp_path))
+    [old] = project.containers()
+
+    run = project.reroll(*flags, "--profile", "extra", "web", cwd=str(tmp_path),
+                         extra_env={"COMPOSE_PROJECT_NAME": "someotherproject"})
+    assert run.returncode == 0, run.stderr
+    [new] = project.containers()
+    assert new.id != old.id
+    assert project.image_of(new) == f"{APP_IMAGE}:v3", "the --env-file was used"
+    assert project.env_of(new)["MARK"] == "from-override", "both files, in order"
+    assert project.containers("extra") == [], "--no-deps: nothing else was started"
+
+    refused = project.reroll(*flags, "extra", cwd=str(tmp_path))
+    assert refused.returncode == 3 and "disabled by its profiles" in refused.stderr
+    allowed = project.reroll(*flags, "--profile", "extra", "extra", cwd=str(tmp_path))
+    assert allowed.returncode == 0, allowed.stderr
+    assert len(project.containers("extra")) == 1
+    docker("compose", *flags, "--profile", "extra", "down", "-t", "0", env=env, cwd=str(tmp_path))

@@ -1,0 +1,147 @@
+"""Argument parsing, the plugin protocol's argv split, help and usage errors: no daemon needed."""
+
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+
+import pytest
+
+from docker_reroll import __version__
+from docker_reroll.cli import HELP, METADATA_COMMAND, main, parse_args, parse_command_line, split_argv
+from docker_reroll.errors import UsageError
+
+
+def run_main(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_metadata_is_only_a_json_object_with_the_protocol_fields():
+    code, out, err = run_main([METADATA_COMMAND])
+    assert code == 0 and err == ""
+    data = json.loads(out)
+    assert data["SchemaVersion"] == "0.1.0"
+    assert data["Vendor"] and data["Version"] == __version__
+    assert data["ShortDescription"] and data["URL"].startswith("https://")
+
+
+def test_help_keeps_the_original_option_lines_and_documents_the_compose_flags():
+    code, out, _ = run_main(["reroll", "--help"])
+    assert code == 0 and out == HELP
+    for line in [
+        "Usage: docker reroll [OPTIONS] <SERVICE>",
+        "  <SERVICE>  Service to deploy",
+        "  -f, --file <FILE>",
+        "          Compose configuration file",
+        "      --env-file <ENV_FILE>",
+        "      --pre-stop-cmd <PRE_STOP_CMD>",
+        "          Command to run before stopping old container. {id} will be replaced with container id",
+        "      --pre-stop-wait-until-unhealthy",
+        "          Assuming there is a health check, after running the pre-stop command, wait until the old "
+        "container is unhealthy before stopping it",
+        "          Health check timeout (in seconds) [default: 60]",
+        "          Wait X seconds before stopping old container when there is no health check [default: 10]",
+        "          When there is a health check and it succeeds, wait additional X seconds before stopping old "
+        "container [default: 0]",
+        "  -p, --project-name <PROJECT_NAME>",
+        "      --profile <PROFILE>",
+        "      --project-directory <PROJECT_DIRECTORY>",
+        "  -h, --help",
+        "  -V, --version",
+    ]:
+        assert line in out.splitlines(), line
+
+
+@pytest.mark.parametrize("flag", ["-V", "--version"])
+def test_version(flag):
+    assert run_main(["reroll", flag]) == (0, f"docker-reroll {__version__}\n", "")
+
+
+def test_defaults():
+    options = parse_args(["web"])
+    assert options.service == "web"
+    assert (options.healthcheck_timeout, options.wait, options.wait_after_healthy, options.lock_timeout) == (
+        60, 10, 0, 0)
+    assert options.pre_stop_cmd is None and not options.pre_stop_wait_until_unhealthy
+    assert options.compose_project_args() == []
+
+
+def test_every_option_in_every_spelling():
+    options = parse_args([
+        "-f", "a.yml", "--file=b.yml", "-fc.yml", "--env-file", "x.env", "--env-file=y.env",
+        "-p", "proj", "--project-directory", "/srv/app", "--profile", "one", "--profile=two",
+        "--pre-stop-cmd", "docker exec {id} touch /.dead", "--pre-stop-wait-until-unhealthy",
+        "--healthcheck-timeout", "90", "--wait=3", "--wait-after-healthy", "1.5", "--lock-timeout", "30", "web",
+    ])
+    assert options.files == ["a.yml", "b.yml", "c.yml"]
+    assert options.env_files == ["x.env", "y.env"]
+    assert options.pre_stop_cmd == "docker exec {id} touch /.dead"
+    assert options.pre_stop_wait_until_unhealthy
+    assert (options.healthcheck_timeout, options.wait, options.wait_after_healthy, options.lock_timeout) == (
+        90, 3, 1.5, 30)
+    assert options.compose_project_args() == [
+        "--file", "a.yml", "--file", "b.yml", "--file", "c.yml", "--env-file", "x.env", "--env-file", "y.env",
+        "--project-name", "proj", "--project-directory", "/srv/app", "--profile", "one", "--profile", "two",
+    ]
+
+
+def test_service_may_come_first_and_after_double_dash():
+    assert parse_args(["web", "--wait", "1"]).service == "web"
+    assert parse_args(["--", "-odd-name"]).service == "-odd-name"
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "the following required arguments were not provided:\n  <SERVICE>"),
+    (["--pre", "x", "web"], "unexpected argument '--pre' found"),
+    (["--wait", "web"], "invalid value 'web' for '--wait <WAIT>'"),
+    (["--bogus", "web"], "unexpected argument '--bogus' found"),
+    (["web", "api"], "unexpected argument 'api' found"),
+    (["--wait", "abc", "web"], "invalid value 'abc' for '--wait <WAIT>'"),
+    (["--wait", "-1", "web"], "invalid value '-1' for '--wait <WAIT>'"),
+    (["--healthcheck-timeout", "1e3", "web"], "invalid value '1e3' for '--healthcheck-timeout"),
+    (["--wait", "nan", "web"], "invalid value 'nan'"),
+    (["--wait", "99999999999", "web"], "at most"),
+    (["web", "--wait"], "a value is required for '--wait <WAIT>' but none was supplied"),
+    (["--wait", "1", "--wait", "2", "web"], "the argument '--wait <WAIT>' cannot be used multiple times"),
+    (["--pre-stop-wait-until-unhealthy=yes", "web"], "unexpected value 'yes'"),
+    ([""], "a service name cannot be empty"),
+])
+def test_usage_errors_are_clap_style_with_exit_2(argv, message):
+    code, out, err = run_main(["reroll"] + argv)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and message in err
+    assert "\n\nUsage: docker reroll [OPTIONS] <SERVICE>\n\nFor more information, try '--help'.\n" in err
+
+
+def test_split_plugin_invocation_with_global_options():
+    argv = ["--context", "prod", "-H", "tcp://h:2376", "--tls", "--tlscacert=/ca.pem", "-D", "-l", "info",
+            "--config", "/cfg", "reroll", "-f", "x.yml", "web"]
+    globals_, rest = split_argv(argv)
+    assert globals_ == ["--context", "prod", "--host", "tcp://h:2376", "--tls", "--tlscacert", "/ca.pem",
+                        "--debug", "--log-level", "info", "--config", "/cfg"]
+    assert rest == ["-f", "x.yml", "web"]
+
+
+def test_a_global_value_named_reroll_does_not_confuse_the_split():
+    globals_, rest = split_argv(["--context", "reroll", "reroll", "web"])
+    assert globals_ == ["--context", "reroll"] and rest == ["web"]
+    globals_, rest = split_argv(["-c", "reroll", "reroll", "reroll"])  # a service called reroll, too
+    assert globals_ == ["--context", "reroll"] and rest == ["reroll"]
+
+
+def test_attached_short_global_values():
+    assert split_argv(["-Hunix:///var/run/docker.sock", "reroll", "web"])[0] == [
+        "--host", "unix:///var/run/docker.sock"]
+
+
+def test_standalone_invocation_has_no_plugin_word():
+    assert split_argv(["web", "--wait", "1"]) == ([], ["web", "--wait", "1"])
+    options = parse_command_line(["--context", "prod", "web"])
+    assert options.docker_globals == ["--context", "prod"] and options.service == "web"
+
+
+def test_missing_global_value_is_a_usage_error():
+    with pytest.raises(UsageError):
+        split_argv(["--context"])

@@ -1,0 +1,98 @@
+"""Parsing of saved engine and compose JSON into the small dataclasses the deploy works with."""
+
+import json
+import os
+
+import pytest
+
+from docker_reroll.engine import (
+    legacy_compose,
+    legacy_project_name,
+    parse_compose_config,
+    parse_event,
+    parse_inspect,
+)
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def read(name):
+    with open(os.path.join(DATA, name), encoding="utf-8") as handle:
+        return handle.read()
+
+
+def test_inspect_of_a_healthy_compose_container():
+    [container] = parse_inspect(read("inspect_healthy.json"))
+    assert len(container.id) == 64 and container.short_id == container.id[:12]
+    assert container.name == "p1-web-2"
+    assert container.running and container.status == "running"
+    assert container.health == "healthy" and container.has_healthcheck
+    assert container.number == 2 and not container.oneoff
+    assert container.labels["com.docker.compose.service"] == "web"
+    assert container.image_id.startswith("sha256:")
+
+
+def test_inspect_without_health_and_exited():
+    raw = json.loads(read("inspect_healthy.json"))
+    del raw[0]["State"]["Health"]
+    raw[0]["State"].update(Status="exited", Running=False, ExitCode=3)
+    raw[0]["Config"]["Labels"]["com.docker.compose.oneoff"] = "True"
+    [container] = parse_inspect(json.dumps(raw))
+    assert container.health is None and not container.has_healthcheck
+    assert container.status == "exited" and container.exit_code == 3 and container.oneoff
+
+
+def test_inspect_keeps_the_last_health_probe_output():
+    raw = json.loads(read("inspect_healthy.json"))
+    raw[0]["State"]["Health"]["Status"] = "unhealthy"
+    raw[0]["State"]["Health"]["Log"][-1]["Output"] = "curl: (7) connection refused\n"
+    [container] = parse_inspect(json.dumps(raw))
+    assert container.health == "unhealthy" and container.health_output == "curl: (7) connection refused"
+
+
+def test_events_from_a_real_stream():
+    events = [parse_event(line, received=1.0) for line in read("events.jsonl").splitlines()]
+    assert [(e.action, e.health, e.exit_code) for e in events] == [
+        ("start", None, None), ("health_status", "healthy", None), ("die", None, 137)]
+    assert all(len(e.id) == 64 for e in events)
+    assert events[1].engine_time == pytest.approx(1795674338.590444025)
+
+
+def test_non_container_or_broken_event_lines_are_ignored():
+    assert parse_event('{"Type": "network", "Action": "connect"}') is None
+    assert parse_event("not json") is None
+
+
+def test_compose_config_gives_name_services_and_deploy_relevant_facts():
+    config = parse_compose_config(read("compose_config.json"), "web")
+    assert config.name == "p1" and config.services == ["web"]
+    assert config.service is not None and config.service.container_name is None
+    assert parse_compose_config(read("compose_config.json"), "nope").service is None
+
+
+def test_fixed_host_ports_are_found_and_ranges_or_ephemeral_ports_are_fine():
+    config = {"name": "x", "services": {"web": {
+        "container_name": "web1", "network_mode": "host",
+        "ports": [{"target": 80, "published": "8080"}, {"target": 81, "published": "9000-9010"},
+                  {"target": 82}, {"target": 83, "published": ""}],
+    }}}
+    spec = parse_compose_config(json.dumps(config), "web").service
+    assert spec.fixed_host_ports == ["8080:80"]
+    assert spec.container_name == "web1" and spec.network_mode == "host"
+
+
+def test_legacy_project_name_follows_compose_v1(tmp_path):
+    project = tmp_path / "My App.v2"
+    project.mkdir()
+    assert legacy_project_name(None, [str(project / "docker-compose.yml")], None, {}) == "myappv2"
+    assert legacy_project_name("Given", [], str(project), {}) == "given"
+    assert legacy_project_name(None, [], str(project), {"COMPOSE_PROJECT_NAME": "fromenv"}) == "fromenv"
+    (project / ".env").write_text("A=1\nCOMPOSE_PROJECT_NAME='dotenv'\n")
+    assert legacy_project_name(None, [], str(project), {}) == "dotenv"
+
+
+def test_legacy_compose_takes_docker_globals_as_its_own_flags():
+    compose = legacy_compose(["--file", "c.yml"], ["--context", "prod", "--config", "/cfg", "--debug", "--tls"],
+                             {"PATH": "/bin"})
+    assert compose.argv == ["docker-compose", "--context", "prod", "--verbose", "--tls", "--file", "c.yml"]
+    assert compose.env["DOCKER_CONFIG"] == "/cfg" and compose.legacy

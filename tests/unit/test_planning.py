@@ -1,0 +1,110 @@
+"""The deploy's decisions, without a daemon: planning, refusals, phases, pre-stop substitution, lock staleness."""
+
+import pytest
+
+from docker_reroll.deploy import Phase, check_service, plan_deploy, pre_stop_command, rolls_back
+from docker_reroll.engine import Container, ProjectConfig, ServiceSpec
+from docker_reroll.errors import RefusedError
+from docker_reroll.lock import REMOTE_LOCK_LIFETIME, Owner
+from docker_reroll.watch import REMOVED, all_healthy, any_stopped, none_healthy
+
+
+def box(number, status="running", health="healthy", exit_code=0):
+    return Container(id=f"{number:064x}", name=f"p-web-{number}", status=status, health=health,
+                     exit_code=exit_code, labels={"com.docker.compose.container-number": str(number)})
+
+
+def test_plan_counts_running_containers_and_sets_stopped_ones_aside():
+    plan = plan_deploy([box(3), box(1), box(2, status="exited"), box(4, status="created"), box(5, status="dead")])
+    assert [c.number for c in plan.old] == [1, 3]
+    assert sorted(c.number for c in plan.stale) == [2, 4, 5]
+    assert plan.replicas == 2 and plan.scale_to == 4 and not plan.first_start
+
+
+def test_plan_with_nothing_running_is_a_first_start():
+    plan = plan_deploy([box(1, status="exited")])
+    assert plan.first_start and plan.replicas == 0 and plan.old == []
+
+
+def test_plan_after_an_interrupted_deploy_restores_the_journal_count():
+    # 2 old + 2 half-made new containers are running, but the service had 2 before the interrupted deploy.
+    plan = plan_deploy([box(1), box(2), box(3, health="starting"), box(4)], journal_replicas=2)
+    assert plan.replicas == 2 and len(plan.old) == 4 and plan.scale_to == 6
+
+
+def test_only_phases_before_the_first_pre_stop_roll_back():
+    assert [p for p in Phase if rolls_back(p)] == [Phase.PREPARE, Phase.SCALE_UP, Phase.WAIT_READY]
+
+
+def config(**spec):
+    return ProjectConfig(name="p", services=["db", "web"], service=ServiceSpec(name="web", **spec) if spec
+                         is not None else None)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"container_name": "web1"}, "sets container_name 'web1'"),
+    ({"network_mode": "host"}, "network_mode: host"),
+    ({"fixed_host_ports": ["8080:80"]}, "fixed host port(s) 8080:80"),
+])
+def test_services_that_cannot_run_twice_are_refused(spec, message):
+    with pytest.raises(RefusedError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check_service(config(**spec), "web", [])
+
+
+def test_unknown_service_lists_the_defined_ones_and_profiles_are_named():
+    missing = ProjectConfig(name="p", services=["db", "web"], service=None)
+    with pytest.raises(RefusedError, match=r"no such service: 'api' \(defined services: db, web\)"):
+        check_service(missing, "api", [])
+    with pytest.raises(RefusedError, match="disabled by its profiles"):
+        check_service(missing, "api", ["api", "db", "web"])
+    check_service(config(network_mode="bridge"), "web", [])  # a plain service passes
+
+
+def test_pre_stop_command_gets_only_a_hex_id():
+    assert pre_stop_command("docker exec {id} touch /.dead; echo {id}", "ab12") == \
+        "docker exec ab12 touch /.dead; echo ab12"
+    with pytest.raises(ValueError):
+        pre_stop_command("x {id}", "ab; rm -rf /")
+
+
+def test_readiness_verdicts():
+    assert all_healthy([box(1), box(2)]).done
+    assert all_healthy([box(1), box(2, health="starting")]) is None
+    assert all_healthy([box(1, health="unhealthy")]) is None  # may still recover within the timeout
+    failed = all_healthy([box(1), box(2, status="exited", exit_code=3)])
+    assert failed.kind == "failed" and "p-web-2 exited with code 3" in failed.reason
+    assert all_healthy([box(1, status=REMOVED)]).kind == "failed"
+    assert any_stopped([box(1, health=None)]) is None
+    assert any_stopped([box(1, health=None, status="dead")]).kind == "failed"
+
+
+def test_drain_verdict():
+    assert none_healthy([box(1, health="unhealthy"), box(2, status="exited")]).done
+    assert none_healthy([box(1, health="unhealthy"), box(2)]) is None
+
+
+def owner(**changes):
+    values = dict(user="u", host="h1", pid=10, pid_start="100", boot_id="b1", since=1000.0, command="c")
+    values.update(changes)
+    return Owner(**values)
+
+
+def test_a_lock_from_a_dead_or_rebooted_process_is_stale_and_a_live_or_remote_one_is_not():
+    import os
+
+    from docker_reroll.lock import _process_start
+
+    me = owner(pid=os.getpid(), pid_start=_process_start(os.getpid()), since=2000.0)
+    assert owner(pid=os.getpid(), pid_start=_process_start(os.getpid())).stale_reason(me) is None
+    assert "is gone" in owner(pid=os.getpid(), pid_start="1").stale_reason(me)
+    assert "restarted" in owner(boot_id="other").stale_reason(me)
+    assert owner(host="elsewhere").stale_reason(me) is None
+    old = owner(host="elsewhere", since=me.since - REMOTE_LOCK_LIFETIME - 1)
+    assert "older than" in old.stale_reason(me)
+
+
+def test_owner_labels_round_trip():
+    original = owner()
+    labels = {"io.docker-reroll." + k: v for k, v in original.labels().items()}
+    assert Owner.from_labels(labels) == original
+    assert "u@h1 (pid 10)" in original.describe()
