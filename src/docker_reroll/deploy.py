@@ -27,6 +27,7 @@ from docker_reroll.watch import ContainerWatch, Outcome, WaitStats, all_healthy,
 LOG_TAIL_LINES = 20
 ROLLBACK_SETTLE_SECONDS = 0.5  # after an interrupted compose: let creations already sent to the engine land
 STALE_STATUSES = ("exited", "dead", "created")
+DEFAULT_STOP_TIMEOUT = 10  # the engine's grace period for a container that does not set one
 
 
 class Phase(Enum):
@@ -232,7 +233,10 @@ class Deployment:
     def _pause(self, seconds: float, why: str) -> None:
         if seconds > 0:
             self.progress.info(f"waiting {seconds:g}s {why}")
+            started = time.monotonic()
             self.interrupts.sleep(seconds)
+            if self.wait_stats is not None:
+                self.wait_stats.wait_seconds += time.monotonic() - started
             self._check_interrupt()
 
     def _raise_unless_done(self, outcome: Outcome, ids: List[str], timeout_reason: str) -> None:
@@ -299,7 +303,8 @@ class Deployment:
             self.phase = Phase.RETIRE
         ids = [c.id for c in current if c.status != "removed"]
         self.progress.info(f"stopping {names(current)}")
-        stop = self.docker.stop(ids)
+        grace = max((c.stop_timeout or DEFAULT_STOP_TIMEOUT for c in current), default=DEFAULT_STOP_TIMEOUT)
+        stop = self.docker.stop(ids, grace_seconds=grace)
         if stop.returncode != 0:
             self.progress.warn(f"docker stop: {stop.stderr.strip()}")
         self.progress.info(f"removing {names(current)}")

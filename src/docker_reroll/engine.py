@@ -25,6 +25,8 @@ LABEL_NUMBER = "com.docker.compose.container-number"
 LABEL_CONFIG_HASH = "com.docker.compose.config-hash"
 
 CHILD_STOP_GRACE = 10.0  # after an interrupt, how long compose gets to stop cleanly before it is killed
+DOCKER_CALL_TIMEOUT = 120.0  # a plain docker call (inspect, ps, rm...) that takes longer is stuck: give up on it
+STOP_TIMEOUT_MARGIN = 60.0  # `docker stop` may take each container's own grace period; this much on top of it
 POLL_SECONDS = 0.05
 
 
@@ -41,6 +43,7 @@ class Container:
     labels: Mapping[str, str] = field(default_factory=dict)
     image_id: str = ""
     health_output: str = ""  # the last health probe's output: the first thing to read when a deploy fails
+    stop_timeout: Optional[int] = None  # seconds, from stop_grace_period; None: the engine's default (10)
 
     @property
     def short_id(self) -> str:
@@ -84,6 +87,7 @@ def parse_inspect(text: str) -> List[Container]:
                 labels=config.get("Labels") or {},
                 image_id=item.get("Image", ""),
                 health_output=(log[-1].get("Output") or "").strip() if log else "",
+                stop_timeout=config.get("StopTimeout"),
             )
         )
     return containers
@@ -189,16 +193,29 @@ def legacy_project_name(project_name: Optional[str], files: Sequence[str], proje
 
 @dataclass
 class CallStats:
-    """Where a deploy's time goes; printed by the benchmark (DOCKER_REROLL_STATS)."""
+    """Where a deploy's time goes; printed by the benchmark (DOCKER_REROLL_STATS).
+
+    `command_seconds` is wall-clock time during which at least one command ran: concurrent pre-stop commands
+    count once, so the deploy's total splits cleanly into commands, waiting, and our own overhead."""
 
     command_seconds: float = 0.0
     commands: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _running: int = 0
+    _busy_since: float = 0.0
 
-    def add(self, seconds: float) -> None:
+    def begin(self) -> None:
         with self.lock:
-            self.command_seconds += seconds
+            if self._running == 0:
+                self._busy_since = time.monotonic()
+            self._running += 1
             self.commands += 1
+
+    def end(self) -> None:
+        with self.lock:
+            self._running -= 1
+            if self._running == 0:
+                self.command_seconds += time.monotonic() - self._busy_since
 
 
 @dataclass
@@ -220,7 +237,7 @@ class CommandRunner:
             env: Optional[Mapping[str, str]] = None) -> Result:
         """Run a command. With `interrupts`, an interrupt stops it (SIGINT, then SIGKILL after a grace period);
         with `timeout`, so does running too long. Without `capture`, its output passes through to our stderr."""
-        started = time.monotonic()
+        self.stats.begin()
         try:
             process = subprocess.Popen(
                 list(argv),
@@ -231,11 +248,12 @@ class CommandRunner:
                 env=dict(env) if env is not None else self.env,
             )
         except OSError as error:
+            self.stats.end()
             raise DockerCommandError(list(argv), 127, str(error)) from None
         try:
             stdout, stderr = self._wait(process, input_bytes, interrupts, timeout)
         finally:
-            self.stats.add(time.monotonic() - started)
+            self.stats.end()
         result = Result(process.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace"))
         if check and result.returncode != 0:
             raise DockerCommandError(list(argv), result.returncode, result.stderr)
@@ -243,9 +261,15 @@ class CommandRunner:
 
     def _wait(self, process: "subprocess.Popen[bytes]", input_bytes: bytes, interrupts: Optional[Interrupts],
               timeout: Optional[float]) -> "tuple[bytes, bytes]":
-        if interrupts is None and timeout is None:
-            out, err = process.communicate(input_bytes or None)
+        if interrupts is None:
+            try:
+                out, err = process.communicate(input_bytes or None, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                stop_process_group(process)
+                out, err = process.communicate()
+                err = (err or b"") + f"\ngave up after {timeout:g}s".encode()
             return out or b"", err or b""
+        # Cancellable: poll, so an interrupt stops the child within POLL_SECONDS.
         deadline = None if timeout is None else time.monotonic() + timeout
         # Read output in threads so a chatty child never blocks on a full pipe while we poll.
         chunks: Dict[str, List[bytes]] = {"out": [], "err": []}
@@ -406,6 +430,7 @@ class Docker:
         return self.docker_argv + list(args)
 
     def run(self, *args: str, **kwargs: object) -> Result:
+        kwargs.setdefault("timeout", DOCKER_CALL_TIMEOUT)
         return self.runner.run(self.docker(*args), **kwargs)  # type: ignore[arg-type]
 
     def list_service_containers(self, project: str, service: str) -> List[Container]:
@@ -427,10 +452,10 @@ class Docker:
             raise DockerCommandError(self.docker("container", "inspect", *ids), result.returncode, result.stderr)
         return parse_inspect(result.stdout)
 
-    def stop(self, ids: Sequence[str], timeout: Optional[int] = None) -> Result:
-        """Stop with each container's own stop signal and grace period (from the compose file) unless told."""
-        args = ["stop"] + (["--time", str(timeout)] if timeout is not None else []) + list(ids)
-        return self.run(*args, check=False)
+    def stop(self, ids: Sequence[str], grace_seconds: float) -> Result:
+        """Stop with each container's own stop signal and grace period (from the compose file); `grace_seconds` is
+        the longest of those, to bound how long this may take."""
+        return self.run("stop", *ids, check=False, timeout=grace_seconds + STOP_TIMEOUT_MARGIN)
 
     def remove(self, ids: Sequence[str]) -> Result:
         return self.run("rm", "--force", "--volumes", *ids, check=False) if ids else Result(0, "", "")

@@ -76,7 +76,9 @@ class Interrupts:
                     pass
         except OSError:
             return  # no socket to watch: signals still work
-        self.record(PLUGIN_CANCEL_SIGNAL)
+        # A Ctrl-C to the whole process group reaches us and makes the CLI close the socket: one interrupt, not two.
+        if not self._received:
+            self.record(PLUGIN_CANCEL_SIGNAL)
 
 
 def signal_name(signum: int) -> str:

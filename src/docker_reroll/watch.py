@@ -43,7 +43,7 @@ Verdict = Callable[[List[Container]], Optional[Outcome]]  # None: keep waiting
 class WaitStats:
     """Waiting time and how fast we acted on the event that ended a wait (for the benchmark)."""
 
-    wait_seconds: float = 0.0
+    wait_seconds: float = 0.0  # inside waits, less the inspects they made (those count as commands)
     reaction_seconds: List[float] = field(default_factory=list)  # event line received -> wait returned
     engine_reaction_seconds: List[float] = field(default_factory=list)  # engine's event time -> wait returned
     events_received: int = 0
@@ -62,6 +62,7 @@ class ContainerWatch:
         self._last_event: Optional[ContainerEvent] = None
         self._stream: Optional[EventStream] = None
         self._stream_alive = False
+        self._closing = False
         self.stats = WaitStats()
 
     def __enter__(self) -> "ContainerWatch":
@@ -74,6 +75,7 @@ class ContainerWatch:
 
     def __exit__(self, *_exc: object) -> None:
         if self._stream is not None:
+            self._closing = True
             self._stream.close()
 
     @property
@@ -84,7 +86,7 @@ class ContainerWatch:
         with self._cond:
             if event is None:
                 self._stream_alive = False
-                self.stats.used_polling = True
+                self.stats.used_polling = not self._closing
             else:
                 self.stats.events_received += 1
                 self._apply_event(event)
@@ -128,6 +130,7 @@ class ContainerWatch:
         seen = self._interrupts.count if interrupts_seen is None else interrupts_seen
         self.refresh(ids)
         last_refresh = time.monotonic()
+        refreshing = last_refresh - started
         try:
             while True:
                 with self._cond:
@@ -144,10 +147,12 @@ class ContainerWatch:
                     streaming = self._stream_alive
                 interval = RECONCILE_SECONDS if streaming else POLL_FALLBACK_SECONDS
                 if time.monotonic() - last_refresh >= interval:
+                    before = time.monotonic()
                     self.refresh(ids)
                     last_refresh = time.monotonic()
+                    refreshing += last_refresh - before
         finally:
-            self.stats.wait_seconds += time.monotonic() - started
+            self.stats.wait_seconds += time.monotonic() - started - refreshing
 
     def _note_reaction(self, wait_started: float) -> None:
         """If an event (not our own inspect) ended the wait, record how long we took to act on it."""

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Benchmark: where a deploy's time goes, how fast the tool reacts to the engine, start-up time and memory.
+
+Runs a series of deploys of a fixture service with a fast health check (interval 1 s) at 1 and 10 replicas through
+the installed plugin, with the drain recipe, and prints per deploy and as medians:
+  total     wall time of `docker reroll`
+  commands  time inside docker/compose calls (concurrent ones counted once)
+  waiting   time waiting for the engine (health events) and for chosen pauses
+  overhead  the rest: the tool's own cost
+  react     engine event time -> the tool's next action (max over the deploy's waits)
+plus `docker-cli-plugin-metadata` and `--help` start-up times and the deploy's peak RSS.
+A benchmark, not a test: it prints numbers and exits 0; read them against the targets in the README.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+from dockerfixtures import build_test_images, install_plugin, new_project  # noqa: E402
+
+DRAIN = ["--pre-stop-cmd", "docker exec {id} touch /.dead", "--pre-stop-wait-until-unhealthy"]
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+def time_command(argv, runs):
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), percentile(times, 0.95)
+
+
+def deploy_series(env, replicas, deploys):
+    project = new_project(env)
+    rows = []
+    try:
+        project.up(replicas=replicas)
+        for number in range(deploys):
+            stats_file = os.path.join(project.directory, f"stats-{number}.json")
+            tag = "v2" if number % 2 == 0 else "v1"
+            run = project.reroll("web", *DRAIN, extra_env={"TAG": tag, "DOCKER_REROLL_STATS": stats_file})
+            if run.returncode != 0:
+                raise SystemExit(f"deploy failed:\n{run.stderr}")
+            with open(stats_file) as handle:
+                figures = json.load(handle)
+            total = figures["total_seconds"]
+            reactions = figures["engine_reaction_seconds"]
+            rows.append({
+                "total": total,
+                "commands": figures["command_seconds"],
+                "waiting": figures["wait_seconds"],
+                "overhead": total - figures["command_seconds"] - figures["wait_seconds"],
+                "react_max": max(reactions) if reactions else float("nan"),
+                "reactions": reactions,
+                "calls": figures["commands"],
+                "rss_mb": figures["max_rss_kb"] / 1024,
+                "polling": figures["used_polling"],
+            })
+            if len(project.containers()) != replicas:
+                raise SystemExit("the service does not have its replica count after a deploy")
+    finally:
+        project.cleanup()
+        shutil.rmtree(project.directory, ignore_errors=True)
+    return rows
+
+
+def print_series(replicas, rows):
+    print(f"\n{replicas} replica(s), {len(rows)} deploys with the drain recipe")
+    print(f"{'#':>3} {'total s':>8} {'commands':>9} {'waiting':>8} {'overhead':>9} {'react ms':>9} {'calls':>6}"
+          f" {'RSS MB':>7}")
+    for number, row in enumerate(rows, 1):
+        print(f"{number:>3} {row['total']:8.3f} {row['commands']:9.3f} {row['waiting']:8.3f} {row['overhead']:9.3f}"
+              f" {row['react_max'] * 1000:9.1f} {row['calls']:6d} {row['rss_mb']:7.1f}")
+    med = {key: statistics.median(row[key] for row in rows) for key in ("total", "commands", "waiting", "overhead",
+                                                                         "rss_mb")}
+    reactions = [r for row in rows for r in row["reactions"]]
+    print(f"med {med['total']:8.3f} {med['commands']:9.3f} {med['waiting']:8.3f} {med['overhead']:9.3f}"
+          f" {statistics.median(reactions) * 1000 if reactions else float('nan'):9.1f}"
+          f" {'':6} {max(row['rss_mb'] for row in rows):7.1f}")
+    print(f"reaction latency over {len(reactions)} health events: median "
+          f"{statistics.median(reactions) * 1000:.1f} ms, p95 {percentile(reactions, 0.95) * 1000:.1f} ms, "
+          f"max {max(reactions) * 1000:.1f} ms; event stream fell back to polling in "
+          f"{sum(row['polling'] for row in rows)} deploy(s)")
+    return med
+
+
+def main():
+    parser = argparse.ArgumentParser(description="docker-reroll benchmark")
+    parser.add_argument("--deploys", type=int, default=5, help="deploys per series (default 5)")
+    parser.add_argument("--startup-runs", type=int, default=30)
+    args = parser.parse_args()
+
+    build_test_images()
+    config = tempfile.mkdtemp(prefix="reroll-bench-")
+    plugin = install_plugin(config)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "COMPOSE_"))}
+    env["DOCKER_CONFIG"] = config
+    try:
+        print(f"machine: {os.cpu_count()} cores, {platform_line()}")
+        meta = time_command([plugin, "docker-cli-plugin-metadata"], args.startup_runs)
+        helptime = time_command([plugin, "--help"], args.startup_runs)
+        print(f"start-up over {args.startup_runs} runs: metadata median {meta[0] * 1000:.1f} ms (p95 "
+              f"{meta[1] * 1000:.1f}), --help median {helptime[0] * 1000:.1f} ms (p95 {helptime[1] * 1000:.1f})")
+        medians = {}
+        for replicas in (1, 10):
+            medians[replicas] = print_series(replicas, deploy_series(env, replicas, args.deploys))
+        print(f"\n10 replicas / 1 replica, median total: {medians[10]['total'] / medians[1]['total']:.2f}x")
+    finally:
+        shutil.rmtree(config, ignore_errors=True)
+
+
+def platform_line():
+    import platform
+
+    engine = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True,
+                            text=True).stdout.strip()
+    compose = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True,
+                             text=True).stdout.strip()
+    return f"Python {platform.python_version()}, engine {engine}, compose {compose}, {platform.platform()}"
+
+
+if __name__ == "__main__":
+    main()
