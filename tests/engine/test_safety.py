@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import pytest
+
 from dockerfixtures import APP_IMAGE, docker
 
 
