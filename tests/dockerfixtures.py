@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -167,3 +168,93 @@ def engine_events(since: float, until: float, container_id: str) -> List[str]:
     out = docker("events", "--since", f"{since:.3f}", "--until", f"{until:.3f}", "--filter",
                  f"container={container_id}", "--format", "{{.Action}}").stdout
     return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def start_reroll(project: ComposeProject, *args: str, extra_env: Optional[Dict[str, str]] = None,
+                 ) -> subprocess.Popen:
+    """A deploy in the background, through the docker CLI, in its own process group (like a terminal job)."""
+    return subprocess.Popen(["docker", "reroll", *args], cwd=project.directory, text=True,
+                            env={**project.env, **(extra_env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+
+
+def read_until(process: subprocess.Popen, marker: str, timeout: float = 60) -> str:
+    """Read a background deploy's progress until a line contains `marker`; returns everything read so far."""
+    seen: List[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise AssertionError(f"never saw {marker!r}; got:\n{''.join(seen)}")
+
+
+def finish(process: subprocess.Popen, timeout: float = 120) -> str:
+    """Wait for a background deploy and return the rest of its progress output (also shown in the test log)."""
+    rest = process.stderr.read()
+    process.wait(timeout=timeout)
+    sys.stderr.write(f"--- background deploy -> {process.returncode}\n{rest}\n")
+    return rest
+
+
+def child_pid(docker_cli_pid: int) -> int:
+    """The plugin process that the docker CLI started."""
+    return int(subprocess.run(["pgrep", "-P", str(docker_cli_pid)], capture_output=True, text=True).stdout.split()[0])
+
+
+# ------------------------------------------------------------------------------------------- the HAProxy example
+
+
+EXAMPLE = os.path.join(ROOT, "examples", "haproxy")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def new_stack(base_env: Dict[str, str]) -> ComposeProject:
+    """examples/haproxy as a project of its own, its proxy published on a free 127.0.0.1 port."""
+    name = "rs" + uuid.uuid4().hex[:10]
+    env = {**base_env, "COMPOSE_PROJECT_NAME": name, "PROXY_PORT": str(free_port())}
+    return ComposeProject(directory=EXAMPLE, name=name, env=env, service="app")
+
+
+def stack_url(stack: ComposeProject) -> str:
+    return f"http://127.0.0.1:{stack.env['PROXY_PORT']}/"
+
+
+def start_stack(stack: ComposeProject, replicas: int, **env: str) -> List[Container]:
+    """The whole stack up, every app container healthy, and the proxy answering."""
+    stack.compose("up", "-d", "--wait", "--scale", f"app={replicas}", extra_env=env)
+    url = stack_url(stack)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            import urllib.request
+
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the proxy at {url} never answered")
+        time.sleep(0.2)
+    return stack.containers()
+
+
+def project_events(project: ComposeProject, since: float, until: float) -> List[tuple]:
+    """(engine time, container id, action) for the project's containers, in order; exec actions keep their
+    command (`exec_start: touch /.dead`)."""
+    out = docker("events", "--since", f"{since:.3f}", "--until", f"{until:.3f}", "--format", "{{json .}}",
+                 "--filter", "type=container", "--filter", f"label=com.docker.compose.project={project.name}").stdout
+    events = []
+    for line in out.splitlines():
+        data = json.loads(line)
+        events.append((data["timeNano"] / 1e9, data["Actor"]["ID"], data["Action"]))
+    return events

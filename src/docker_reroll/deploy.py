@@ -275,15 +275,15 @@ class Deployment:
         self.progress.info(f"rolled back: the old containers keep serving: {describe(plan.old)}")
 
     def _retire(self, containers: List[Container], rolling_back: bool) -> None:
-        """Pre-stop, drain, stop and remove. Used for the old containers, and for the new ones on a roll-back,
-        where only those already healthy (so possibly in the proxy's pool) are drained first."""
+        """Pre-stop, drain, stop and remove. Used for the old containers, and for the new ones on a roll-back:
+        a proxy may already route to a new container (HAProxy puts servers it learns from DNS in service before
+        their first check), so every one that is not already unhealthy is drained the same way."""
         assert self.watch is not None
         if not containers:
             return
         options = self.options
         current = self.watch.refresh([c.id for c in containers])
-        to_drain = [c for c in current if c.health == "healthy"] if rolling_back else current
-        to_drain = [c for c in to_drain if not gone(c)]
+        to_drain = [c for c in current if not gone(c) and not (rolling_back and c.health == "unhealthy")]
         if options.pre_stop_cmd and to_drain:
             if not rolling_back:
                 self.phase = Phase.PRE_STOP

@@ -35,3 +35,20 @@ def project_without_healthcheck(base_env):
     yield project
     project.cleanup()
     shutil.rmtree(project.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack_images(base_env):
+    """Build the example's app and proxy images once (from the local debian:bookworm-slim base)."""
+    from dockerfixtures import EXAMPLE, docker
+
+    docker("compose", "-p", "rerollbuild", "build", "-q", env=base_env, cwd=EXAMPLE, timeout=900)
+
+
+@pytest.fixture
+def stack(base_env, stack_images):
+    from dockerfixtures import new_stack
+
+    stack = new_stack(base_env)
+    yield stack
+    stack.cleanup()

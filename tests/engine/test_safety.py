@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from dockerfixtures import APP_IMAGE, docker
+from dockerfixtures import APP_IMAGE, child_pid, docker, read_until, start_reroll
 
 
 def snapshot(project):
@@ -99,27 +99,6 @@ def test_pre_stop_wait_without_a_health_check_warns_and_goes_on(project_without_
     assert "WARN --pre-stop-wait-until-unhealthy: the containers have no health check" in run.stderr
 
 
-def start_reroll(project, *args, extra_env=None):
-    """A deploy in the background, through the docker CLI, in its own process group (like a terminal job)."""
-    return subprocess.Popen(["docker", "reroll", *args], cwd=project.directory, text=True,
-                            env={**project.env, **(extra_env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
-
-
-def read_until(process, marker, timeout=60):
-    """Read the deploy's progress until a line contains `marker`; returns everything read so far."""
-    seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-    raise AssertionError(f"never saw {marker!r}; got:\n{''.join(seen)}")
-
-
 def test_a_second_deploy_exits_at_once_naming_the_first_and_can_wait_for_it(project):
     project.up()
     first = start_reroll(project, "web", "--wait-after-healthy", "4", extra_env={"TAG": "v2"})
@@ -141,11 +120,6 @@ def test_a_second_deploy_exits_at_once_naming_the_first_and_can_wait_for_it(proj
     assert first.returncode == 0
     [final] = project.containers()
     assert project.image_of(final) == f"{APP_IMAGE}:v3"
-
-
-def child_pid(docker_cli_pid):
-    """The plugin process the docker CLI started."""
-    return int(subprocess.run(["pgrep", "-P", str(docker_cli_pid)], capture_output=True, text=True).stdout.split()[0])
 
 
 def lock_labels(**values):
