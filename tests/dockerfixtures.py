@@ -163,13 +163,6 @@ def new_project(base_env: Dict[str, str], healthcheck: bool = True) -> ComposePr
     return project
 
 
-def engine_events(since: float, until: float, container_id: str) -> List[str]:
-    """The engine's own record of what happened to a container, in order."""
-    out = docker("events", "--since", f"{since:.3f}", "--until", f"{until:.3f}", "--filter",
-                 f"container={container_id}", "--format", "{{.Action}}").stdout
-    return [line.strip() for line in out.splitlines() if line.strip()]
-
-
 def start_reroll(project: ComposeProject, *args: str, extra_env: Optional[Dict[str, str]] = None,
                  ) -> subprocess.Popen:
     """A deploy in the background, through the docker CLI, in its own process group (like a terminal job)."""

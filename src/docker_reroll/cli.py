@@ -28,6 +28,7 @@ METADATA_JSON = (
 DEFAULT_HEALTHCHECK_TIMEOUT = 60.0
 DEFAULT_WAIT = 10.0
 DEFAULT_WAIT_AFTER_HEALTHY = 0.0
+DEFAULT_WAIT_AFTER_UNHEALTHY = 0.0
 DEFAULT_LOCK_TIMEOUT = 0.0
 
 USAGE = "Usage: docker reroll [OPTIONS] <SERVICE>"
@@ -59,6 +60,8 @@ Options:
           Wait X seconds before stopping old container when there is no health check [default: 10]
       --wait-after-healthy <WAIT_AFTER_HEALTHY>
           When there is a health check and it succeeds, wait additional X seconds before stopping old container [default: 0]
+      --wait-after-unhealthy <WAIT_AFTER_UNHEALTHY>
+          After the pre-stop command (and the wait until unhealthy), wait additional X seconds before stopping old container, for proxies that react late [default: 0]
       --lock-timeout <LOCK_TIMEOUT>
           Wait up to X seconds for another deploy of the same service to finish [default: 0]
   -h, --help
@@ -112,6 +115,7 @@ OPTIONS = [
     Option("--healthcheck-timeout", "healthcheck_timeout", "seconds", None, "HEALTHCHECK_TIMEOUT"),
     Option("--wait", "wait", "seconds", None, "WAIT"),
     Option("--wait-after-healthy", "wait_after_healthy", "seconds", None, "WAIT_AFTER_HEALTHY"),
+    Option("--wait-after-unhealthy", "wait_after_unhealthy", "seconds", None, "WAIT_AFTER_UNHEALTHY"),
     Option("--lock-timeout", "lock_timeout", "seconds", None, "LOCK_TIMEOUT"),
     Option("--help", "help", "flag", "-h"),
     Option("--version", "version", "flag", "-V"),
@@ -140,6 +144,7 @@ class Options:
         self.healthcheck_timeout = DEFAULT_HEALTHCHECK_TIMEOUT
         self.wait = DEFAULT_WAIT
         self.wait_after_healthy = DEFAULT_WAIT_AFTER_HEALTHY
+        self.wait_after_unhealthy = DEFAULT_WAIT_AFTER_UNHEALTHY
         self.lock_timeout = DEFAULT_LOCK_TIMEOUT
         self.help = False
         self.version = False

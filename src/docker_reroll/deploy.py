@@ -239,6 +239,12 @@ class Deployment:
                 self.wait_stats.wait_seconds += time.monotonic() - started
             self._check_interrupt()
 
+    def _drain_pause(self, seconds: float) -> None:
+        """Time for a proxy that batches its updates to drop the drained containers; a further interrupt ends it."""
+        if seconds > 0:
+            self.progress.info(f"waiting {seconds:g}s after draining")
+            self.interrupts.sleep(seconds)
+
     def _raise_unless_done(self, outcome: Outcome, ids: List[str], timeout_reason: str) -> None:
         if outcome.done:
             return
@@ -299,6 +305,8 @@ class Deployment:
                 if not rolling_back:
                     self.phase = Phase.DRAIN
                 self._wait_unhealthy(with_health)
+        if to_drain and (options.pre_stop_cmd or options.pre_stop_wait_until_unhealthy):
+            self._drain_pause(options.wait_after_unhealthy)
         if not rolling_back:
             self.phase = Phase.RETIRE
         ids = [c.id for c in current if c.status != "removed"]

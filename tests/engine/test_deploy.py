@@ -2,7 +2,7 @@
 
 import time
 
-from dockerfixtures import APP_IMAGE, docker, engine_events
+from dockerfixtures import APP_IMAGE, docker, project_events
 
 
 def ids(containers):
@@ -123,13 +123,16 @@ def test_pre_stop_command_gets_the_full_id_and_the_old_container_turns_unhealthy
     since = time.time()
 
     run = project.reroll("web", "--pre-stop-cmd", f"echo {{id}} >> {record} && docker exec {{id}} touch /.dead",
-                         "--pre-stop-wait-until-unhealthy", extra_env={"TAG": "v2"})
+                         "--pre-stop-wait-until-unhealthy", "--wait-after-unhealthy", "1.5", extra_env={"TAG": "v2"})
 
     assert run.returncode == 0, run.stderr
     assert record.read_text().split() == [old.id]
-    actions = engine_events(since, time.time() + 1, old.id)
+    events = [(at, action) for at, cid, action in project_events(project, since, time.time() + 1) if cid == old.id]
+    actions = [action for _, action in events]
     assert "health_status: unhealthy" in actions and "kill" in actions, actions
-    assert actions.index("health_status: unhealthy") < actions.index("kill"), actions
+    unhealthy_at = events[actions.index("health_status: unhealthy")][0]
+    killed_at = events[actions.index("kill")][0]
+    assert killed_at - unhealthy_at >= 1.5, "stopped only after --wait-after-unhealthy"
     assert actions[-1] == "destroy"
 
 

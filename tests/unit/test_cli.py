@@ -73,8 +73,10 @@ def test_every_option_in_every_spelling():
         "-f", "a.yml", "--file=b.yml", "-fc.yml", "--env-file", "x.env", "--env-file=y.env",
         "-p", "proj", "--project-directory", "/srv/app", "--profile", "one", "--profile=two",
         "--pre-stop-cmd", "docker exec {id} touch /.dead", "--pre-stop-wait-until-unhealthy",
-        "--healthcheck-timeout", "90", "--wait=3", "--wait-after-healthy", "1.5", "--lock-timeout", "30", "web",
+        "--healthcheck-timeout", "90", "--wait=3", "--wait-after-healthy", "1.5", "--wait-after-unhealthy", "2",
+        "--lock-timeout", "30", "web",
     ])
+    assert options.wait_after_unhealthy == 2
     assert options.files == ["a.yml", "b.yml", "c.yml"]
     assert options.env_files == ["x.env", "y.env"]
     assert options.pre_stop_cmd == "docker exec {id} touch /.dead"
