@@ -198,7 +198,7 @@ class Deployment:
             self._wait_ready(new)
             self._check_interrupt()
             return new
-        except (DeployFailed, Interrupted, DockerCommandError) as error:
+        except Exception as error:  # whatever went wrong, nothing old was touched yet: go back
             self._roll_back(plan, error)
             self.consistent = True
             raise
@@ -211,8 +211,7 @@ class Deployment:
     def _wait_ready(self, new: List[Container]) -> None:
         assert self.watch is not None
         ids = [c.id for c in new]
-        current = self.watch.refresh(ids)
-        if any(c.has_healthcheck for c in current):
+        if any(c.has_healthcheck for c in new):  # the new config decides: it may add or drop a health check
             timeout = self.options.healthcheck_timeout
             self.progress.info(f"waiting up to {timeout:g}s for {len(ids)} new container(s) to be healthy")
             outcome = self.watch.wait(ids, all_healthy, timeout)

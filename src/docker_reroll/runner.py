@@ -3,16 +3,18 @@
 import json
 import sys
 import time
+import traceback
 from typing import Mapping, Optional
 
 from docker_reroll.cli import Options
 from docker_reroll.deploy import Deployment, quote_command
 from docker_reroll.engine import CallStats, CommandRunner, Docker, docker_binary
-from docker_reroll.errors import EXIT_OK, Interrupted, RerollError
+from docker_reroll.errors import EXIT_DEPLOY_FAILED, EXIT_OK, Interrupted, RerollError
 from docker_reroll.interrupts import Interrupts, signal_name
 from docker_reroll.progress import Progress
 
 STATS_ENV = "DOCKER_REROLL_STATS"  # a file to write timing figures to (used by the benchmark)
+DEBUG_ENV = "DOCKER_REROLL_DEBUG"
 
 
 def run(options: Options, environ: Mapping[str, str], progress: Optional[Progress] = None) -> int:
@@ -34,6 +36,11 @@ def run(options: Options, environ: Mapping[str, str], progress: Optional[Progres
     except RerollError as error:
         progress.error(str(error))
         code = error.exit_code
+    except Exception as error:  # noqa: BLE001 - a bug must still end in one clear line, not a traceback
+        if environ.get(DEBUG_ENV):
+            traceback.print_exc()
+        progress.error(f"internal error: {type(error).__name__}: {error} (set {DEBUG_ENV}=1 for the traceback)")
+        code = EXIT_DEPLOY_FAILED
     finally:
         interrupts.uninstall()
     _write_stats(environ.get(STATS_ENV), deployment, stats, time.monotonic() - started)

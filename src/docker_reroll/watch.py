@@ -128,7 +128,11 @@ class ContainerWatch:
         started = time.monotonic()
         deadline = started + seconds
         seen = self._interrupts.count if interrupts_seen is None else interrupts_seen
-        self.refresh(ids)
+        with self._cond:
+            # Containers inspected since we subscribed are kept current by events; others need one inspect.
+            reconcile = not self._stream_alive or any(i not in self._states for i in ids)
+        if reconcile:
+            self.refresh(ids)
         last_refresh = time.monotonic()
         refreshing = last_refresh - started
         try:
