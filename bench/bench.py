@@ -69,6 +69,7 @@ def deploy_series(env, replicas, deploys):
                 "calls": figures["commands"],
                 "rss_mb": figures["max_rss_kb"] / 1024,
                 "polling": figures["used_polling"],
+                "phases": figures["phase_seconds"],
             })
             if len(project.containers()) != replicas:
                 raise SystemExit("the service does not have its replica count after a deploy")
@@ -91,6 +92,8 @@ def print_series(replicas, rows):
     print(f"med {med['total']:8.3f} {med['commands']:9.3f} {med['waiting']:8.3f} {med['overhead']:9.3f}"
           f" {statistics.median(reactions) * 1000 if reactions else float('nan'):9.1f}"
           f" {'':6} {max(row['rss_mb'] for row in rows):7.1f}")
+    phases = {name: statistics.median(row["phases"].get(name, 0.0) for row in rows) for name in rows[0]["phases"]}
+    print("median time per phase: " + ", ".join(f"{name} {seconds:.2f}s" for name, seconds in phases.items()))
     print(f"reaction latency over {len(reactions)} health events: median "
           f"{statistics.median(reactions) * 1000:.1f} ms, p95 {percentile(reactions, 0.95) * 1000:.1f} ms, "
           f"max {max(reactions) * 1000:.1f} ms; event stream fell back to polling in "

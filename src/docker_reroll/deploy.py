@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from docker_reroll.cli import Options
 from docker_reroll.engine import Container, Docker, ProjectConfig
@@ -111,6 +111,7 @@ class DeployReport:
     new: List[str] = field(default_factory=list)
     replicas: int = 0
     first_start: bool = False
+    phase_seconds: Dict[str, float] = field(default_factory=dict)
 
 
 class Deployment:
@@ -122,14 +123,27 @@ class Deployment:
         self.interrupts = interrupts
         self.command_line = command_line
         self.service = options.service
-        self.phase = Phase.PREPARE
         self.report = DeployReport()
+        self._phase = Phase.PREPARE
+        self._phase_started = time.monotonic()
         self.project = ""
         self.watch: Optional[ContainerWatch] = None
         self.wait_stats: Optional[WaitStats] = None
         # False while old and new containers both exist: if we die then, the lock and journal stay behind so the
         # next run knows it must finish this deploy.
         self.consistent = True
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    @phase.setter
+    def phase(self, phase: Phase) -> None:
+        """Enter a phase; the time spent in the one we leave goes into the report (for the benchmark)."""
+        now = time.monotonic()
+        spent = self.report.phase_seconds
+        spent[self._phase.value] = spent.get(self._phase.value, 0.0) + now - self._phase_started
+        self._phase, self._phase_started = phase, now
 
     # ------------------------------------------------------------------------------------------------- the story
 
@@ -145,6 +159,7 @@ class Deployment:
                 self.wait_stats = self.watch.stats
                 self._deploy(lock)
         finally:
+            self.phase = self.phase  # close the time account of the last phase
             if self.consistent:
                 lock.finish()
             else:

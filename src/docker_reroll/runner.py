@@ -71,6 +71,7 @@ def _write_stats(path: Optional[str], deployment: Deployment, stats: CallStats, 
         "events_received": waits.events_received if waits else 0,
         "used_polling": waits.used_polling if waits else False,
         "replicas": deployment.report.replicas,
+        "phase_seconds": deployment.report.phase_seconds,
         "max_rss_kb": _max_rss_kb(),
     }
     with open(path, "w", encoding="utf-8") as handle:

@@ -1,8 +1,9 @@
 """The rolling deploy against the real engine: the core paths of `docker reroll`."""
 
+import json
 import time
 
-from dockerfixtures import APP_IMAGE, docker, project_events
+from dockerfixtures import APP_IMAGE, ROOT, docker, project_events
 
 
 def ids(containers):
@@ -180,3 +181,25 @@ def test_compose_flags_are_passed_to_every_compose_call(project, tmp_path):
     assert allowed.returncode == 0, allowed.stderr
     assert len(project.containers("extra")) == 1
     docker("compose", *flags, "--profile", "extra", "down", "-t", "0", env=env, cwd=str(tmp_path))
+
+
+def test_a_scale_up_that_compose_cannot_do_is_rolled_back(project):
+    """The new config names an image that cannot be had: compose fails, nothing new stays, the old one serves."""
+    [old] = project.up()
+
+    run = project.reroll("web", extra_env={"TAG": "no-such-tag"})
+
+    assert run.returncode == 1
+    assert "rolling back" in run.stderr and "compose exited with an error" in run.stderr
+    remaining = project.containers()
+    assert [c.id for c in remaining] == [old.id] and remaining[0].running
+
+
+def test_the_traefik_example_is_a_valid_compose_file(base_env):
+    result = docker("compose", "-f", f"{ROOT}/examples/traefik/compose.yaml", "config", "--format", "json",
+                    env=base_env)
+    config = json.loads(result.stdout)
+    web = config["services"]["web"]
+    assert web["labels"]["traefik_id"] == "reroll-example" and "container_name" not in web
+    assert "! test -e /.dead" in " ".join(web["healthcheck"]["test"])
+    assert "Label(`traefik_id`, `reroll-example`)" in " ".join(config["services"]["traefik"]["command"])

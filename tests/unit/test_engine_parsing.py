@@ -96,3 +96,11 @@ def test_legacy_compose_takes_docker_globals_as_its_own_flags():
                              {"PATH": "/bin"})
     assert compose.argv == ["docker-compose", "--context", "prod", "--verbose", "--tls", "--file", "c.yml"]
     assert compose.env["DOCKER_CONFIG"] == "/cfg" and compose.legacy
+
+
+def test_docker_is_called_through_the_cli_that_ran_the_plugin():
+    from docker_reroll.engine import docker_binary
+
+    assert docker_binary({"DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND": "/opt/docker/bin/docker"}) == \
+        "/opt/docker/bin/docker"
+    assert docker_binary({}) == "docker"
