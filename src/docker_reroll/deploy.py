@@ -22,7 +22,7 @@ from docker_reroll.errors import DeployFailed, DockerCommandError, Interrupted, 
 from docker_reroll.interrupts import Interrupts, signal_name
 from docker_reroll.lock import EngineLock
 from docker_reroll.progress import Progress
-from docker_reroll.watch import ContainerWatch, Outcome, WaitStats, all_healthy, any_stopped, gone, none_healthy
+from docker_reroll.watch import ContainerWatch, Outcome, WaitStats, all_healthy, all_unhealthy, any_stopped, gone
 
 LOG_TAIL_LINES = 20
 ROLLBACK_SETTLE_SECONDS = 0.5  # after an interrupted compose: let creations already sent to the engine land
@@ -198,12 +198,7 @@ class Deployment:
         new: List[Container] = []
         try:
             self.phase = Phase.SCALE_UP
-            if plan.first_start:  # dependencies may not be up yet: let compose start them
-                self.docker.compose_up(self.service, scale=plan.replicas or None, no_deps=False,
-                                       interrupts=self.interrupts)
-            else:
-                self.progress.info(f"scaling {self.service} from {len(plan.old)} to {plan.scale_to} containers")
-                self.docker.compose_up(self.service, scale=plan.scale_to, no_deps=True, interrupts=self.interrupts)
+            self._scale_up(plan)
             self._check_interrupt()
             new = self._new_containers(plan)
             self.progress.info(f"new containers: {describe(new)}")
@@ -218,6 +213,18 @@ class Deployment:
             self.consistent = True
             raise
 
+    def _scale_up(self, plan: Plan) -> None:
+        try:
+            if plan.first_start:  # dependencies may not be up yet: let compose start them
+                self.docker.compose_up(self.service, scale=plan.replicas or None, no_deps=False,
+                                       interrupts=self.interrupts)
+            else:
+                self.progress.info(f"scaling {self.service} from {len(plan.old)} to {plan.scale_to} containers")
+                self.docker.compose_up(self.service, scale=plan.scale_to, no_deps=True, interrupts=self.interrupts)
+        except DockerCommandError:
+            self._check_interrupt()  # compose failed because we stopped it: that is the interrupt, not an error
+            raise
+
     def _new_containers(self, plan: Plan) -> List[Container]:
         old_ids = {c.id for c in plan.old}
         current = self.docker.list_service_containers(self.project, self.service)
@@ -229,13 +236,13 @@ class Deployment:
         if any(c.has_healthcheck for c in new):  # the new config decides: it may add or drop a health check
             timeout = self.options.healthcheck_timeout
             self.progress.info(f"waiting up to {timeout:g}s for {len(ids)} new container(s) to be healthy")
-            outcome = self.watch.wait(ids, all_healthy, timeout)
+            outcome = self.watch.wait(ids, all_healthy, timeout, interrupts_seen=0)
             self._raise_unless_done(outcome, ids, f"not healthy after {timeout:g}s")
             self.progress.info(f"{len(ids)}/{len(ids)} new container(s) healthy")
             self._pause(self.options.wait_after_healthy, "after healthy")
         else:
             self.progress.info(f"no health check: waiting {self.options.wait:g}s before checking the new containers")
-            outcome = self.watch.wait(ids, any_stopped, self.options.wait)
+            outcome = self.watch.wait(ids, any_stopped, self.options.wait, interrupts_seen=0)
             if outcome.kind != "timeout":  # without a health check the wait running out is the success
                 self._raise_unless_done(outcome, ids, "")
             still = self.watch.refresh(ids)
@@ -248,7 +255,7 @@ class Deployment:
         if seconds > 0:
             self.progress.info(f"waiting {seconds:g}s {why}")
             started = time.monotonic()
-            self.interrupts.sleep(seconds)
+            self.interrupts.sleep(seconds, interrupts_seen=0)  # before the point of no return: any interrupt
             if self.wait_stats is not None:
                 self.wait_stats.wait_seconds += time.monotonic() - started
             self._check_interrupt()
@@ -257,7 +264,7 @@ class Deployment:
         """Time for a proxy that batches its updates to drop the drained containers; a further interrupt ends it."""
         if seconds > 0:
             self.progress.info(f"waiting {seconds:g}s after draining")
-            self.interrupts.sleep(seconds)
+            self.interrupts.sleep(seconds, interrupts_seen=max(self.interrupts.count, 1))
 
     def _raise_unless_done(self, outcome: Outcome, ids: List[str], timeout_reason: str) -> None:
         if outcome.done:
@@ -308,7 +315,9 @@ class Deployment:
             if not rolling_back:
                 self.phase = Phase.PRE_STOP
             self._run_pre_stop(to_drain)
-        if options.pre_stop_wait_until_unhealthy and to_drain:
+        # On a roll-back, a container that is still starting would not turn unhealthy without a pre-stop command.
+        wait_drained = options.pre_stop_wait_until_unhealthy and (options.pre_stop_cmd or not rolling_back)
+        if wait_drained and to_drain:
             with_health = [c for c in to_drain if c.has_healthcheck]
             if not with_health:
                 self.progress.warn("--pre-stop-wait-until-unhealthy: the containers have no health check, "
@@ -364,7 +373,7 @@ class Deployment:
         timeout = self.options.healthcheck_timeout
         self.progress.info(f"waiting up to {timeout:g}s for {names(containers)} to be unhealthy")
         # A further interrupt ends this wait early: the user wants out, and stopping is all that is left.
-        outcome = self.watch.wait([c.id for c in containers], none_healthy, timeout,
+        outcome = self.watch.wait([c.id for c in containers], all_unhealthy, timeout,
                                   interrupts_seen=max(self.interrupts.count, 1))
         if outcome.kind == "timeout":
             self.progress.warn(f"still healthy after {timeout:g}s; stopping anyway")

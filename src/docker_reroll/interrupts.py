@@ -17,12 +17,14 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PLUGIN_CANCEL_SIGNAL = signal.SIGTERM
 PLUGIN_SOCKET_ENV = "DOCKER_CLI_PLUGIN_SOCKET"
 POLL_SECONDS = 0.05  # how soon a wait notices an interrupt
+SAME_INTERRUPT = 2.0  # a signal this soon after the CLI's cancel is the cause of that cancel, not a second interrupt
 
 
 class Interrupts:
     def __init__(self) -> None:
         self._received: List[int] = []  # appended by signal handlers: no locks there, they could deadlock
         self._previous: dict = {}
+        self._socket_cancel_at: Optional[float] = None  # when the CLI's cancel was recorded, until a signal says why
 
     @property
     def first_signal(self) -> Optional[int]:
@@ -35,20 +37,35 @@ class Interrupts:
     def requested(self) -> bool:
         return bool(self._received)
 
-    def sleep(self, seconds: float) -> bool:
-        """Sleep, but wake at once on an interrupt. True if the full time passed."""
+    def sleep(self, seconds: float, interrupts_seen: Optional[int] = None) -> bool:
+        """Sleep, but wake on an interrupt beyond the first `interrupts_seen` (default: any new one).
+        True if the full time passed."""
         deadline = time.monotonic() + seconds
-        seen = self.count
+        seen = self.count if interrupts_seen is None else interrupts_seen
         while True:
+            if self.count > seen:
+                return False
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return True
             time.sleep(min(remaining, POLL_SECONDS))
-            if self.count != seen:
-                return False
 
     def record(self, signum: int) -> None:
+        """A signal. If the CLI's cancel came just before it, both are the same interrupt (a Ctrl-C to the process
+        group reaches the CLI, which closes our socket, and us, whose handler may run a little later): the signal
+        replaces the cancel instead of counting as a second interrupt."""
+        cancel_at = self._socket_cancel_at
+        if cancel_at is not None and len(self._received) == 1 and time.monotonic() - cancel_at < SAME_INTERRUPT:
+            self._socket_cancel_at = None
+            self._received[0] = signum
+            return
         self._received.append(signum)
+
+    def record_cli_cancel(self) -> None:
+        """The docker CLI closed the plugin socket: it was signalled. A signal we got too already counts."""
+        if not self._received:
+            self._socket_cancel_at = time.monotonic()
+            self._received.append(PLUGIN_CANCEL_SIGNAL)
 
     def install(self, environ: Mapping[str, str]) -> None:
         for signum in HANDLED_SIGNALS:
@@ -76,9 +93,7 @@ class Interrupts:
                     pass
         except OSError:
             return  # no socket to watch: signals still work
-        # A Ctrl-C to the whole process group reaches us and makes the CLI close the socket: one interrupt, not two.
-        if not self._received:
-            self.record(PLUGIN_CANCEL_SIGNAL)
+        self.record_cli_cancel()
 
 
 def signal_name(signum: int) -> str:

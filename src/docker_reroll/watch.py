@@ -214,8 +214,9 @@ def any_stopped(containers: List[Container]) -> Optional[Outcome]:
     return None
 
 
-def none_healthy(containers: List[Container]) -> Optional[Outcome]:
-    """Draining old containers: done when none of them is healthy any more (or running at all)."""
-    if all(c.health != "healthy" or gone(c) for c in containers):
+def all_unhealthy(containers: List[Container]) -> Optional[Outcome]:
+    """Draining: done when Docker calls every container unhealthy (or it stopped). `starting` is not enough: a new
+    container being rolled back may be in a proxy's pool already, and only its failing check takes it out."""
+    if all(c.health == "unhealthy" or gone(c) for c in containers):
         return DONE
     return None

@@ -6,7 +6,7 @@ from docker_reroll.deploy import Phase, check_service, plan_deploy, pre_stop_com
 from docker_reroll.engine import Container, ProjectConfig, ServiceSpec
 from docker_reroll.errors import RefusedError
 from docker_reroll.lock import REMOTE_LOCK_LIFETIME, Owner
-from docker_reroll.watch import REMOVED, all_healthy, any_stopped, none_healthy
+from docker_reroll.watch import REMOVED, all_healthy, all_unhealthy, any_stopped
 
 
 def box(number, status="running", health="healthy", exit_code=0):
@@ -79,8 +79,9 @@ def test_readiness_verdicts():
 
 
 def test_drain_verdict():
-    assert none_healthy([box(1, health="unhealthy"), box(2, status="exited")]).done
-    assert none_healthy([box(1, health="unhealthy"), box(2)]) is None
+    assert all_unhealthy([box(1, health="unhealthy"), box(2, status="exited")]).done
+    assert all_unhealthy([box(1, health="unhealthy"), box(2)]) is None
+    assert all_unhealthy([box(1, health="starting")]) is None, "a starting container may be in the proxy's pool"
 
 
 def owner(**changes):

@@ -5,7 +5,7 @@ import time
 
 from docker_reroll.engine import Container, ContainerEvent
 from docker_reroll.interrupts import Interrupts
-from docker_reroll.watch import ContainerWatch, all_healthy, none_healthy
+from docker_reroll.watch import ContainerWatch, all_healthy, all_unhealthy
 
 
 def box(cid, health="starting", status="running"):
@@ -76,7 +76,7 @@ def test_without_an_event_stream_waits_poll_with_inspect():
             docker.state["a"] = box("a", health="unhealthy")
 
         threading.Timer(0.3, turn_unhealthy).start()
-        outcome = watch.wait(["a"], none_healthy, 5)
+        outcome = watch.wait(["a"], all_unhealthy, 5)
     assert outcome.done and watch.stats.used_polling and docker.inspects >= 2
 
 
@@ -97,3 +97,24 @@ def test_a_container_that_dies_fails_the_wait_at_once():
         threading.Timer(0.1, docker.push, args=("a", "die")).start()
         outcome = watch.wait(["a"], all_healthy, 10)
     assert outcome.kind == "failed" and "exited" in outcome.reason
+
+
+def test_a_cli_cancel_and_the_signal_behind_it_are_one_interrupt():
+    """Ctrl-C reaches the docker CLI (which closes our socket) and us; whichever is seen first, it counts once."""
+    interrupts = Interrupts()
+    interrupts.record_cli_cancel()
+    interrupts.record(2)
+    assert interrupts.count == 1 and interrupts.first_signal == 2
+    interrupts.record_cli_cancel()  # the socket closes only once, but a cancel after a signal is the same interrupt
+    assert interrupts.count == 1
+    interrupts.record(2)  # a real second Ctrl-C
+    assert interrupts.count == 2
+
+
+def test_sleep_notices_an_interrupt_that_came_before_it_when_asked_to():
+    interrupts = Interrupts()
+    interrupts.record(15)
+    started = time.monotonic()
+    assert interrupts.sleep(5, interrupts_seen=0) is False
+    assert interrupts.sleep(0.1) is True  # by default only new interrupts end a sleep
+    assert time.monotonic() - started < 1

@@ -1,0 +1,403 @@
+"""Fault injection under load: signals in every phase, a killed plugin, a broken event stream, a concurrent deploy.
+
+Every scenario runs the HAProxy example stack (examples/haproxy) with 8 keep-alive clients busy against the proxy
+the whole time, and checks the invariant that makes an interrupt safe: when the tool exits, the service holds either
+exactly the old containers (same ids, all running and healthy, v1 still answering: cancelled before anything old was
+touched) or exactly N new ones (the deploy completed), never both, never none, never another count; no lock or
+journal is left; and no request failed. The load report is printed so CI logs show the figures.
+
+Each test collects every broken expectation before failing, so one run shows all that went wrong.
+"""
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from dockerfixtures import child_pid, docker, finish, project_events, read_until, stack_url, start_reroll, start_stack
+from loadgen import LoadGenerator
+
+DRAIN = ["--pre-stop-cmd", "docker exec {id} touch /.dead", "--pre-stop-wait-until-unhealthy"]
+CLIENTS = 8
+HEALTH_TIMEOUT = ["--healthcheck-timeout", "20"]  # only bounds a wait that goes wrong
+OLD, NEW = "old containers only", "new containers only"
+DEPLOY_DEADLINE = 90  # seconds: a background deploy still running after this is killed and the test fails
+EXIT_AFTER_SIGNAL = 20  # seconds from an interrupt to the exit: a roll-back or the rest of a drain, never a hang
+REACTION = 2.0  # seconds from an interrupt to the start of the roll-back (waits notice interrupts within 50 ms)
+STARTING = {"APP_STARTUP_DELAY": "4"}  # the new container needs ~4 s to turn healthy: the health wait lasts
+
+
+# ------------------------------------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def load_on(stack, settle=1.5):
+    """8 clients against the proxy for the duration of the block (and `settle` seconds more, so the requests after
+    the deploy show what serves now). The final report is `load.report()` after the block."""
+    load = LoadGenerator(stack_url(stack), clients=CLIENTS, max_duration=240)
+    load.start()
+    try:
+        assert load.wait_for_requests(200, timeout=20), "the load generator could not reach the proxy"
+        yield load
+        time.sleep(settle)
+    finally:
+        report = load.stop()
+        print(f"\n[{stack.name}] load: {report.summary()} duration={report.duration:.1f}s")
+        if report.failed:
+            explain_failures(stack, report)
+
+
+def utc(moment):
+    return time.strftime("%H:%M:%S", time.gmtime(moment)) + f"{moment % 1:.3f}"[1:] + "Z"
+
+
+def explain_failures(stack, report):
+    """When failed requests started and what they got, and what the proxy logged (errors, server state changes)."""
+    for sample in report.failed_samples[:20]:
+        print(f"  {utc(sample.start)} +{sample.latency * 1000:.0f}ms client {sample.client}: {sample.reason}")
+    proxy = stack.compose("logs", "--no-log-prefix", "--timestamps", "proxy", check=False).stdout.splitlines()
+    print("  proxy log:\n" + "\n".join("    " + line for line in proxy[-30:] if "[WARNING]" not in line))
+
+
+def progress_time(output, text):
+    """The timestamp (epoch seconds) of the first progress line containing `text`, None if there is none."""
+    for line in output.splitlines():
+        stamp, _, rest = line.partition(" ")
+        if text in rest and stamp.endswith("Z"):
+            return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+    return None
+
+
+class Deploy:
+    """`docker reroll app ARGS` in the background (start_reroll: the real docker CLI, in its own process group),
+    driven phase by phase through its progress lines. A watchdog kills it if it outlives DEPLOY_DEADLINE."""
+
+    def __init__(self, stack, *args, **env):
+        self.process = start_reroll(stack, "app", *args, extra_env=env)
+        self.since = time.time()
+        self.started = time.monotonic()
+        self.output = ""
+        self.signalled = []  # wall-clock times of the signals sent
+        self.ended = None  # wall-clock time of the exit (the load generator's time base)
+        self.seconds = None
+        self._watchdog = threading.Timer(DEPLOY_DEADLINE, self.kill)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    def reach(self, marker, timeout=60):
+        """Block until a progress line contains `marker`."""
+        self.output += read_until(self.process, marker, timeout=timeout)
+
+    @property
+    def plugin_pid(self):
+        return child_pid(self.process.pid)
+
+    def signal(self, signum, target="group"):
+        """Signal `target`: "group" is the whole process group, docker CLI and plugin, like a terminal's Ctrl-C;
+        "cli" the docker CLI process alone; "cli-then-plugin" the CLI, then the plugin 50 ms later (the same group
+        signal when the plugin's Python handler runs after the CLI has closed the socket, as it can under load)."""
+        plugin = self.plugin_pid if target == "cli-then-plugin" else None
+        with contextlib.suppress(ProcessLookupError):
+            if target == "group":
+                os.killpg(self.process.pid, signum)
+            else:
+                os.kill(self.process.pid, signum)
+            if plugin:
+                time.sleep(0.05)
+                os.kill(plugin, signum)
+        self.signalled.append(time.time())
+
+    def finish(self):
+        self.output += finish(self.process, timeout=DEPLOY_DEADLINE)
+        self._watchdog.cancel()
+        self.ended = time.time()
+        self.seconds = time.monotonic() - self.started
+        return self.process.returncode
+
+    def after_signal(self, index=0):
+        """Seconds from the `index`-th signal to the exit."""
+        return self.ended - self.signalled[index]
+
+    def kill(self):
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def deploys(stack):
+    """Starts background deploys; one still running when the test ends (it failed) is killed before the stack
+    is removed."""
+    started = []
+
+    def start(*args, **env):
+        deploy = Deploy(stack, *args, **env)
+        started.append(deploy)
+        return deploy
+
+    yield start
+    for deploy in started:
+        deploy.kill()
+
+
+def lock_containers(stack):
+    return docker("ps", "-a", "--format", "{{.Names}}", "--filter",
+                  f"name=docker-reroll-lock.{stack.name}").stdout.split()
+
+
+def versions_after(report, moment):
+    return {s.version for s in report.samples if s.ok and s.start > moment}
+
+
+def invariant_problems(stack, expected, old, report, exited_at, replicas=None, version="v2"):
+    """The invariant: exactly the old containers, untouched, or exactly `replicas` new ones on `version`; the
+    version answering through the proxy after the exit is the one the service holds; no lock, no journal; no
+    failed request. Returns what is broken."""
+    problems = []
+    now = stack.containers()
+    seen = [(c.name, c.short_id, c.status, c.health) for c in now]
+    old_ids = [c.id for c in old]
+    if expected == OLD:
+        serving = "v1"
+        if [c.id for c in now] != old_ids:
+            problems.append(f"expected exactly the old containers {[c[:12] for c in old_ids]}, found {seen}")
+        elif not all(c.running and c.health == "healthy" for c in now):
+            problems.append(f"old containers touched: {seen}")
+    else:
+        serving = version
+        if len(now) != replicas or {c.id for c in now} & set(old_ids):
+            problems.append(f"expected exactly {replicas} new container(s), found {seen}")
+        elif not all(c.running and c.health == "healthy" for c in now):
+            problems.append(f"new containers not all healthy: {seen}")
+        elif {stack.env_of(c)["APP_VERSION"] for c in now} != {version}:
+            problems.append(f"new containers not all on {version}")
+    answering = versions_after(report, exited_at)
+    if answering != {serving}:
+        problems.append(f"after the exit {sorted(answering) or 'nothing'} answered, expected {serving}")
+    if lock_containers(stack):
+        problems.append(f"left behind: {lock_containers(stack)}")
+    if report.failed:
+        problems.append(f"{report.failed} failed request(s): {report.summary()}")
+    return problems
+
+
+def undrained(stack, since, until):
+    """Containers stopped before Docker reported them unhealthy although the drain (`touch /.dead`) had begun:
+    with --pre-stop-wait-until-unhealthy and one interrupt at most, each must turn unhealthy first. From the
+    engine's own events."""
+    events = project_events(stack, since - 1, until + 1)
+    problems = []
+    touched = {}
+    for moment, container, action in events:
+        if action == "exec_start: touch /.dead":
+            touched.setdefault(container, moment)
+    for container, began in touched.items():
+        later = [(moment, action) for moment, c, action in events if c == container and moment >= began]
+        unhealthy = next((moment for moment, action in later if action == "health_status: unhealthy"), None)
+        killed = next((moment for moment, action in later if action in ("kill", "die")), None)
+        if killed is not None and (unhealthy is None or unhealthy > killed):
+            problems.append(f"container {container[:12]} was stopped {killed - began:.2f}s after its drain began, "
+                            "before Docker reported it unhealthy")
+    return problems
+
+
+def verify(problems, output):
+    assert not problems, "\n".join(["", *problems, "--- the deploy's progress:", output])
+
+
+def drained(output):
+    """The roll-forward drain waited until the old containers were reported unhealthy."""
+    return re.search(r"^\S+ INFO (?!waiting).* unhealthy$", output, re.MULTILINE) is not None
+
+
+# ------------------------------------------------------------------------------------------- 1, 2: one interrupt
+
+
+@pytest.mark.parametrize("signum, target, marker, delay, args, env, replicas, expected", [
+    pytest.param(signal.SIGINT, "group", "scaling app from", 0, [], {}, 1, OLD, id="SIGINT-scale-up"),
+    pytest.param(signal.SIGINT, "group", "new containers:", 0, [], STARTING, 1, OLD, id="SIGINT-before-health-wait"),
+    pytest.param(signal.SIGINT, "group", "to be healthy", 0.2, [], STARTING, 1, OLD, id="SIGINT-health-wait"),
+    pytest.param(signal.SIGINT, "group", "after healthy", 0.2, ["--wait-after-healthy", "5"], {}, 2, OLD,
+                 id="SIGINT-wait-after-healthy-2-replicas"),
+    pytest.param(signal.SIGINT, "group", "to be unhealthy", 0.2, [], {}, 2, NEW, id="SIGINT-pre-stop-wait-2-replicas"),
+    pytest.param(signal.SIGINT, "cli-then-plugin", "to be unhealthy", 0.2, [], {}, 2, NEW,
+                 id="SIGINT-pre-stop-wait-2-replicas-plugin-handler-late"),
+    pytest.param(signal.SIGINT, "group", "INFO stopping", 0, [], {}, 1, NEW, id="SIGINT-stop"),
+    pytest.param(signal.SIGTERM, "cli", "to be healthy", 0.2, [], STARTING, 1, OLD, id="SIGTERM-docker-cli-only"),
+    pytest.param(signal.SIGHUP, "group", "to be healthy", 0.2, [], STARTING, 1, OLD, id="SIGHUP-health-wait"),
+])
+def test_an_interrupt_rolls_back_before_the_drain_and_forward_after(stack, deploys, signum, target, marker, delay,
+                                                                    args, env, replicas, expected):
+    """`delay`: how far into the phase the signal comes; 0 right at its first line (a phase that may be short),
+    0.2 s for a wait (the boundary just before a wait is a case of its own)."""
+    old = start_stack(stack, replicas)
+    name = signal.Signals(signum).name
+
+    with load_on(stack) as load:
+        deploy = deploys(*DRAIN, *HEALTH_TIMEOUT, *args, APP_VERSION="v2", **env)
+        deploy.reach(marker)
+        time.sleep(delay)
+        deploy.signal(signum, target)
+        code = deploy.finish()
+    report = load.report()
+
+    output = deploy.output
+    problems = invariant_problems(stack, expected, old, report, deploy.ended, replicas=replicas)
+    problems += undrained(stack, deploy.since, deploy.ended)
+    # The docker CLI relays only SIGINT and SIGTERM to its plugin; SIGHUP kills it outright (Go's default), so its
+    # own status is death by SIGHUP, which a shell reports as 129 as well; the plugin's verdict is in its output.
+    if not (code == 128 + signum or (signum == signal.SIGHUP and code == -signal.SIGHUP)):
+        problems.append(f"exit {code}, expected {128 + signum}")
+    rolled_back_at = progress_time(output, "WARN rolling back")
+    if expected == OLD:
+        if f"interrupted by {name} during" not in output or "rolled back:" not in output:
+            problems.append(f"no roll-back for {name} reported")
+        if rolled_back_at is None or rolled_back_at - deploy.signalled[0] > REACTION:
+            late = f"{rolled_back_at - deploy.signalled[0]:.2f}s" if rolled_back_at else "never"
+            healthy = " (the new containers were healthy first)" if "new container(s) healthy" in output else ""
+            problems.append(f"the roll-back began {late} after the signal{healthy}, expected within {REACTION}s")
+    else:
+        if f"interrupted by {name} after the old containers began to drain: finished the deploy" not in output:
+            problems.append(f"no 'finished the deploy' message for {name}")
+        if not drained(output):
+            problems.append("one interrupt cut the drain short: no 'unhealthy' line before the stop")
+    print(f"[{stack.name}] {name} at {marker!r} -> exit {code}, {deploy.after_signal():.2f}s after the signal, "
+          f"{deploy.seconds:.2f}s in all" + (f", roll-back began {rolled_back_at - deploy.signalled[0]:.2f}s after "
+                                             "the signal" if rolled_back_at else ""))
+    if deploy.after_signal() > EXIT_AFTER_SIGNAL:
+        problems.append(f"exited {deploy.after_signal():.1f}s after the signal")
+    verify(problems, output)
+
+
+# ---------------------------------------------------------------------------------------- 3: a second Ctrl-C
+
+
+def test_a_second_sigint_during_the_drain_finishes_at_once_with_only_new_containers(stack, deploys):
+    old = start_stack(stack, 2)
+
+    with load_on(stack) as load:
+        deploy = deploys(*DRAIN, *HEALTH_TIMEOUT, APP_VERSION="v2")
+        deploy.reach("to be unhealthy")
+        deploy.signal(signal.SIGINT)
+        time.sleep(0.5)  # a person pressing Ctrl-C twice; HAProxy has dropped the draining servers by now
+        deploy.signal(signal.SIGINT)
+        code = deploy.finish()
+    report = load.report()
+
+    print(f"[{stack.name}] second SIGINT -> exit {code} {deploy.after_signal(1):.2f}s later")
+    problems = invariant_problems(stack, NEW, old, report, deploy.ended, replicas=2)
+    if code != 130:
+        problems.append(f"exit {code}, expected 130")
+    if "interrupted by SIGINT after the old containers began to drain: finished the deploy" not in deploy.output:
+        problems.append("no 'finished the deploy' message for SIGINT")
+    if "forcefully exiting" in deploy.output:
+        problems.append("the docker CLI had to kill the plugin")
+    if deploy.after_signal(1) > 5:
+        problems.append(f"exited {deploy.after_signal(1):.1f}s after the second SIGINT: a second interrupt skips "
+                        "the rest of the drain wait (stop, remove, done)")
+    verify(problems, deploy.output)
+
+
+# ------------------------------------------------------------------------------------ 4: SIGKILL, then a re-run
+
+
+def test_a_killed_deploy_is_finished_by_the_next_run_with_zero_failed_requests(stack, deploys):
+    old = start_stack(stack, 2)
+    lock = f"docker-reroll-lock.{stack.name}.app"
+
+    with load_on(stack) as load:
+        victim = deploys(*DRAIN, *HEALTH_TIMEOUT, "--wait-after-healthy", "30", APP_VERSION="v2")
+        victim.reach("waiting 30s after healthy")
+        os.kill(victim.plugin_pid, signal.SIGKILL)
+        victim.finish()
+        halfway = stack.containers()
+        assert len(halfway) == 4, [(c.name, c.status) for c in halfway]
+        assert sorted(lock_containers(stack)) == [lock, f"{lock}.journal"], "the killed run leaves lock and journal"
+        journal = json.loads(docker("inspect", f"{lock}.journal").stdout)[0]
+        assert journal["Config"]["Labels"]["io.docker-reroll.replicas"] == "2"
+
+        rerun = stack.reroll("app", *DRAIN, *HEALTH_TIMEOUT, extra_env={"APP_VERSION": "v3"}, timeout=120)
+        ended = time.time()
+    report = load.report()
+
+    print(f"[{stack.name}] re-run after SIGKILL -> exit {rerun.returncode} in {rerun.seconds:.2f}s")
+    problems = invariant_problems(stack, NEW, old + halfway, report, ended, replicas=2, version="v3")
+    problems += undrained(stack, victim.since, ended)
+    if rerun.returncode != 0:
+        problems.append(f"re-run exit {rerun.returncode}")
+    if "an earlier deploy of app was interrupted" not in rerun.stderr or "taking over the deploy lock" \
+            not in rerun.stderr:
+        problems.append("the re-run did not say it took over and finished the interrupted deploy")
+    verify(problems, rerun.stderr)
+
+
+# -------------------------------------------------------------------------------- 5: a broken event stream
+
+
+def events_child(plugin_pid):
+    """The plugin's `docker events` process."""
+    found = subprocess.run(["pgrep", "-P", str(plugin_pid), "-f", "docker.*events"], capture_output=True,
+                           text=True).stdout.split()
+    assert len(found) == 1, f"expected one `docker events` child of {plugin_pid}, found {found}"
+    return int(found[0])
+
+
+def test_a_broken_event_stream_falls_back_to_polling_and_the_deploy_completes(stack, deploys, tmp_path):
+    [old] = start_stack(stack, 1)
+    stats = tmp_path / "stats.json"
+
+    with load_on(stack) as load:
+        deploy = deploys(*DRAIN, *HEALTH_TIMEOUT, APP_VERSION="v2", APP_STARTUP_DELAY="3",
+                         DOCKER_REROLL_STATS=str(stats))
+        deploy.reach("to be healthy")
+        os.kill(events_child(deploy.plugin_pid), signal.SIGKILL)
+        code = deploy.finish()
+    report = load.report()
+
+    figures = json.loads(stats.read_text())
+    print(f"[{stack.name}] event stream killed -> exit {code} in {deploy.seconds:.2f}s; "
+          f"used_polling={figures['used_polling']} events_received={figures['events_received']}")
+    problems = invariant_problems(stack, NEW, [old], report, deploy.ended, replicas=1)
+    problems += undrained(stack, deploy.since, deploy.ended)
+    if code != 0:
+        problems.append(f"exit {code}")
+    if not figures["used_polling"]:
+        problems.append("the waits did not notice that the event stream had ended")
+    verify(problems, deploy.output)
+
+
+# ------------------------------------------------------------------------------ 6: two deploys at the same time
+
+
+def test_a_concurrent_deploy_exits_4_at_once_and_the_first_completes(stack, deploys):
+    old = start_stack(stack, 2)
+
+    with load_on(stack) as load:
+        first = deploys(*DRAIN, *HEALTH_TIMEOUT, "--wait-after-healthy", "3", APP_VERSION="v2")
+        first.reach("after healthy")
+        during = [c.id for c in stack.containers()]
+        second = stack.reroll("app", *DRAIN, extra_env={"APP_VERSION": "v3"}, timeout=60)
+        untouched = [c.id for c in stack.containers()] == during
+        code = first.finish()
+    report = load.report()
+
+    print(f"[{stack.name}] second deploy -> exit {second.returncode} in {second.seconds:.2f}s; "
+          f"first -> exit {code} in {first.seconds:.2f}s")
+    problems = invariant_problems(stack, NEW, old, report, first.ended, replicas=2)
+    problems += undrained(stack, first.since, first.ended)
+    if second.returncode != 4 or second.seconds > 5:
+        problems.append(f"second deploy: exit {second.returncode} after {second.seconds:.1f}s, expected 4 at once")
+    if "another deploy of this service is running" not in second.stderr:
+        problems.append("the second deploy did not say why it stopped")
+    if not untouched:
+        problems.append("the refused deploy changed the service")
+    if code != 0:
+        problems.append(f"first deploy: exit {code}")
+    verify(problems, first.output)
