@@ -23,11 +23,12 @@ engine_answers() { timeout 10 docker info >/dev/null 2>&1; }
 start_engine() {
   engine_answers && return 0
   apt_install docker.io iptables ca-certificates
-  if ! pgrep -x dockerd >/dev/null; then
+  # A dockerd that is only a zombie (its parent ended without reaping it) does not count as running.
+  if ! ps -C dockerd -o stat= 2>/dev/null | grep -qv '^Z'; then
     log "starting dockerd"
     nohup dockerd >/var/log/dockerd.log 2>&1 &
   fi
-  for _ in $(seq 1 120); do
+  for _ in $(seq 1 240); do
     engine_answers && { log "engine is up"; return 0; }
     sleep 0.5
   done
