@@ -203,3 +203,15 @@ def test_the_traefik_example_is_a_valid_compose_file(base_env):
     assert web["labels"]["traefik_id"] == "reroll-example" and "container_name" not in web
     assert "! test -e /.dead" in " ".join(web["healthcheck"]["test"])
     assert "Label(`traefik_id`, `reroll-example`)" in " ".join(config["services"]["traefik"]["command"])
+
+
+def test_old_containers_that_never_turn_unhealthy_are_stopped_after_the_timeout_with_a_warning(project):
+    [old] = project.up()
+
+    run = project.reroll("web", "--pre-stop-cmd", "true", "--pre-stop-wait-until-unhealthy",
+                         "--healthcheck-timeout", "2", extra_env={"TAG": "v2"})
+
+    assert run.returncode == 0, run.stderr
+    assert "WARN still healthy after 2s; stopping anyway" in run.stderr
+    [new] = project.containers()
+    assert new.id != old.id and project.image_of(new) == f"{APP_IMAGE}:v2"
