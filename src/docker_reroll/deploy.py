@@ -14,11 +14,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from docker_reroll.cli import Options
 from docker_reroll.engine import Container, Docker, ProjectConfig
-from docker_reroll.errors import DeployFailed, DockerCommandError, Interrupted, RefusedError
+from docker_reroll.errors import DeployFailed, DockerCommandError, Interrupted, RefusedError, first_line
 from docker_reroll.interrupts import Interrupts, signal_name
 from docker_reroll.lock import EngineLock
 from docker_reroll.progress import Progress
@@ -127,6 +127,7 @@ class Deployment:
         self._phase = Phase.PREPARE
         self._phase_started = time.monotonic()
         self.project = ""
+        self.spec_has_post_start_hooks = False
         self.watch: Optional[ContainerWatch] = None
         self.wait_stats: Optional[WaitStats] = None
         # False while old and new containers both exist: if we die then, the lock and journal stay behind so the
@@ -152,6 +153,7 @@ class Deployment:
         profile_services = self.docker.services_in_any_profile() if project.service is None else []
         check_service(project, self.service, profile_services)
         self.project = project.name
+        self.spec_has_post_start_hooks = bool(project.service and project.service.has_post_start_hooks)
         lock = EngineLock(self.docker, project.name, self.service, self.progress, self.command_line)
         lock.acquire(self.options.lock_timeout, self.interrupts)
         try:
@@ -198,12 +200,9 @@ class Deployment:
         new: List[Container] = []
         try:
             self.phase = Phase.SCALE_UP
-            self._scale_up(plan)
+            new = self._scale_up(plan)
             self._check_interrupt()
-            new = self._new_containers(plan)
             self.progress.info(f"new containers: {describe(new)}")
-            if not new or (not plan.first_start and len(new) != plan.replicas):
-                raise DeployFailed(f"compose created {len(new)} new container(s), expected {plan.replicas}")
             self.phase = Phase.WAIT_READY
             self._wait_ready(new)
             self._check_interrupt()
@@ -213,17 +212,44 @@ class Deployment:
             self.consistent = True
             raise
 
-    def _scale_up(self, plan: Plan) -> None:
+    def _scale_up(self, plan: Plan) -> List[Container]:
+        """Have compose make the new containers; returns them, running.
+
+        Compose starts the containers of a scaled service one after another (about 0.3 s each on a small machine),
+        so when several are new it only creates them (`up --no-start`) and we start them all at once. Services with
+        post_start hooks are left to compose, which runs those hooks as it starts each container."""
+        start_together = not plan.first_start and plan.replicas > 1 and not self.spec_has_post_start_hooks
         try:
             if plan.first_start:  # dependencies may not be up yet: let compose start them
                 self.docker.compose_up(self.service, scale=plan.replicas or None, no_deps=False,
                                        interrupts=self.interrupts)
             else:
                 self.progress.info(f"scaling {self.service} from {len(plan.old)} to {plan.scale_to} containers")
-                self.docker.compose_up(self.service, scale=plan.scale_to, no_deps=True, interrupts=self.interrupts)
+                self.docker.compose_up(self.service, scale=plan.scale_to, no_deps=True, interrupts=self.interrupts,
+                                       start=not start_together)
         except DockerCommandError:
             self._check_interrupt()  # compose failed because we stopped it: that is the interrupt, not an error
             raise
+        new = self._new_containers(plan)
+        if not new or (not plan.first_start and len(new) != plan.replicas):
+            raise DeployFailed(f"compose created {len(new)} new container(s), expected {plan.replicas}")
+        if start_together:
+            self._start_together(new)
+            new = self.docker.inspect([c.id for c in new])  # started: now their health check shows
+        return new
+
+    def _start_together(self, containers: List[Container]) -> None:
+        self.progress.info(f"starting {len(containers)} new containers at once")
+        failures: List[str] = []
+
+        def start(container: Container) -> None:
+            result = self.docker.start(container.id)
+            if result.returncode != 0:
+                failures.append(f"{container.name}: {first_line(result.stderr)}")
+
+        run_concurrently(start, containers)
+        if failures:
+            raise DeployFailed("could not start " + "; ".join(failures))
 
     def _new_containers(self, plan: Plan) -> List[Container]:
         old_ids = {c.id for c in plan.old}
@@ -362,11 +388,7 @@ class Deployment:
             if result.returncode != 0:
                 self.progress.warn(f"pre-stop command for {container.name} exited with {result.returncode}")
 
-        threads = [threading.Thread(target=one, args=(c,)) for c in containers]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_concurrently(one, containers)
 
     def _wait_unhealthy(self, containers: List[Container]) -> None:
         assert self.watch is not None
@@ -387,6 +409,15 @@ class Deployment:
             return
         if rolls_back(self.phase):
             raise Interrupted(f"interrupted by {signal_name(signum)} during {self.phase.value}", signum)
+
+
+def run_concurrently(action: Callable[[Container], None], containers: Sequence[Container]) -> None:
+    """One thread per container: the engine works on them in parallel, and the slowest sets the pace."""
+    threads = [threading.Thread(target=action, args=(c,)) for c in containers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def names(containers: Sequence[Container]) -> str:

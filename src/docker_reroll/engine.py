@@ -137,6 +137,7 @@ class ServiceSpec:
     container_name: Optional[str] = None
     network_mode: Optional[str] = None
     fixed_host_ports: List[str] = field(default_factory=list)
+    has_post_start_hooks: bool = False  # compose runs them when it starts a container itself
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ def parse_compose_config(text: str, service: str) -> ProjectConfig:
             container_name=definition.get("container_name"),
             network_mode=definition.get("network_mode"),
             fixed_host_ports=fixed,
+            has_post_start_hooks=bool(definition.get("post_start")),
         )
     return ProjectConfig(name=data.get("name") or "", services=sorted(services), service=spec)
 
@@ -460,6 +462,9 @@ class Docker:
     def remove(self, ids: Sequence[str]) -> Result:
         return self.run("rm", "--force", "--volumes", *ids, check=False) if ids else Result(0, "", "")
 
+    def start(self, container_id: str) -> Result:
+        return self.run("start", container_id, check=False)
+
     def logs_tail(self, container_id: str, lines: int = 20) -> str:
         result = self.run("logs", "--tail", str(lines), "--timestamps", container_id, check=False)
         return (result.stdout + result.stderr).strip()
@@ -517,12 +522,14 @@ class Docker:
         return result.stdout.split() if result.returncode == 0 else []
 
     def compose_up(self, service: str, *, scale: Optional[int], no_deps: bool,
-                   interrupts: Optional[Interrupts]) -> None:
-        """`up -d` for one service, at `scale` containers if given, leaving its dependencies alone if `no_deps`.
+                   interrupts: Optional[Interrupts], start: bool = True) -> None:
+        """`up -d` for one service, at `scale` containers if given, leaving its dependencies alone if `no_deps`,
+        and only creating the new containers if not `start`.
 
         Existing containers are never recreated (--no-recreate): new ones get the current config and image."""
         assert self.compose is not None
         args = ["up", "--detach", "--no-recreate"] + (["--no-deps"] if no_deps else [])
+        args += [] if start else ["--no-start"]
         if scale is not None:
             args += ["--scale", f"{service}={scale}"]
         result = self.runner.run(self.compose.command(*args, service), capture=False, interrupts=interrupts,
