@@ -215,3 +215,23 @@ def test_old_containers_that_never_turn_unhealthy_are_stopped_after_the_timeout_
     assert "WARN still healthy after 2s; stopping anyway" in run.stderr
     [new] = project.containers()
     assert new.id != old.id and project.image_of(new) == f"{APP_IMAGE}:v2"
+
+
+def test_several_new_containers_start_together_but_post_start_hooks_are_left_to_compose(project):
+    """With more than one new container docker-reroll starts them itself; compose's post_start hooks only run
+    when compose starts a container, so a service with hooks is scaled by plain `up`, and every hook runs."""
+    project.up(replicas=2)
+    together = project.reroll("web", extra_env={"TAG": "v2"})
+    assert together.returncode == 0 and "starting 2 new containers at once" in together.stderr
+
+    compose = open(f"{project.directory}/compose.yaml").read()
+    project.write(compose.replace("    stop_grace_period: 5s\n",
+                                  "    stop_grace_period: 5s\n    post_start:\n      - command: [touch, /hooked]\n"))
+    hooked = project.reroll("web", extra_env={"TAG": "v3"})
+
+    assert hooked.returncode == 0, hooked.stderr
+    assert "at once" not in hooked.stderr
+    new = project.containers()
+    assert len(new) == 2 and all(project.image_of(c) == f"{APP_IMAGE}:v3" for c in new)
+    for container in new:
+        assert docker("exec", container.id, "test", "-e", "/hooked", check=False).returncode == 0
