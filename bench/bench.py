@@ -25,9 +25,7 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from dockerfixtures import build_test_images, install_plugin, new_project  # noqa: E402
-
-DRAIN = ["--pre-stop-cmd", "docker exec {id} touch /.dead", "--pre-stop-wait-until-unhealthy"]
+from dockerfixtures import DRAIN, build_test_images, install_plugin, new_project  # noqa: E402
 
 
 def percentile(values, fraction):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
 from docker_reroll.engine import Container, parse_inspect  # noqa: E402
+from loadgen import LoadGenerator  # noqa: E402
 
 BUSYBOX_IMAGE = "reroll-test-bb:latest"
 APP_IMAGE = "reroll-test-app"  # tags v1, v2, v3: busybox with /version
@@ -119,12 +121,16 @@ class ComposeProject:
                       cwd=self.directory, check=check)
 
     def reroll(self, *args: str, extra_env: Optional[Dict[str, str]] = None, docker_globals: tuple = (),
-               timeout: float = 180, cwd: Optional[str] = None) -> Run:
-        """`docker [globals] reroll ARGS` through the real docker CLI, as a user would run it."""
+               timeout: float = 180, cwd: Optional[str] = None, standalone: bool = False) -> Run:
+        """`docker [globals] reroll ARGS` through the real docker CLI, as a user would run it; or, `standalone`,
+        the installed plugin file run directly as `docker-reroll ARGS`."""
+        if standalone:
+            argv = [os.path.join(self.env["DOCKER_CONFIG"], "cli-plugins", "docker-reroll"), *docker_globals, *args]
+        else:
+            argv = ["docker", *docker_globals, "reroll", *args]
         started = time.monotonic()
-        result = subprocess.run(["docker", *docker_globals, "reroll", *args], capture_output=True, text=True,
-                                env={**self.env, **(extra_env or {})}, cwd=cwd or self.directory,
-                                timeout=timeout)
+        result = subprocess.run(argv, capture_output=True, text=True, env={**self.env, **(extra_env or {})},
+                                cwd=cwd or self.directory, timeout=timeout)
         run = Run(result.returncode, result.stdout, result.stderr, time.monotonic() - started)
         self.runs.append(run)
         sys.stderr.write(f"--- docker reroll {' '.join(args)} -> {run.returncode} in {run.seconds:.1f}s\n"
@@ -161,6 +167,21 @@ def new_project(base_env: Dict[str, str], healthcheck: bool = True) -> ComposePr
     project = ComposeProject(directory=directory, name=name, env={**base_env, "COMPOSE_PROJECT_NAME": name})
     project.write(SERVICE_TEMPLATE.format(image=APP_IMAGE, healthcheck=HEALTHCHECK if healthcheck else ""))
     return project
+
+
+def docker_without_compose(directory: str) -> str:
+    """A bin directory whose `docker` is the real one except that it does not know `compose`, as on a host without
+    the compose v2 plugin. Returns the directory, to put first on PATH."""
+    real_docker = shutil.which("docker")
+    os.makedirs(directory, exist_ok=True)
+    wrapper = os.path.join(directory, "docker")
+    with open(wrapper, "w") as handle:
+        handle.write("#!/bin/sh\n"
+                     'for arg in "$@"; do [ "$arg" = compose ] && '
+                     '{ echo "docker: \'compose\' is not a docker command." >&2; exit 1; }; done\n'
+                     f'exec {real_docker} "$@"\n')
+    os.chmod(wrapper, 0o755)
+    return directory
 
 
 def start_reroll(project: ComposeProject, *args: str, extra_env: Optional[Dict[str, str]] = None,
@@ -251,3 +272,37 @@ def project_events(project: ComposeProject, since: float, until: float) -> List[
         data = json.loads(line)
         events.append((data["timeNano"] / 1e9, data["Actor"]["ID"], data["Action"]))
     return events
+
+
+LOAD_CLIENTS = 8
+# The drain recipe: the old container's health check fails, the proxy drops it, then it is stopped.
+DRAIN = ["--pre-stop-cmd", "docker exec {id} touch /.dead", "--pre-stop-wait-until-unhealthy"]
+
+
+@contextlib.contextmanager
+def load_on(stack, settle=1.5):
+    """8 clients against the proxy for the duration of the block (and `settle` seconds more, so the requests after
+    the deploy show what serves now). The final report is `load.report()` after the block."""
+    load = LoadGenerator(stack_url(stack), clients=LOAD_CLIENTS, max_duration=240)
+    load.start()
+    try:
+        assert load.wait_for_requests(200, timeout=20), "the load generator could not reach the proxy"
+        yield load
+        time.sleep(settle)
+    finally:
+        report = load.stop()
+        print(f"\n[{stack.name}] load: {report.summary()} duration={report.duration:.1f}s")
+        if report.failed:
+            explain_failures(stack, report)
+
+
+def utc(moment):
+    return time.strftime("%H:%M:%S", time.gmtime(moment)) + f"{moment % 1:.3f}"[1:] + "Z"
+
+
+def explain_failures(stack, report):
+    """When failed requests started and what they got, and what the proxy logged (errors, server state changes)."""
+    for sample in report.failed_samples[:20]:
+        print(f"  {utc(sample.start)} +{sample.latency * 1000:.0f}ms client {sample.client}: {sample.reason}")
+    proxy = stack.compose("logs", "--no-log-prefix", "--timestamps", "proxy", check=False).stdout.splitlines()
+    print("  proxy log:\n" + "\n".join("    " + line for line in proxy[-30:] if "[WARNING]" not in line))

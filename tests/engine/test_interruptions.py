@@ -21,11 +21,18 @@ from datetime import datetime, timezone
 
 import pytest
 
-from dockerfixtures import child_pid, docker, finish, project_events, read_until, stack_url, start_reroll, start_stack
-from loadgen import LoadGenerator
+from dockerfixtures import (
+    DRAIN,
+    child_pid,
+    docker,
+    finish,
+    load_on,
+    project_events,
+    read_until,
+    start_reroll,
+    start_stack,
+)
 
-DRAIN = ["--pre-stop-cmd", "docker exec {id} touch /.dead", "--pre-stop-wait-until-unhealthy"]
-CLIENTS = 8
 HEALTH_TIMEOUT = ["--healthcheck-timeout", "20"]  # only bounds a wait that goes wrong
 OLD, NEW = "old containers only", "new containers only"
 DEPLOY_DEADLINE = 90  # seconds: a background deploy still running after this is killed and the test fails
@@ -35,35 +42,6 @@ STARTING = {"APP_STARTUP_DELAY": "4"}  # the new container needs ~4 s to turn he
 
 
 # ------------------------------------------------------------------------------------------------------- helpers
-
-
-@contextlib.contextmanager
-def load_on(stack, settle=1.5):
-    """8 clients against the proxy for the duration of the block (and `settle` seconds more, so the requests after
-    the deploy show what serves now). The final report is `load.report()` after the block."""
-    load = LoadGenerator(stack_url(stack), clients=CLIENTS, max_duration=240)
-    load.start()
-    try:
-        assert load.wait_for_requests(200, timeout=20), "the load generator could not reach the proxy"
-        yield load
-        time.sleep(settle)
-    finally:
-        report = load.stop()
-        print(f"\n[{stack.name}] load: {report.summary()} duration={report.duration:.1f}s")
-        if report.failed:
-            explain_failures(stack, report)
-
-
-def utc(moment):
-    return time.strftime("%H:%M:%S", time.gmtime(moment)) + f"{moment % 1:.3f}"[1:] + "Z"
-
-
-def explain_failures(stack, report):
-    """When failed requests started and what they got, and what the proxy logged (errors, server state changes)."""
-    for sample in report.failed_samples[:20]:
-        print(f"  {utc(sample.start)} +{sample.latency * 1000:.0f}ms client {sample.client}: {sample.reason}")
-    proxy = stack.compose("logs", "--no-log-prefix", "--timestamps", "proxy", check=False).stdout.splitlines()
-    print("  proxy log:\n" + "\n".join("    " + line for line in proxy[-30:] if "[WARNING]" not in line))
 
 
 def progress_time(output, text):

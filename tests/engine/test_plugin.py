@@ -6,7 +6,7 @@ import stat
 import subprocess
 import uuid
 
-from dockerfixtures import APP_IMAGE, docker
+from dockerfixtures import APP_IMAGE, docker, docker_without_compose
 
 
 def test_the_docker_cli_lists_the_plugin_from_its_metadata(base_env):
@@ -61,27 +61,14 @@ def test_global_context_is_forwarded_to_every_call(project):
 def test_legacy_docker_compose_v1_is_used_when_compose_v2_is_missing(project, tmp_path):
     """On a host without the v2 plugin (simulated by a `docker` that does not know `compose`), the legacy
     docker-compose 1.x deploys the service, with its own container names."""
-    real_docker = subprocess.run(["sh", "-c", "command -v docker"], capture_output=True, text=True).stdout.strip()
-    fake_bin = tmp_path / "bin"
-    fake_bin.mkdir()
-    wrapper = fake_bin / "docker"
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        'for arg in "$@"; do [ "$arg" = compose ] && { echo "docker: \'compose\' is not a docker command." >&2;'
-        " exit 1; }; done\n"
-        f'exec {real_docker} "$@"\n'
-    )
-    wrapper.chmod(0o755)
+    fake_bin = docker_without_compose(str(tmp_path / "bin"))
     env = {**project.env, "PATH": f"{fake_bin}:{project.env['PATH']}"}
     subprocess.run(["docker-compose", "up", "-d"], cwd=project.directory, env=env, check=True,
                    capture_output=True)
     [old] = project.containers()
     assert old.name == f"{project.name}_web_1"
 
-    plugin = os.path.join(project.env["DOCKER_CONFIG"], "cli-plugins", "docker-reroll")
-    result = subprocess.run([plugin, "web"], cwd=project.directory, env={**env, "TAG": "v2"},
-                            capture_output=True, text=True, timeout=120)
-    print(result.stderr)
+    result = project.reroll("web", standalone=True, extra_env={"PATH": env["PATH"], "TAG": "v2"})
     assert result.returncode == 0, result.stderr
     [new] = project.containers()
     assert new.id != old.id and new.name == f"{project.name}_web_2"

@@ -1,4 +1,4 @@
-"""Safety without a proxy: refusals that change nothing, the deploy lock, crash recovery bookkeeping."""
+"""Safety: refusals that change nothing, the deploy lock and its stale takeover, crash recovery bookkeeping."""
 
 import json
 import os
@@ -9,70 +9,66 @@ import time
 
 import pytest
 
-from dockerfixtures import APP_IMAGE, child_pid, docker, read_until, start_reroll
+from dockerfixtures import (
+    APP_IMAGE,
+    DRAIN,
+    child_pid,
+    docker,
+    docker_without_compose,
+    load_on,
+    read_until,
+    start_reroll,
+    start_stack,
+)
 
 
-def snapshot(project):
-    """Everything about the project's containers that a refused deploy must leave exactly as it was."""
-    return [(c.id, c.status, c.name) for c in project.containers()] + [
-        (c.id, c.status, c.name) for c in project.containers("other")]
+def snapshot(stack):
+    """Everything about the stack's containers that a refused deploy must leave exactly as it was."""
+    return [(c.id, c.status, c.health, c.name) for service in ("app", "proxy", "other")
+            for c in stack.containers(service)]
 
 
-@pytest.mark.parametrize("case, compose_extra, args, message", [
-    ("unknown service", "", ["nope"], "no such service: 'nope' (defined services: other, web)"),
-    ("container_name", "    container_name: fixed-{name}\n", ["other"], "sets container_name"),
-    ("fixed port", "    ports: ['127.0.0.1:18999:80']\n", ["other"], "publishes fixed host port(s) 18999:80"),
-    ("host network", "    network_mode: host\n", ["other"], "network_mode: host"),
-    ("profile", "    profiles: ['later']\n", ["other"], "disabled by its profiles"),
-    ("missing file", "", ["-f", "does-not-exist.yml", "web"], "compose cannot load the project"),
-    ("engine unreachable", "", ["-H", "unix:///tmp/reroll-nothing-here.sock", "web"], "reroll-nothing-here.sock"),
+LOCK_IMAGE = "docker-reroll/lock:1"
+OTHER_SERVICE = "services:\n  other:\n    image: reroll-example-app:latest\n"
+
+
+@pytest.mark.parametrize("case, other_extra, service, message", [
+    ("unknown service", "", "nope", "no such service: 'nope' (defined services: app, other, proxy)"),
+    ("container_name", "    container_name: fixed-name\n", "other", "sets container_name 'fixed-name'"),
+    ("fixed port", "    ports: ['127.0.0.1:18999:80']\n", "other", "publishes fixed host port(s) 18999:80"),
+    ("host network", "    network_mode: host\n", "other", "network_mode: host"),
+    ("profile", "    profiles: ['later']\n", "other", "disabled by its profiles: enable it with --profile"),
+    ("missing file", None, "app", "compose cannot load the project"),
+    ("invalid file", "    image: [unclosed\n", "other", "compose cannot load the project"),
+    ("engine unreachable", "", "app", "reroll-nothing-here.sock"),
+    ("compose not installed", "", "app", "neither `docker compose` (v2) nor `docker-compose` (v1) is installed"),
 ])
-def test_bad_input_is_refused_with_one_line_and_nothing_changes(project, case, compose_extra, args, message):
-    compose = open(os.path.join(project.directory, "compose.yaml")).read()
-    project.write(compose + "  other:\n    image: reroll-test-app:v1\n    command: ['sleep', '3600']\n"
-                  + compose_extra.replace("{name}", project.name))
-    project.up(replicas=2)
-    before = snapshot(project)
+def test_bad_input_is_refused_with_one_line_and_nothing_changes_under_load(stack, tmp_path, case, other_extra,
+                                                                            service, message):
+    """Refused before anything is touched: exit 3, one ERROR line saying why, every container as it was, and the
+    clients on the proxy never notice."""
+    start_stack(stack, 2)
+    override = tmp_path / "override.yml"
+    override.write_text(OTHER_SERVICE + (other_extra or ""))
+    files = ["-f", "compose.yaml", "-f", str(override) if other_extra is not None else "does-not-exist.yml"]
+    options = {}
+    if case == "engine unreachable":
+        options["docker_globals"] = ("-H", "unix:///tmp/reroll-nothing-here.sock")
+    if case == "compose not installed":  # no compose v2 plugin, and no docker-compose on PATH either
+        options.update(standalone=True, extra_env={"PATH": docker_without_compose(str(tmp_path / "bin"))})
+    before = snapshot(stack)
 
-    if args[0] == "-H":
-        run = project.reroll(*args[2:], docker_globals=tuple(args[:2]))
-    else:
-        run = project.reroll(*args)
+    with load_on(stack) as load:
+        run = stack.reroll(*files, service, **options)
 
     assert run.returncode == 3, run.stderr
     errors = [line for line in run.stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and message in errors[0], run.stderr
     assert "Traceback" not in run.stderr
-    assert snapshot(project) == before
-
-
-def test_an_invalid_compose_file_shows_compose_own_message(project):
-    project.up()
-    before = snapshot(project)
-    project.write("services:\n  web:\n    image: [unclosed\n")
-    run = project.reroll("web")
-    assert run.returncode == 3 and "compose cannot load the project" in run.stderr
-    assert "yaml" in run.stderr.lower() or "unclosed" in run.stderr or "mapping" in run.stderr
-    assert snapshot(project) == before
-
-
-def test_compose_not_installed_is_a_clear_error(project, tmp_path):
-    project.up()
-    before = snapshot(project)
-    real_docker = subprocess.run(["sh", "-c", "command -v docker"], capture_output=True, text=True).stdout.strip()
-    fake_bin = tmp_path / "bin"
-    fake_bin.mkdir()
-    (fake_bin / "docker").write_text(
-        "#!/bin/sh\n"
-        'for arg in "$@"; do [ "$arg" = compose ] && { echo "docker: \'compose\' is not a docker command." >&2;'
-        " exit 1; }; done\n"
-        f'exec {real_docker} "$@"\n')
-    (fake_bin / "docker").chmod(0o755)
-    plugin = os.path.join(project.env["DOCKER_CONFIG"], "cli-plugins", "docker-reroll")
-    result = subprocess.run([plugin, "web"], cwd=project.directory, capture_output=True, text=True,
-                            env={**project.env, "PATH": str(fake_bin)})  # no docker-compose on this PATH
-    assert result.returncode == 3 and "neither `docker compose` (v2) nor `docker-compose` (v1)" in result.stderr
-    assert snapshot(project) == before
+    if case == "invalid file":
+        assert "yaml" in errors[0].lower(), "compose's own explanation is shown"
+    assert snapshot(stack) == before
+    assert load.report().failed == 0
 
 
 def test_paths_with_spaces_and_shell_characters_are_never_run_through_a_shell(project, tmp_path):
@@ -129,37 +125,46 @@ def lock_labels(**values):
     return args
 
 
-def test_a_stale_lock_from_a_dead_process_is_taken_over(project):
-    project.up()
+def plant_lock(stack, **labels):
+    """A lock as another deploy would have left it, on the stack's app service."""
+    if docker("image", "inspect", LOCK_IMAGE, check=False).returncode != 0:
+        docker("import", "-", LOCK_IMAGE, input_text="\0" * 1024)
+    docker("create", "--name", f"docker-reroll-lock.{stack.name}.app", *lock_labels(**labels), LOCK_IMAGE, "lock")
+
+
+def test_a_stale_lock_from_a_dead_process_is_taken_over_under_load(stack):
+    old = start_stack(stack, 2)
     dead = subprocess.Popen(["true"])
     dead.wait()
     boot_id = open("/proc/sys/kernel/random/boot_id").read().strip()
-    docker("create", "--name", f"docker-reroll-lock.{project.name}.web",
-           *lock_labels(user="ci", host=socket.gethostname(), pid=dead.pid, **{"pid-start": "1", "boot-id": boot_id,
-                        "since": f"{time.time() - 30:.0f}", "command": "docker reroll web"}),
-           "docker-reroll/lock:1", "lock")
+    plant_lock(stack, user="ci", host=socket.gethostname(), pid=dead.pid, **{
+        "pid-start": "1", "boot-id": boot_id, "since": f"{time.time() - 30:.0f}", "command": "docker reroll app"})
 
-    run = project.reroll("web", extra_env={"TAG": "v2"})
+    with load_on(stack) as load:
+        run = stack.reroll("app", *DRAIN, extra_env={"APP_VERSION": "v2"})
 
     assert run.returncode == 0, run.stderr
     assert f"taking over the deploy lock of ci@{socket.gethostname()} (pid {dead.pid})" in run.stderr
-    assert project.image_of(project.containers()[0]) == f"{APP_IMAGE}:v2"
+    new = stack.containers()
+    assert len(new) == 2 and not {c.id for c in new} & {c.id for c in old}
+    assert {stack.env_of(c)["APP_VERSION"] for c in new} == {"v2"}
+    assert load.report().failed == 0
 
 
-def test_a_fresh_lock_held_from_another_machine_is_respected(project):
-    project.up()
-    docker("create", "--name", f"docker-reroll-lock.{project.name}.web",
-           *lock_labels(user="ops", host="build-server-7", pid=4242, **{"pid-start": "9", "boot-id": "x",
-                        "since": f"{time.time() - 60:.0f}", "command": "docker reroll web"}),
-           "docker-reroll/lock:1", "lock")
-    before = snapshot(project)
+def test_a_fresh_lock_held_from_another_machine_is_respected_under_load(stack):
+    start_stack(stack, 2)
+    plant_lock(stack, user="ops", host="build-server-7", pid=4242, **{
+        "pid-start": "9", "boot-id": "x", "since": f"{time.time() - 60:.0f}", "command": "docker reroll app"})
+    before = snapshot(stack)
 
-    run = project.reroll("web", extra_env={"TAG": "v2"})
+    with load_on(stack) as load:
+        run = stack.reroll("app", *DRAIN, extra_env={"APP_VERSION": "v2"})
 
     assert run.returncode == 4
-    assert "ops@build-server-7 (pid 4242)" in run.stderr and f"docker rm docker-reroll-lock.{project.name}.web" \
-        in run.stderr
-    assert snapshot(project) == before
+    assert "ops@build-server-7 (pid 4242)" in run.stderr
+    assert f"docker rm docker-reroll-lock.{stack.name}.app" in run.stderr
+    assert snapshot(stack) == before
+    assert load.report().failed == 0
 
 
 def test_killed_mid_deploy_then_rerun_converges_to_the_replica_count(project):

@@ -6,27 +6,19 @@ Each scenario runs the example stack (examples/haproxy), keeps 8 keep-alive clie
 
 import time
 
-from dockerfixtures import project_events, stack_url, start_stack
-from loadgen import LoadGenerator
-
-DRAIN = ["--pre-stop-cmd", "docker exec {id} touch /.dead", "--pre-stop-wait-until-unhealthy"]
-CLIENTS = 8
+from dockerfixtures import DRAIN, load_on, project_events, start_stack
 
 
-def deploy_under_load(stack, *args, settle=1.0, **env):
+def deploy_under_load(stack, *args, **env):
     """Run `docker reroll app ARGS` while the clients run; returns (run, report, deploy start, deploy end)."""
-    with LoadGenerator(stack_url(stack), clients=CLIENTS, max_duration=240) as load:
-        assert load.wait_for_requests(200, timeout=20), "the load generator could not reach the proxy"
+    with load_on(stack) as load:
         started = time.time()
         run = stack.reroll("app", *args, extra_env=env)
         ended = time.time()
-        time.sleep(settle)  # requests after the deploy show what serves now
-    report = load.stop()
-    print(f"\n[{stack.name}] reroll {' '.join(args)} {env} -> exit {run.returncode} in {run.seconds:.2f}s; "
-          f"{report.summary()}")
-    for reason, count in sorted(report.failures.items()):
+    print(f"[{stack.name}] reroll {' '.join(args)} {env} -> exit {run.returncode} in {run.seconds:.2f}s")
+    for reason, count in sorted(load.report().failures.items()):
         print(f"  failed: {count} x {reason}")
-    return run, report, started, ended
+    return run, load.report(), started, ended
 
 
 def versions_after(report, moment):

@@ -86,7 +86,7 @@ def test_waits_end_at_their_deadline_and_on_interrupts():
     with ContainerWatch(docker, "p", "web", interrupts) as watch:
         started = time.monotonic()
         assert watch.wait(["a"], all_healthy, 0.3).kind == "timeout"
-        assert 0.3 <= time.monotonic() - started < 0.6
+        assert 0.3 <= time.monotonic() - started < 1.0
         threading.Timer(0.1, interrupts.record, args=(2,)).start()
         assert watch.wait(["a"], all_healthy, 10).kind == "interrupted"
 
