@@ -149,6 +149,7 @@ class Options:
         self.help = False
         self.version = False
         self.docker_globals: List[str] = []
+        self.args: List[str] = []  # our part of the command line, as given
 
     def compose_project_args(self) -> List[str]:
         """The project-selecting flags, in the user's order, for every compose call."""
@@ -284,6 +285,7 @@ def parse_command_line(argv: Sequence[str]) -> Options:
     docker_globals, args = split_argv(argv)
     options = parse_args(args)
     options.docker_globals = docker_globals
+    options.args = list(args)
     return options
 
 

@@ -5,7 +5,7 @@
 
 Before the first pre-stop command nothing old has been touched, so any failure or interrupt rolls back: the new
 containers are retired and the old ones keep serving. After it, the old containers may already be leaving the
-proxy's pool, so the only safe way out is forward. Decisions are pure functions at the bottom; the `Deployment`
+proxy's pool, so the only safe way out is forward. Decisions are pure functions at the top; the `Deployment`
 class carries them out through `Docker`.
 """
 
@@ -28,6 +28,7 @@ LOG_TAIL_LINES = 20
 ROLLBACK_SETTLE_SECONDS = 0.5  # after an interrupted compose: let creations already sent to the engine land
 STALE_STATUSES = ("exited", "dead", "created")
 DEFAULT_STOP_TIMEOUT = 10  # the engine's grace period for a container that does not set one
+PRE_STOP_MIN_TIMEOUT = 10.0  # a pre-stop command may run for --healthcheck-timeout seconds, and at least this long
 
 
 class Phase(Enum):
@@ -57,7 +58,7 @@ class Plan:
 
     @property
     def first_start(self) -> bool:
-        return not any(c.running for c in self.old)
+        return not self.old
 
     @property
     def scale_to(self) -> int:
@@ -65,11 +66,12 @@ class Plan:
 
 
 def plan_deploy(containers: Sequence[Container], journal_replicas: Optional[int] = None) -> Plan:
-    """Split the service's containers into stale and serving; the replica count is the serving count, unless a
-    journal from an interrupted deploy says what it was before that deploy began."""
+    """Split the service's containers into stale ones and the rest (running, restarting, paused: each a replica
+    to replace); the replica count is the count of the rest, unless a journal from an interrupted deploy says
+    what it was before that deploy began."""
     stale = [c for c in containers if c.status in STALE_STATUSES]
     old = [c for c in containers if c.status not in STALE_STATUSES]
-    replicas = journal_replicas if journal_replicas else sum(1 for c in old if c.running)
+    replicas = journal_replicas if journal_replicas else len(old)
     return Plan(stale=stale, old=sorted(old, key=lambda c: c.number), replicas=replicas)
 
 
@@ -111,6 +113,7 @@ class DeployReport:
     new: List[str] = field(default_factory=list)
     replicas: int = 0
     first_start: bool = False
+    completed: bool = False  # only new containers serve
     phase_seconds: Dict[str, float] = field(default_factory=dict)
 
 
@@ -162,11 +165,15 @@ class Deployment:
                 self._deploy(lock)
         finally:
             self.phase = self.phase  # close the time account of the last phase
-            if self.consistent:
-                lock.finish()
-            else:
+            if not self.consistent:
                 self.progress.error(f"the deploy stopped half-way; run `docker reroll {self.service}` again to "
                                     "finish it (the lock and journal left on the engine tell it how)")
+            elif lock.journal_inherited and not self.report.completed:
+                # Rolled back, but the service still has the interrupted deploy's extra containers: the journal
+                # must stay to tell the next run the real replica count.
+                lock.release(keep_journal=True)
+            else:
+                lock.release()
         return self.report
 
     def _deploy(self, lock: EngineLock) -> None:
@@ -193,6 +200,7 @@ class Deployment:
         self.phase = Phase.PRE_STOP
         self._retire(plan.old, rolling_back=False)
         self.consistent = True
+        self.report.completed = True
         self.progress.info(f"deployed {self.service}: {len(new)} container(s) serving: {describe(new)}")
 
     def _roll_out(self, plan: Plan) -> List[Container]:
@@ -236,6 +244,8 @@ class Deployment:
         if start_together:
             self._start_together(new)
             new = self.docker.inspect([c.id for c in new])  # started: now their health check shows
+            if len(new) != plan.replicas:
+                raise DeployFailed(f"only {len(new)} of {plan.replicas} new container(s) still exist")
         return new
 
     def _start_together(self, containers: List[Container]) -> None:
@@ -243,7 +253,11 @@ class Deployment:
         failures: List[str] = []
 
         def start(container: Container) -> None:
-            result = self.docker.start(container.id)
+            try:
+                result = self.docker.start(container.id)
+            except DockerCommandError as error:
+                failures.append(f"{container.name}: {error}")
+                return
             if result.returncode != 0:
                 failures.append(f"{container.name}: {first_line(result.stderr)}")
 
@@ -265,32 +279,30 @@ class Deployment:
             outcome = self.watch.wait(ids, all_healthy, timeout, interrupts_seen=0)
             self._raise_unless_done(outcome, ids, f"not healthy after {timeout:g}s")
             self.progress.info(f"{len(ids)}/{len(ids)} new container(s) healthy")
-            self._pause(self.options.wait_after_healthy, "after healthy")
+            if self.options.wait_after_healthy > 0:
+                self._stay_up(ids, self.options.wait_after_healthy, "after healthy")
         else:
-            self.progress.info(f"no health check: waiting {self.options.wait:g}s before checking the new containers")
-            outcome = self.watch.wait(ids, any_stopped, self.options.wait, interrupts_seen=0)
-            if outcome.kind != "timeout":  # without a health check the wait running out is the success
-                self._raise_unless_done(outcome, ids, "")
-            still = self.watch.refresh(ids)
-            stopped = [c for c in still if gone(c)]
-            if stopped or len(still) != len(ids):
-                self._diagnose(still)
-                raise DeployFailed(f"new container(s) stopped: {names(stopped) or 'removed'}")
+            self._stay_up(ids, self.options.wait, "(no health check) before checking the new containers")
 
-    def _pause(self, seconds: float, why: str) -> None:
-        if seconds > 0:
-            self.progress.info(f"waiting {seconds:g}s {why}")
-            started = time.monotonic()
-            self.interrupts.sleep(seconds, interrupts_seen=0)  # before the point of no return: any interrupt
-            if self.wait_stats is not None:
-                self.wait_stats.wait_seconds += time.monotonic() - started
-            self._check_interrupt()
+    def _stay_up(self, ids: List[str], seconds: float, why: str) -> None:
+        """Wait `seconds`; the new containers must still run at the end. One that stops fails the deploy at once,
+        and any interrupt (we are before the point of no return) ends the wait."""
+        assert self.watch is not None
+        self.progress.info(f"waiting {seconds:g}s {why}")
+        outcome = self.watch.wait(ids, any_stopped, seconds, interrupts_seen=0)
+        if outcome.kind != "timeout":  # here the time running out is the success
+            self._raise_unless_done(outcome, ids, "")
+        still = self.watch.refresh(ids)
+        stopped = [c for c in still if gone(c)]
+        if stopped:
+            self._diagnose(still)
+            raise DeployFailed(f"new container(s) stopped: {names(stopped)}")
 
     def _drain_pause(self, seconds: float) -> None:
         """Time for a proxy that batches its updates to drop the drained containers; a further interrupt ends it."""
         if seconds > 0:
             self.progress.info(f"waiting {seconds:g}s after draining")
-            self.interrupts.sleep(seconds, interrupts_seen=max(self.interrupts.count, 1))
+            self.interrupts.sleep(seconds, interrupts_seen=self._further_interrupt())
 
     def _raise_unless_done(self, outcome: Outcome, ids: List[str], timeout_reason: str) -> None:
         if outcome.done:
@@ -336,7 +348,9 @@ class Deployment:
             return
         options = self.options
         current = self.watch.refresh([c.id for c in containers])
-        to_drain = [c for c in current if not gone(c) and not (rolling_back and c.health == "unhealthy")]
+        # Never started (compose created it, then we were interrupted) or already unhealthy: nothing to drain.
+        to_drain = [c for c in current if not gone(c) and c.status != "created"
+                    and not (rolling_back and c.health == "unhealthy")]
         if options.pre_stop_cmd and to_drain:
             if not rolling_back:
                 self.phase = Phase.PRE_STOP
@@ -359,6 +373,8 @@ class Deployment:
         if not rolling_back:
             self.phase = Phase.RETIRE
         ids = [c.id for c in current if c.status != "removed"]
+        if not ids:
+            return
         self.progress.info(f"stopping {names(current)}")
         grace = max((c.stop_timeout or DEFAULT_STOP_TIMEOUT for c in current), default=DEFAULT_STOP_TIMEOUT)
         stop = self.docker.stop(ids, grace_seconds=grace)
@@ -372,13 +388,15 @@ class Deployment:
     def _run_pre_stop(self, containers: List[Container]) -> None:
         """The pre-stop command for every container at once; a failure is a warning, as in the original tool."""
         template = self.options.pre_stop_cmd or ""
-        timeout = self.options.healthcheck_timeout
+        timeout = max(self.options.healthcheck_timeout, PRE_STOP_MIN_TIMEOUT)
+        env = self.docker.environment_for_user_commands()
 
         def one(container: Container) -> None:
             command = pre_stop_command(template, container.id)
             self.progress.info(f"running pre-stop command for {container.name}: {command}")
             try:
-                result = self.docker.runner.run(["sh", "-c", command], check=False, capture=True, timeout=timeout)
+                result = self.docker.runner.run(["sh", "-c", command], check=False, capture=True, timeout=timeout,
+                                                env=env)
             except DockerCommandError as error:
                 self.progress.warn(f"pre-stop command for {container.name} could not run: {error}")
                 return
@@ -396,11 +414,16 @@ class Deployment:
         self.progress.info(f"waiting up to {timeout:g}s for {names(containers)} to be unhealthy")
         # A further interrupt ends this wait early: the user wants out, and stopping is all that is left.
         outcome = self.watch.wait([c.id for c in containers], all_unhealthy, timeout,
-                                  interrupts_seen=max(self.interrupts.count, 1))
+                                  interrupts_seen=self._further_interrupt())
         if outcome.kind == "timeout":
             self.progress.warn(f"still healthy after {timeout:g}s; stopping anyway")
         elif outcome.done:
             self.progress.info(f"{names(containers)} unhealthy")
+
+    def _further_interrupt(self) -> int:
+        """For waits after the point of no return (or during a roll-back): the first interrupt only says "finish",
+        a further one ends the wait."""
+        return max(self.interrupts.count, 1)
 
     def _check_interrupt(self) -> None:
         """At a safe point: before the first pre-stop an interrupt becomes a roll-back, after it we carry on."""

@@ -15,19 +15,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
-from docker_reroll.errors import DockerCommandError, RefusedError, first_line
-from docker_reroll.interrupts import Interrupts
+from docker_reroll.errors import DockerCommandError, RefusedError
+from docker_reroll.interrupts import POLL_SECONDS, Interrupts
 
 LABEL_PROJECT = "com.docker.compose.project"
 LABEL_SERVICE = "com.docker.compose.service"
 LABEL_ONEOFF = "com.docker.compose.oneoff"
 LABEL_NUMBER = "com.docker.compose.container-number"
-LABEL_CONFIG_HASH = "com.docker.compose.config-hash"
 
 CHILD_STOP_GRACE = 10.0  # after an interrupt, how long compose gets to stop cleanly before it is killed
 DOCKER_CALL_TIMEOUT = 120.0  # a plain docker call (inspect, ps, rm...) that takes longer is stuck: give up on it
 STOP_TIMEOUT_MARGIN = 60.0  # `docker stop` may take each container's own grace period; this much on top of it
-POLL_SECONDS = 0.05
 
 
 # ----------------------------------------------------------------------------------------------- parsed engine data
@@ -230,9 +228,8 @@ class Result:
 class CommandRunner:
     """Runs child processes in their own sessions, so a terminal's Ctrl-C reaches only us and we stop them."""
 
-    def __init__(self, stats: Optional[CallStats] = None, env: Optional[Mapping[str, str]] = None) -> None:
+    def __init__(self, stats: Optional[CallStats] = None) -> None:
         self.stats = stats or CallStats()
-        self.env = dict(env) if env is not None else None
 
     def run(self, argv: Sequence[str], *, check: bool = True, capture: bool = True, input_bytes: bytes = b"",
             interrupts: Optional[Interrupts] = None, timeout: Optional[float] = None,
@@ -247,7 +244,7 @@ class CommandRunner:
                 stdout=subprocess.PIPE if capture else sys.stderr,
                 stderr=subprocess.PIPE if capture else None,
                 start_new_session=True,
-                env=dict(env) if env is not None else self.env,
+                env=dict(env) if env is not None else None,
             )
         except OSError as error:
             self.stats.end()
@@ -263,49 +260,25 @@ class CommandRunner:
 
     def _wait(self, process: "subprocess.Popen[bytes]", input_bytes: bytes, interrupts: Optional[Interrupts],
               timeout: Optional[float]) -> "tuple[bytes, bytes]":
-        if interrupts is None:
-            try:
-                out, err = process.communicate(input_bytes or None, timeout=timeout)
-            except subprocess.TimeoutExpired:
-                stop_process_group(process)
-                out, err = process.communicate()
-                err = (err or b"") + f"\ngave up after {timeout:g}s".encode()
-            return out or b"", err or b""
-        # Cancellable: poll, so an interrupt stops the child within POLL_SECONDS.
+        """Collect the output; stop the child when `timeout` passes or, with `interrupts`, on an interrupt."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        # Read output in threads so a chatty child never blocks on a full pipe while we poll.
-        chunks: Dict[str, List[bytes]] = {"out": [], "err": []}
-        readers = [_drain(process.stdout, chunks["out"]), _drain(process.stderr, chunks["err"])]
-        if process.stdin:
+        data: Optional[bytes] = input_bytes or None
+        while True:
+            step = POLL_SECONDS if interrupts is not None else None
+            if deadline is not None:
+                remaining = max(0.0, deadline - time.monotonic())
+                step = remaining if step is None else min(step, remaining)
             try:
-                process.stdin.write(input_bytes)
-                process.stdin.close()
-            except OSError:
-                pass
-        while process.poll() is None:
-            expired = deadline is not None and time.monotonic() > deadline
+                out, err = process.communicate(data, timeout=step)
+                return out or b"", err or b""
+            except subprocess.TimeoutExpired:
+                data = None  # communicate() keeps what it has read and written; calling it again goes on
+            expired = deadline is not None and time.monotonic() >= deadline
             if expired or (interrupts is not None and interrupts.requested()):
                 stop_process_group(process)
-                break
-            time.sleep(POLL_SECONDS)
-        process.wait()
-        for reader in readers:
-            if reader:
-                reader.join(timeout=1)
-        return b"".join(chunks["out"]), b"".join(chunks["err"])
-
-
-def _drain(stream: Optional[object], sink: List[bytes]) -> Optional[threading.Thread]:
-    if stream is None:
-        return None
-
-    def pump() -> None:
-        for chunk in iter(lambda: stream.read(65536), b""):  # type: ignore[attr-defined]
-            sink.append(chunk)
-
-    thread = threading.Thread(target=pump, daemon=True)
-    thread.start()
-    return thread
+                out, err = process.communicate()
+                note = f"\ngave up after {timeout:g}s".encode() if expired else b""
+                return out or b"", (err or b"") + note
 
 
 def stop_process_group(process: "subprocess.Popen[bytes]", grace: float = CHILD_STOP_GRACE) -> None:
@@ -338,7 +311,7 @@ class EventStream:
         self._process = subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             start_new_session=True, env=dict(env) if env is not None else None,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent_hook(),
         )
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -360,14 +333,16 @@ class EventStream:
                 self._process.kill()
 
 
-def _die_with_parent() -> None:
-    """In the `docker events` child: end with us even if we are killed outright, so no reader is left behind."""
+def _die_with_parent_hook() -> Optional[Callable[[], None]]:
+    """For the `docker events` child: end with us even if we are killed outright, so no reader is left behind.
+    prctl is looked up here, in the parent: the child, forked from a process with threads, must only call it."""
     try:
         import ctypes
 
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux); elsewhere the pipe closing ends it
-    except Exception:  # noqa: BLE001 - best effort on systems without prctl
-        pass
+        prctl = ctypes.CDLL(None).prctl
+    except (ImportError, OSError, AttributeError):  # not Linux: the closed pipe ends the child at its next event
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 # ------------------------------------------------------------------------------------------------ docker and compose
@@ -385,8 +360,7 @@ class Compose:
         return self.argv + list(args)
 
 
-LEGACY_GLOBALS = {"--context": "--context", "--host": "--host", "--tlscacert": "--tlscacert",
-                  "--tlscert": "--tlscert", "--tlskey": "--tlskey", "--log-level": "--log-level"}
+LEGACY_GLOBALS = {"--context", "--host", "--tlscacert", "--tlscert", "--tlskey", "--log-level"}
 LEGACY_BOOL_GLOBALS = {"--tls": "--tls", "--tlsverify": "--tlsverify", "--debug": "--verbose"}
 
 
@@ -395,20 +369,33 @@ def legacy_compose(project_args: Sequence[str], docker_globals: Sequence[str],
     """docker-compose v1 takes most of docker's global flags itself; --config becomes DOCKER_CONFIG."""
     argv = ["docker-compose"]
     env = dict(environ)
+    for flag, value in global_flags(docker_globals):
+        if value is None:
+            argv.append(LEGACY_BOOL_GLOBALS[flag])
+        elif flag == "--config":
+            env["DOCKER_CONFIG"] = value
+        elif flag in LEGACY_GLOBALS:
+            argv += [flag, value]
+    return Compose(argv + list(project_args), legacy=True, env=env)
+
+
+BOOL_GLOBALS = ("--debug", "--tls", "--tlsverify")  # docker's global flags without a value (cli.split_argv)
+USER_COMMAND_VARIABLES = {"--context": "DOCKER_CONTEXT", "--host": "DOCKER_HOST", "--config": "DOCKER_CONFIG"}
+
+
+def global_flags(docker_globals: Sequence[str]) -> List["tuple[str, Optional[str]]"]:
+    """docker's global flags as the CLI split them (long names; a value after each flag that takes one) in pairs."""
+    pairs: List["tuple[str, Optional[str]]"] = []
     i = 0
     while i < len(docker_globals):
         flag = docker_globals[i]
-        if flag in LEGACY_BOOL_GLOBALS:
-            argv.append(LEGACY_BOOL_GLOBALS[flag])
+        if flag in BOOL_GLOBALS:
+            pairs.append((flag, None))
             i += 1
-            continue
-        value = docker_globals[i + 1]
-        if flag == "--config":
-            env["DOCKER_CONFIG"] = value
-        elif flag in LEGACY_GLOBALS:
-            argv += [LEGACY_GLOBALS[flag], value]
-        i += 2
-    return Compose(argv + list(project_args), legacy=True, env=env)
+        else:
+            pairs.append((flag, docker_globals[i + 1] if i + 1 < len(docker_globals) else ""))
+            i += 2
+    return pairs
 
 
 NOT_A_DOCKER_COMMAND = ("is not a docker command", "unknown command")
@@ -435,6 +422,19 @@ class Docker:
         kwargs.setdefault("timeout", DOCKER_CALL_TIMEOUT)
         return self.runner.run(self.docker(*args), **kwargs)  # type: ignore[arg-type]
 
+    def environment_for_user_commands(self) -> Dict[str, str]:
+        """The environment for --pre-stop-cmd: docker's global flags as the variables docker reads, so that
+        `docker exec {id} ...` in the command reaches the same engine as we do."""
+        env = dict(self.environ)
+        for flag, value in global_flags(self.docker_globals):
+            if flag in USER_COMMAND_VARIABLES and value is not None:
+                env[USER_COMMAND_VARIABLES[flag]] = value
+            elif flag == "--tlsverify":
+                env["DOCKER_TLS_VERIFY"] = "1"
+            elif flag in ("--tlscacert", "--tlscert", "--tlskey") and value:
+                env["DOCKER_CERT_PATH"] = os.path.dirname(os.path.abspath(value))
+        return env
+
     def list_service_containers(self, project: str, service: str) -> List[Container]:
         """All containers compose made for the service (any state, one-off `run` containers excluded)."""
         listed = self.run("ps", "--all", "--quiet", "--no-trunc",
@@ -460,7 +460,8 @@ class Docker:
         return self.run("stop", *ids, check=False, timeout=grace_seconds + STOP_TIMEOUT_MARGIN)
 
     def remove(self, ids: Sequence[str]) -> Result:
-        return self.run("rm", "--force", "--volumes", *ids, check=False) if ids else Result(0, "", "")
+        # Anonymous volumes are kept, as compose keeps them: they may hold data.
+        return self.run("rm", "--force", *ids, check=False) if ids else Result(0, "", "")
 
     def start(self, container_id: str) -> Result:
         return self.run("start", container_id, check=False)
@@ -488,10 +489,13 @@ class Docker:
     def load_project(self, service: str) -> ProjectConfig:
         """Ask compose for the project (so its rules for names, files and profiles apply); pick v2 or v1."""
         v2 = Compose(self.docker("compose", *self.project_args))
-        result = self.runner.run(v2.command("config", "--format", "json"), check=False)
+        result = self.runner.run(v2.command("config", "--format", "json"), check=False, timeout=DOCKER_CALL_TIMEOUT)
         if result.returncode == 0:
             self.compose = v2
-            return parse_compose_config(result.stdout, service)
+            project = parse_compose_config(result.stdout, service)
+            if not project.name:
+                raise RefusedError("compose did not say the project's name (compose v2.20 or later is needed)")
+            return project
         if not any(marker in result.stderr for marker in NOT_A_DOCKER_COMMAND):
             raise RefusedError(f"compose cannot load the project: {compose_message(result.stderr)}")
         return self._load_legacy_project(service)
@@ -499,7 +503,8 @@ class Docker:
     def _load_legacy_project(self, service: str) -> ProjectConfig:
         legacy = legacy_compose(self.project_args, self.docker_globals, self.environ)
         try:
-            result = self.runner.run(legacy.command("config", "--services"), check=False, env=legacy.env)
+            result = self.runner.run(legacy.command("config", "--services"), check=False, env=legacy.env,
+                                     timeout=DOCKER_CALL_TIMEOUT)
         except DockerCommandError:
             raise RefusedError(
                 "neither `docker compose` (v2) nor `docker-compose` (v1) is installed: install the compose plugin"
@@ -518,7 +523,8 @@ class Docker:
         assert self.compose is not None
         if self.compose.legacy:
             return []
-        result = self.runner.run(self.compose.command("--profile", "*", "config", "--services"), check=False)
+        result = self.runner.run(self.compose.command("--profile", "*", "config", "--services"), check=False,
+                                 timeout=DOCKER_CALL_TIMEOUT)
         return result.stdout.split() if result.returncode == 0 else []
 
     def compose_up(self, service: str, *, scale: Optional[int], no_deps: bool,
@@ -528,8 +534,9 @@ class Docker:
 
         Existing containers are never recreated (--no-recreate): new ones get the current config and image."""
         assert self.compose is not None
-        args = ["up", "--detach", "--no-recreate"] + (["--no-deps"] if no_deps else [])
-        args += [] if start else ["--no-start"]
+        # compose v1 refuses --no-start with --detach; without starting anything, up returns at once anyway.
+        args = ["up", "--no-recreate"] + (["--detach"] if start else ["--no-start"])
+        args += ["--no-deps"] if no_deps else []
         if scale is not None:
             args += ["--scale", f"{service}={scale}"]
         result = self.runner.run(self.compose.command(*args, service), capture=False, interrupts=interrupts,
@@ -559,4 +566,3 @@ def docker_binary(environ: Mapping[str, str]) -> str:
     return environ.get("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND") or "docker"
 
 
-__all__ = ["Container", "ContainerEvent", "Docker", "EventStream", "ProjectConfig", "ServiceSpec", "first_line"]

@@ -12,6 +12,7 @@ EXIT_DEPLOY_FAILED = 1  # the new containers failed; they were removed and the o
 EXIT_USAGE = 2  # bad command line (clap-style message)
 EXIT_REFUSED = 3  # refused before changing anything: bad project, service or environment
 EXIT_LOCKED = 4  # another deploy of the same service holds the lock
+EXIT_INCOMPLETE = 5  # stopped half-way (after the point of no return): run again to finish; lock and journal kept
 EXIT_SIGNAL_BASE = 128  # interrupted: 128 + signal number (129 SIGHUP, 130 SIGINT, 143 SIGTERM)
 
 

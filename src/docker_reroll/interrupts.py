@@ -69,7 +69,10 @@ class Interrupts:
 
     def install(self, environ: Mapping[str, str]) -> None:
         for signum in HANDLED_SIGNALS:
-            # A script's background job starts with SIGINT ignored; set our handler regardless.
+            # `nohup docker reroll ...` means: survive the hang-up, so an ignored SIGHUP stays ignored. A script's
+            # background job starts with SIGINT ignored too, but that is not a request: handle SIGINT regardless.
+            if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
+                continue
             self._previous[signum] = signal.signal(signum, self._on_signal)
         address = environ.get(PLUGIN_SOCKET_ENV)
         if address:

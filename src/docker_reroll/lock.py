@@ -85,36 +85,39 @@ class EngineLock:
         self.journal_name = f"{self.name}.journal"
         self.me = Owner.me(command)
         self.held = False
-        self.journal_replicas: Optional[int] = None  # set when an interrupted deploy left a journal behind
+        self.journal_replicas: Optional[int] = None
+        self.journal_inherited = False  # an interrupted deploy left the journal: this run finishes that deploy
 
     def acquire(self, timeout: float, interrupts: Interrupts) -> None:
         deadline = time.monotonic() + timeout
         announced = False
         while True:
-            result = self._create(self.name, {LABEL + k: v for k, v in self.me.labels().items()})
-            if result is None:
+            if self._create(self.name, {LABEL + k: v for k, v in self.me.labels().items()}):
                 self.held = True
                 self.journal_replicas = self._read_journal()
+                self.journal_inherited = self.journal_replicas is not None
                 return
             if interrupts.requested():
                 raise Interrupted("interrupted while waiting for the deploy lock; nothing was changed",
                                   interrupts.first_signal or 0)
             holder = self._holder()
-            if holder is None:
-                continue  # released between our create and our look: try again at once
-            holder_id, owner = holder
-            reason = owner.stale_reason(self.me)
-            if reason:
-                self._progress.warn(f"taking over the deploy lock of {owner.describe()}: {reason}")
-                self._docker.remove([holder_id])  # by id: of two runs taking over, only one removes it
-                continue
+            if holder is not None:
+                holder_id, owner = holder
+                reason = owner.stale_reason(self.me)
+                if reason:
+                    self._progress.warn(f"taking over the deploy lock of {owner.describe()}: {reason}")
+                    self._docker.remove([holder_id])  # by id: of two runs taking over, only one removes it
+                    continue
+                description = f"{owner.describe()}, `{owner.command}`"
+            else:  # the name is taken but we cannot see by whom (it is being created or removed right now)
+                description = "a deploy whose lock is being created or removed"
             if time.monotonic() >= deadline:
                 raise LockedError(
-                    f"another deploy of this service is running: {owner.describe()}, `{owner.command}`; "
+                    f"another deploy of this service is running: {description}; "
                     f"wait for it, use --lock-timeout, or remove a dead lock with `docker rm {self.name}`"
                 )
             if not announced:
-                self._progress.info(f"waiting for the deploy by {owner.describe()} to finish")
+                self._progress.info(f"waiting for the deploy by {description} to finish")
                 announced = True
             interrupts.sleep(LOCK_RETRY_SECONDS)
 
@@ -122,35 +125,33 @@ class EngineLock:
         """Record the replica count before the first change; a journal left by a killed run is kept as it is."""
         if self.journal_replicas is not None:
             return
-        error = self._create(self.journal_name, {LABEL + "replicas": str(replicas),
-                                                 LABEL + "since": f"{time.time():.3f}"})
-        if error:
-            raise RefusedError(f"cannot write the deploy journal: {error}")
+        if not self._create(self.journal_name, {LABEL + "replicas": str(replicas),
+                                                LABEL + "since": f"{time.time():.3f}"}):
+            raise RefusedError(f"cannot write the deploy journal: {self.journal_name} already exists")
         self.journal_replicas = replicas
 
-    def finish(self) -> None:
-        """The service is consistent again (all old or all new): drop the journal, then the lock."""
+    def release(self, keep_journal: bool = False) -> None:
+        """Drop the journal (once the service holds only old or only new containers), then the lock."""
         if self.held:
-            self._docker.remove([self.journal_name])
+            if not keep_journal:
+                self._docker.remove([self.journal_name])
             self._docker.remove([self.name])
             self.held = False
 
-    def _create(self, name: str, labels: Dict[str, str]) -> Optional[str]:
-        """Create a never-started container; None on success, else why not (a name conflict included)."""
+    def _create(self, name: str, labels: Dict[str, str]) -> bool:
+        """Create a never-started container: True if we did, False if the name is taken."""
         args = ["create", "--pull", "never", "--name", name, "--network", "none"]
         for key, value in labels.items():
             args += ["--label", f"{key}={value}"]
-        for attempt in range(2):
+        result = self._docker.run(*args, LOCK_IMAGE, "lock", check=False)
+        if result.returncode != 0 and "No such image" in result.stderr:
+            self._import_lock_image()
             result = self._docker.run(*args, LOCK_IMAGE, "lock", check=False)
-            if result.returncode == 0:
-                return None
-            if "No such image" in result.stderr and attempt == 0:
-                self._import_lock_image()
-                continue
-            if "Conflict" in result.stderr or "already in use" in result.stderr:
-                return "in use"
-            raise RefusedError(f"cannot reach the Docker engine: {first_line(result.stderr)}")
-        return "the lock image is missing"
+        if result.returncode == 0:
+            return True
+        if "Conflict" in result.stderr or "already in use" in result.stderr:
+            return False
+        raise RefusedError(f"cannot create the deploy lock {name}: {first_line(result.stderr)}")
 
     def _import_lock_image(self) -> None:
         try:

@@ -14,6 +14,7 @@ class Progress:
     def __init__(self, stream: Optional[TextIO] = None) -> None:
         self._stream = stream or sys.stderr
         self._lock = threading.Lock()  # pre-stop commands report from worker threads
+        self._broken = False
 
     def info(self, message: str) -> None:
         self._line("INFO", message)
@@ -32,8 +33,11 @@ class Progress:
     def _line(self, level: str, message: str) -> None:
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         with self._lock:
+            if self._broken:
+                return
             try:
                 self._stream.write(f"{stamp} {level} {message}\n")
                 self._stream.flush()
-            except (BrokenPipeError, ValueError):
-                pass  # a closed stderr must never turn a deploy into a crash
+            except (OSError, ValueError):
+                # A closed pipe or a hung-up terminal (EIO) must never stop a deploy half-way: go on silently.
+                self._broken = True

@@ -1,7 +1,6 @@
 """Wire a deploy together and turn every way it can end into one summary line and an exit code."""
 
 import json
-import sys
 import time
 import traceback
 from typing import Mapping, Optional
@@ -9,7 +8,14 @@ from typing import Mapping, Optional
 from docker_reroll.cli import Options
 from docker_reroll.deploy import Deployment, quote_command
 from docker_reroll.engine import CallStats, CommandRunner, Docker, docker_binary
-from docker_reroll.errors import EXIT_DEPLOY_FAILED, EXIT_OK, Interrupted, RerollError
+from docker_reroll.errors import (
+    EXIT_DEPLOY_FAILED,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_SIGNAL_BASE,
+    Interrupted,
+    RerollError,
+)
 from docker_reroll.interrupts import Interrupts, signal_name
 from docker_reroll.progress import Progress
 
@@ -26,7 +32,7 @@ def run(options: Options, environ: Mapping[str, str], progress: Optional[Progres
     interrupts = Interrupts()
     interrupts.install(environ)
     deployment = Deployment(options, docker, progress, interrupts,
-                            command_line=quote_command(["docker", "reroll"] + sys.argv[1:]))
+                            command_line=quote_command(["docker", *options.docker_globals, "reroll", *options.args]))
     try:
         deployment.run()
         code = _finished_code(interrupts, progress)
@@ -43,6 +49,8 @@ def run(options: Options, environ: Mapping[str, str], progress: Optional[Progres
         code = EXIT_DEPLOY_FAILED
     finally:
         interrupts.uninstall()
+    if not deployment.consistent:
+        code = EXIT_INCOMPLETE  # whatever stopped it: old and new containers both exist until the next run
     _write_stats(environ.get(STATS_ENV), deployment, stats, time.monotonic() - started)
     return code
 
@@ -52,9 +60,9 @@ def _finished_code(interrupts: Interrupts, progress: Progress) -> int:
     signum = interrupts.first_signal
     if signum is None:
         return EXIT_OK
-    progress.warn(f"interrupted by {signal_name(signum)} after the old containers began to drain: "
-                  "finished the deploy instead of going back")
-    return Interrupted("", signum).exit_code
+    progress.warn(f"interrupted by {signal_name(signum)} after the point of no return (the old containers were "
+                  "being retired): finished the deploy instead of going back")
+    return EXIT_SIGNAL_BASE + signum
 
 
 def _write_stats(path: Optional[str], deployment: Deployment, stats: CallStats, total: float) -> None:

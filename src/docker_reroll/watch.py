@@ -108,15 +108,14 @@ class ContainerWatch:
             for container_id in ids:
                 previous = self._states.get(container_id)
                 state = found.get(container_id)
-                if state is None:
-                    if previous is None:
-                        continue
-                    state = dataclasses.replace(previous, status=REMOVED)
+                if state is None:  # gone: a wait for it must fail, not go on with the others
+                    state = dataclasses.replace(previous or Container(container_id, container_id[:12], "", None),
+                                                status=REMOVED)
                 for event in self._recent_events.get(container_id, []):
                     if event.received >= started:
                         state = evolve(state, event)
                 self._states[container_id] = state
-            return [self._states[i] for i in ids if i in self._states]
+            return [self._states[i] for i in ids]
 
     def current(self, ids: Sequence[str]) -> List[Container]:
         with self._cond:

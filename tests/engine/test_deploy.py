@@ -50,7 +50,7 @@ def test_without_health_check_waits_then_checks_the_new_containers_still_run(pro
     assert run.returncode == 0, run.stderr
     [new] = project.containers()
     assert new.id != old.id and project.image_of(new) == f"{APP_IMAGE}:v2"
-    assert "no health check: waiting 2s" in run.stderr
+    assert "waiting 2s (no health check) before checking the new containers" in run.stderr
     assert run.seconds >= 2
 
 

@@ -186,3 +186,26 @@ def test_killed_mid_deploy_then_rerun_converges_to_the_replica_count(project):
     assert len(final) == 2 and all(project.image_of(c) == f"{APP_IMAGE}:v3" for c in final)
     assert not {c.id for c in final} & {c.id for c in old}
     assert docker("ps", "-a", "-q", "--filter", f"name=docker-reroll-lock.{project.name}").stdout == ""
+
+
+def test_a_failed_recovery_run_keeps_the_journal_so_the_next_run_still_restores_the_count(project):
+    """Killed mid-deploy, then a re-run whose new version is broken: it rolls back to what was there (old and
+    half-made containers alike) and must keep the journal, or a later run would take 4 for the replica count."""
+    project.up(replicas=2)
+    victim = start_reroll(project, "web", "--wait-after-healthy", "30", extra_env={"TAG": "v2"})
+    read_until(victim, "waiting 30s after healthy")
+    os.kill(child_pid(victim.pid), signal.SIGKILL)
+    victim.wait(timeout=30)
+    assert len(project.containers()) == 4
+
+    broken = project.reroll("web", "--healthcheck-timeout", "3", extra_env={"TAG": "v3", "BROKEN": "1"})
+    assert broken.returncode == 1
+    assert len(project.containers()) == 4
+    journal = f"docker-reroll-lock.{project.name}.web.journal"
+    assert json.loads(docker("inspect", journal).stdout)[0]["Config"]["Labels"]["io.docker-reroll.replicas"] == "2"
+
+    fixed = project.reroll("web", extra_env={"TAG": "v3"})
+    assert fixed.returncode == 0, fixed.stderr
+    final = project.containers()
+    assert len(final) == 2 and all(project.image_of(c) == f"{APP_IMAGE}:v3" for c in final)
+    assert docker("ps", "-a", "-q", "--filter", f"name=docker-reroll-lock.{project.name}").stdout == ""

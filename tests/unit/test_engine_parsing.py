@@ -104,3 +104,16 @@ def test_docker_is_called_through_the_cli_that_ran_the_plugin():
     assert docker_binary({"DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND": "/opt/docker/bin/docker"}) == \
         "/opt/docker/bin/docker"
     assert docker_binary({}) == "docker"
+
+
+def test_pre_stop_commands_reach_the_same_engine_through_docker_variables():
+    from docker_reroll.engine import Docker
+
+    docker = Docker("docker", ["--context", "prod", "--tlsverify", "--tlscacert", "/certs/ca.pem", "--config",
+                               "/cfg"], [], {"PATH": "/bin"})
+    env = docker.environment_for_user_commands()
+    assert env["DOCKER_CONTEXT"] == "prod" and env["DOCKER_CONFIG"] == "/cfg"
+    assert env["DOCKER_TLS_VERIFY"] == "1" and env["DOCKER_CERT_PATH"] == "/certs" and env["PATH"] == "/bin"
+    assert "DOCKER_HOST" not in env
+    assert Docker("docker", ["--host", "tcp://h:1"], [], {}).environment_for_user_commands()["DOCKER_HOST"] == \
+        "tcp://h:1"

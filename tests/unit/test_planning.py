@@ -21,6 +21,13 @@ def test_plan_counts_running_containers_and_sets_stopped_ones_aside():
     assert plan.replicas == 2 and plan.scale_to == 4 and not plan.first_start
 
 
+def test_restarting_and_paused_containers_are_replicas_to_replace():
+    """A crash-looping service is the usual reason to deploy a fix: its containers still count."""
+    plan = plan_deploy([box(1, status="restarting", health=None), box(2), box(3, status="paused")])
+    assert plan.replicas == 3 and not plan.first_start and plan.scale_to == 6
+    assert not plan_deploy([box(1, status="restarting", health=None)]).first_start
+
+
 def test_plan_with_nothing_running_is_a_first_start():
     plan = plan_deploy([box(1, status="exited")])
     assert plan.first_start and plan.replicas == 0 and plan.old == []
