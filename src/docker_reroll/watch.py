@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 from docker_reroll.engine import Container, ContainerEvent, Docker, EventStream
-from docker_reroll.interrupts import Interrupts
+from docker_reroll.interrupts import POLL_SECONDS, Interrupts
 
 RECONCILE_SECONDS = 2.0  # with a live event stream: a cheap safety net against a lost event
 POLL_FALLBACK_SECONDS = 0.5  # without one: how often to inspect
-WAKE_SECONDS = 0.05  # how soon a wait notices an interrupt (events wake it at once)
 RECENT_EVENTS_KEPT = 16
 
 REMOVED = "removed"  # our status for a container the engine no longer knows
@@ -77,10 +76,6 @@ class ContainerWatch:
         if self._stream is not None:
             self._closing = True
             self._stream.close()
-
-    @property
-    def streaming(self) -> bool:
-        return self._stream_alive
 
     def _on_event(self, event: Optional[ContainerEvent]) -> None:
         with self._cond:
@@ -146,7 +141,7 @@ class ContainerWatch:
                     now = time.monotonic()
                     if now >= deadline:
                         return Outcome("timeout")
-                    self._cond.wait(min(WAKE_SECONDS, deadline - now))
+                    self._cond.wait(min(POLL_SECONDS, deadline - now))
                     streaming = self._stream_alive
                 interval = RECONCILE_SECONDS if streaming else POLL_FALLBACK_SECONDS
                 if time.monotonic() - last_refresh >= interval:
