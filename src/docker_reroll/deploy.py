@@ -22,7 +22,16 @@ from docker_reroll.errors import DeployFailed, DockerCommandError, Interrupted, 
 from docker_reroll.interrupts import Interrupts, signal_name
 from docker_reroll.lock import EngineLock
 from docker_reroll.progress import Progress
-from docker_reroll.watch import ContainerWatch, Outcome, WaitStats, all_healthy, all_unhealthy, any_stopped, gone
+from docker_reroll.watch import (
+    REMOVED,
+    ContainerWatch,
+    Outcome,
+    WaitStats,
+    all_healthy,
+    all_unhealthy,
+    any_stopped,
+    gone,
+)
 
 LOG_TAIL_LINES = 20
 ROLLBACK_SETTLE_SECONDS = 0.5  # after an interrupted compose: let creations already sent to the engine land
@@ -96,6 +105,36 @@ def check_service(project: ProjectConfig, service: str, profile_services: Sequen
             f"service '{service}' publishes fixed host port(s) {', '.join(spec.fixed_host_ports)}: a new container "
             "cannot bind them while the old one runs; put a proxy in front or publish a port range"
         )
+
+
+@dataclass(frozen=True)
+class Drain:
+    """How to take containers out of a proxy's pool before they are stopped."""
+
+    containers: List[Container]  # the ones to drain
+    pre_stop: bool  # run --pre-stop-cmd for them
+    wait_unhealthy: List[Container]  # wait until Docker calls these unhealthy
+    pause: float  # then wait this long (--wait-after-unhealthy)
+    warnings: List[str]
+
+
+def plan_drain(containers: Sequence[Container], options: Options, rolling_back: bool) -> Drain:
+    """Old containers at the end of a deploy are all drained. New ones on a roll-back are drained too (a proxy may
+    already route to them: HAProxy puts servers it learns from DNS in service before their first check), except
+    those already unhealthy; and there the wait for unhealthy needs a pre-stop command, since a container that is
+    still starting would not turn unhealthy by itself. Gone and never-started containers need no drain."""
+    drained = [c for c in containers if not gone(c) and c.status != "created"
+               and not (rolling_back and c.health == "unhealthy")]
+    if not drained or not (options.pre_stop_cmd or options.pre_stop_wait_until_unhealthy):
+        return Drain([], False, [], 0.0, [])
+    wait: List[Container] = []
+    warnings: List[str] = []
+    if options.pre_stop_wait_until_unhealthy and (options.pre_stop_cmd or not rolling_back):
+        wait = [c for c in drained if c.has_healthcheck]
+        if not wait:
+            warnings.append("--pre-stop-wait-until-unhealthy: the containers have no health check, "
+                            "so there is nothing to wait for")
+    return Drain(drained, bool(options.pre_stop_cmd), wait, options.wait_after_unhealthy, warnings)
 
 
 def pre_stop_command(template: str, container_id: str) -> str:
@@ -340,50 +379,46 @@ class Deployment:
         self.progress.info(f"rolled back: the old containers keep serving: {describe(plan.old)}")
 
     def _retire(self, containers: List[Container], rolling_back: bool) -> None:
-        """Pre-stop, drain, stop and remove. Used for the old containers, and for the new ones on a roll-back:
-        a proxy may already route to a new container (HAProxy puts servers it learns from DNS in service before
-        their first check), so every one that is not already unhealthy is drained the same way."""
+        """Drain (pre-stop command, wait until unhealthy, pause), then stop and remove: the old containers at the
+        end of a deploy, or the new ones on a roll-back (see `plan_drain` for how the two differ)."""
         assert self.watch is not None
         if not containers:
             return
-        options = self.options
         current = self.watch.refresh([c.id for c in containers])
-        # Never started (compose created it, then we were interrupted) or already unhealthy: nothing to drain.
-        to_drain = [c for c in current if not gone(c) and c.status != "created"
-                    and not (rolling_back and c.health == "unhealthy")]
-        if options.pre_stop_cmd and to_drain:
-            if not rolling_back:
-                self.phase = Phase.PRE_STOP
-            self._run_pre_stop(to_drain)
-        # On a roll-back, a container that is still starting would not turn unhealthy without a pre-stop command.
-        wait_drained = options.pre_stop_wait_until_unhealthy and (options.pre_stop_cmd or not rolling_back)
-        if wait_drained and to_drain:
-            with_health = [c for c in to_drain if c.has_healthcheck]
-            if not with_health:
-                self.progress.warn("--pre-stop-wait-until-unhealthy: the containers have no health check, "
-                                   "so there is nothing to wait for")
-            elif self.interrupts.count > 1 and not rolling_back:
+        drain = plan_drain(current, self.options, rolling_back)
+        for warning in drain.warnings:
+            self.progress.warn(warning)
+        if drain.pre_stop:
+            self._enter(Phase.PRE_STOP, rolling_back)
+            self._run_pre_stop(drain.containers)
+        if drain.wait_unhealthy:
+            if self.interrupts.count > 1 and not rolling_back:
                 self.progress.warn("interrupted again: not waiting for the old containers to turn unhealthy")
             else:
-                if not rolling_back:
-                    self.phase = Phase.DRAIN
-                self._wait_unhealthy(with_health)
-        if to_drain and (options.pre_stop_cmd or options.pre_stop_wait_until_unhealthy):
-            self._drain_pause(options.wait_after_unhealthy)
+                self._enter(Phase.DRAIN, rolling_back)
+                self._wait_unhealthy(drain.wait_unhealthy)
+        self._drain_pause(drain.pause)
+        self._enter(Phase.RETIRE, rolling_back)
+        self._stop_and_remove(current)
+
+    def _enter(self, phase: Phase, rolling_back: bool) -> None:
+        """A roll-back stays in the phase it started from: the point of no return was never passed."""
         if not rolling_back:
-            self.phase = Phase.RETIRE
-        ids = [c.id for c in current if c.status != "removed"]
+            self.phase = phase
+
+    def _stop_and_remove(self, containers: List[Container]) -> None:
+        ids = [c.id for c in containers if c.status != REMOVED]
         if not ids:
             return
-        self.progress.info(f"stopping {names(current)}")
-        grace = max((c.stop_timeout or DEFAULT_STOP_TIMEOUT for c in current), default=DEFAULT_STOP_TIMEOUT)
+        self.progress.info(f"stopping {names(containers)}")
+        grace = max((c.stop_timeout or DEFAULT_STOP_TIMEOUT for c in containers), default=DEFAULT_STOP_TIMEOUT)
         stop = self.docker.stop(ids, grace_seconds=grace)
         if stop.returncode != 0:
             self.progress.warn(f"docker stop: {stop.stderr.strip()}")
-        self.progress.info(f"removing {names(current)}")
+        self.progress.info(f"removing {names(containers)}")
         removal = self.docker.remove(ids)
         if removal.returncode != 0 and "No such container" not in removal.stderr:
-            raise DeployFailed(f"could not remove {names(current)}: {removal.stderr.strip()}")
+            raise DeployFailed(f"could not remove {names(containers)}: {removal.stderr.strip()}")
 
     def _run_pre_stop(self, containers: List[Container]) -> None:
         """The pre-stop command for every container at once; a failure is a warning, as in the original tool."""

@@ -2,7 +2,8 @@
 
 import pytest
 
-from docker_reroll.deploy import Phase, check_service, plan_deploy, pre_stop_command, rolls_back
+from docker_reroll.cli import Options
+from docker_reroll.deploy import Phase, check_service, plan_deploy, plan_drain, pre_stop_command, rolls_back
 from docker_reroll.engine import Container, ProjectConfig, ServiceSpec
 from docker_reroll.errors import RefusedError
 from docker_reroll.lock import REMOTE_LOCK_LIFETIME, Owner
@@ -116,3 +117,39 @@ def test_owner_labels_round_trip():
     labels = {"io.docker-reroll." + k: v for k, v in original.labels().items()}
     assert Owner.from_labels(labels) == original
     assert "u@h1 (pid 10)" in original.describe()
+
+
+def drain_options(**values):
+    options = Options()
+    for key, value in values.items():
+        setattr(options, key, value)
+    return options
+
+
+RECIPE = dict(pre_stop_cmd="docker exec {id} touch /.dead", pre_stop_wait_until_unhealthy=True,
+              wait_after_unhealthy=2.0)
+
+
+def test_old_containers_are_all_drained_with_the_recipe():
+    old = [box(1), box(2, health="unhealthy"), box(3, health=None), box(4, status="exited")]
+    drain = plan_drain(old, drain_options(**RECIPE), rolling_back=False)
+    assert [c.number for c in drain.containers] == [1, 2, 3]
+    assert drain.pre_stop and drain.pause == 2.0 and drain.warnings == []
+    assert [c.number for c in drain.wait_unhealthy] == [1, 2]  # the one without a health check is not waited for
+
+
+def test_a_roll_back_drains_new_containers_that_a_proxy_may_use_and_skips_the_rest():
+    new = [box(1, health="starting"), box(2), box(3, health="unhealthy"), box(4, status="created", health=None)]
+    drain = plan_drain(new, drain_options(**RECIPE), rolling_back=True)
+    assert [c.number for c in drain.containers] == [1, 2] and drain.pre_stop
+    assert [c.number for c in drain.wait_unhealthy] == [1, 2]
+    # Without a pre-stop command a starting container would never turn unhealthy: no wait on a roll-back.
+    no_command = plan_drain(new, drain_options(pre_stop_wait_until_unhealthy=True), rolling_back=True)
+    assert no_command.wait_unhealthy == [] and not no_command.pre_stop
+    assert plan_drain(new, drain_options(pre_stop_wait_until_unhealthy=True), rolling_back=False).wait_unhealthy
+
+
+def test_no_drain_options_means_straight_to_stop_and_a_useless_wait_is_a_warning():
+    assert plan_drain([box(1)], drain_options(wait_after_unhealthy=5.0), rolling_back=False).pause == 0.0
+    drain = plan_drain([box(1, health=None)], drain_options(pre_stop_wait_until_unhealthy=True), rolling_back=False)
+    assert drain.wait_unhealthy == [] and "no health check" in drain.warnings[0]
