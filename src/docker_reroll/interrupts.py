@@ -22,7 +22,10 @@ SAME_INTERRUPT = 2.0  # a signal this soon after the CLI's cancel is the cause o
 
 class Interrupts:
     def __init__(self) -> None:
-        self._received: List[int] = []  # appended by signal handlers: no locks there, they could deadlock
+        self._received: List[int] = []
+        # The signal handler (main thread) and the socket watcher (its own thread) both record. Re-entrant: a
+        # second signal's handler may run inside the first one's, in the same thread, and must not deadlock.
+        self._lock = threading.RLock()
         self._previous: dict = {}
         self._socket_cancel_at: Optional[float] = None  # when the CLI's cancel was recorded, until a signal says why
 
@@ -54,18 +57,20 @@ class Interrupts:
         """A signal. If the CLI's cancel came just before it, both are the same interrupt (a Ctrl-C to the process
         group reaches the CLI, which closes our socket, and us, whose handler may run a little later): the signal
         replaces the cancel instead of counting as a second interrupt."""
-        cancel_at = self._socket_cancel_at
-        if cancel_at is not None and len(self._received) == 1 and time.monotonic() - cancel_at < SAME_INTERRUPT:
-            self._socket_cancel_at = None
-            self._received[0] = signum
-            return
-        self._received.append(signum)
+        with self._lock:
+            cancel_at = self._socket_cancel_at
+            if cancel_at is not None and len(self._received) == 1 and time.monotonic() - cancel_at < SAME_INTERRUPT:
+                self._socket_cancel_at = None
+                self._received[0] = signum
+                return
+            self._received.append(signum)
 
     def record_cli_cancel(self) -> None:
         """The docker CLI closed the plugin socket: it was signalled. A signal we got too already counts."""
-        if not self._received:
-            self._socket_cancel_at = time.monotonic()
-            self._received.append(PLUGIN_CANCEL_SIGNAL)
+        with self._lock:
+            if not self._received:
+                self._socket_cancel_at = time.monotonic()
+                self._received.append(PLUGIN_CANCEL_SIGNAL)
 
     def install(self, environ: Mapping[str, str]) -> None:
         for signum in HANDLED_SIGNALS:
