@@ -17,7 +17,7 @@ from enum import Enum
 from typing import Callable, Dict, List, Optional, Sequence
 
 from docker_reroll.cli import Options
-from docker_reroll.engine import Container, Docker, ProjectConfig
+from docker_reroll.engine import Container, Docker, ProjectConfig, ServiceSpec
 from docker_reroll.errors import DeployFailed, DockerCommandError, Interrupted, RefusedError, first_line
 from docker_reroll.interrupts import Interrupts, signal_name
 from docker_reroll.lock import EngineLock
@@ -169,7 +169,7 @@ class Deployment:
         self._phase = Phase.PREPARE
         self._phase_started = time.monotonic()
         self.project = ""
-        self.spec_has_post_start_hooks = False
+        self.spec: Optional[ServiceSpec] = None
         self.watch: Optional[ContainerWatch] = None
         self.wait_stats: Optional[WaitStats] = None
         # False while old and new containers both exist: if we die then, the lock and journal stay behind so the
@@ -195,7 +195,7 @@ class Deployment:
         profile_services = self.docker.services_in_any_profile() if project.service is None else []
         check_service(project, self.service, profile_services)
         self.project = project.name
-        self.spec_has_post_start_hooks = bool(project.service and project.service.has_post_start_hooks)
+        self.spec = project.service
         lock = EngineLock(self.docker, project.name, self.service, self.progress, self.command_line)
         lock.acquire(self.options.lock_timeout, self.interrupts)
         try:
@@ -265,7 +265,8 @@ class Deployment:
         Compose starts the containers of a scaled service one after another (about 0.3 s each on a small machine),
         so when several are new it only creates them (`up --no-start`) and we start them all at once. Services with
         post_start hooks are left to compose, which runs those hooks as it starts each container."""
-        start_together = not plan.first_start and plan.replicas > 1 and not self.spec_has_post_start_hooks
+        hooks = self.spec is not None and self.spec.has_post_start_hooks
+        start_together = not plan.first_start and plan.replicas > 1 and not hooks
         try:
             if plan.first_start:  # dependencies may not be up yet: let compose start them
                 self.docker.compose_up(self.service, scale=plan.replicas or None, no_deps=False,
@@ -281,10 +282,13 @@ class Deployment:
         if not new or (not plan.first_start and len(new) != plan.replicas):
             raise DeployFailed(f"compose created {len(new)} new container(s), expected {plan.replicas}")
         if start_together:
+            assert self.watch is not None
             self._start_together(new)
-            new = self.docker.inspect([c.id for c in new])  # started: now their health check shows
-            if len(new) != plan.replicas:
-                raise DeployFailed(f"only {len(new)} of {plan.replicas} new container(s) still exist")
+            # Started, their health check now shows; inspected through the watch, which then keeps them current.
+            new = self.watch.refresh([c.id for c in new])
+            vanished = [c for c in new if c.status == REMOVED]
+            if vanished:
+                raise DeployFailed(f"new container(s) vanished after starting: {names(vanished)}")
         return new
 
     def _start_together(self, containers: List[Container]) -> None:

@@ -494,7 +494,7 @@ class Docker:
             self.compose = v2
             project = parse_compose_config(result.stdout, service)
             if not project.name:
-                raise RefusedError("compose did not say the project's name (compose v2.20 or later is needed)")
+                raise RefusedError("compose did not report the project's name: a newer compose v2 is needed")
             return project
         if not any(marker in result.stderr for marker in NOT_A_DOCKER_COMMAND):
             raise RefusedError(f"compose cannot load the project: {compose_message(result.stderr)}")
