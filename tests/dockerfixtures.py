@@ -306,3 +306,14 @@ def explain_failures(stack, report):
         print(f"  {utc(sample.start)} +{sample.latency * 1000:.0f}ms client {sample.client}: {sample.reason}")
     proxy = stack.compose("logs", "--no-log-prefix", "--timestamps", "proxy", check=False).stdout.splitlines()
     print("  proxy log:\n" + "\n".join("    " + line for line in proxy[-30:] if "[WARNING]" not in line))
+
+
+def lock_containers(project: ComposeProject) -> List[str]:
+    """The deploy lock and journal containers of the project, if any are left."""
+    return docker("ps", "-a", "--format", "{{.Names}}", "--filter",
+                  f"name=docker-reroll-lock.{project.name}").stdout.split()
+
+
+def versions_after(report, moment: float) -> set:
+    """The versions that answered requests started after `moment`."""
+    return {s.version for s in report.samples if s.ok and s.start > moment}

@@ -27,10 +27,12 @@ from dockerfixtures import (
     docker,
     finish,
     load_on,
+    lock_containers,
     project_events,
     read_until,
     start_reroll,
     start_stack,
+    versions_after,
 )
 
 HEALTH_TIMEOUT = ["--healthcheck-timeout", "20"]  # only bounds a wait that goes wrong
@@ -123,15 +125,6 @@ def deploys(stack):
     yield start
     for deploy in started:
         deploy.kill()
-
-
-def lock_containers(stack):
-    return docker("ps", "-a", "--format", "{{.Names}}", "--filter",
-                  f"name=docker-reroll-lock.{stack.name}").stdout.split()
-
-
-def versions_after(report, moment):
-    return {s.version for s in report.samples if s.ok and s.start > moment}
 
 
 def invariant_problems(stack, expected, old, report, exited_at, replicas=None, version="v2"):

@@ -16,6 +16,7 @@ from dockerfixtures import (
     docker,
     docker_without_compose,
     load_on,
+    lock_containers,
     read_until,
     start_reroll,
     start_stack,
@@ -185,7 +186,7 @@ def test_killed_mid_deploy_then_rerun_converges_to_the_replica_count(project):
     final = project.containers()
     assert len(final) == 2 and all(project.image_of(c) == f"{APP_IMAGE}:v3" for c in final)
     assert not {c.id for c in final} & {c.id for c in old}
-    assert docker("ps", "-a", "-q", "--filter", f"name=docker-reroll-lock.{project.name}").stdout == ""
+    assert lock_containers(project) == []
 
 
 def test_a_failed_recovery_run_keeps_the_journal_so_the_next_run_still_restores_the_count(project):
@@ -208,4 +209,4 @@ def test_a_failed_recovery_run_keeps_the_journal_so_the_next_run_still_restores_
     assert fixed.returncode == 0, fixed.stderr
     final = project.containers()
     assert len(final) == 2 and all(project.image_of(c) == f"{APP_IMAGE}:v3" for c in final)
-    assert docker("ps", "-a", "-q", "--filter", f"name=docker-reroll-lock.{project.name}").stdout == ""
+    assert lock_containers(project) == []

@@ -6,7 +6,7 @@ Each scenario runs the example stack (examples/haproxy), keeps 8 keep-alive clie
 
 import time
 
-from dockerfixtures import DRAIN, load_on, project_events, start_stack
+from dockerfixtures import DRAIN, load_on, project_events, start_stack, versions_after
 
 
 def deploy_under_load(stack, *args, **env):
@@ -19,10 +19,6 @@ def deploy_under_load(stack, *args, **env):
     for reason, count in sorted(load.report().failures.items()):
         print(f"  failed: {count} x {reason}")
     return run, load.report(), started, ended
-
-
-def versions_after(report, moment):
-    return {s.version for s in report.samples if s.ok and s.start > moment}
 
 
 def test_drain_recipe_one_replica_zero_failed_requests(stack):
