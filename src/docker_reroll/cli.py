@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from docker_reroll import __version__
 from docker_reroll.errors import EXIT_OK, EXIT_USAGE, UsageError
+from docker_reroll.settings import FROM_COMMAND_LINE, MAX_SECONDS, Options
 
 if TYPE_CHECKING:
     from typing import Dict, List, Optional, Sequence, Tuple
@@ -21,15 +22,8 @@ METADATA_COMMAND = "docker-cli-plugin-metadata"
 # Printed as a literal: importing json would cost more than the rest of the metadata path.
 METADATA_JSON = (
     '{"SchemaVersion": "0.1.0", "Vendor": "docker-reroll", "Version": "' + __version__ + '", '
-    '"ShortDescription": "Zero-downtime rolling deploy of a Docker Compose service", '
-    '"URL": "https://github.com/docker-reroll/docker-reroll"}'
+    '"ShortDescription": "Zero-downtime rolling deploy of a Docker Compose service"}'
 )
-
-DEFAULT_HEALTHCHECK_TIMEOUT = 60.0
-DEFAULT_WAIT = 10.0
-DEFAULT_WAIT_AFTER_HEALTHY = 0.0
-DEFAULT_WAIT_AFTER_UNHEALTHY = 0.0
-DEFAULT_LOCK_TIMEOUT = 0.0
 
 USAGE = "Usage: docker reroll [OPTIONS] <SERVICE>"
 HELP = f"""Zero-downtime rolling deploy of a Docker Compose service
@@ -62,6 +56,8 @@ Options:
           When there is a health check and it succeeds, wait additional X seconds before stopping old container [default: 0]
       --wait-after-unhealthy <WAIT_AFTER_UNHEALTHY>
           After the pre-stop command (and the wait until unhealthy), wait additional X seconds before stopping old container, for proxies that react late [default: 0]
+      --drain-time <DRAIN_TIME>
+          Keep each old container running at least X seconds after its pre-stop command finished, so the proxy sees it fail, however soon Docker reports it unhealthy [default: 1]
       --lock-timeout <LOCK_TIMEOUT>
           Wait up to X seconds for another deploy of the same service to finish [default: 0]
   -h, --help
@@ -116,6 +112,7 @@ OPTIONS = [
     Option("--wait", "wait", "seconds", None, "WAIT"),
     Option("--wait-after-healthy", "wait_after_healthy", "seconds", None, "WAIT_AFTER_HEALTHY"),
     Option("--wait-after-unhealthy", "wait_after_unhealthy", "seconds", None, "WAIT_AFTER_UNHEALTHY"),
+    Option("--drain-time", "drain_time", "seconds", None, "DRAIN_TIME"),
     Option("--lock-timeout", "lock_timeout", "seconds", None, "LOCK_TIMEOUT"),
     Option("--help", "help", "flag", "-h"),
     Option("--version", "version", "flag", "-V"),
@@ -125,47 +122,6 @@ for _option in OPTIONS:
     OPTIONS_BY_NAME[_option.long] = _option
     if _option.short:
         OPTIONS_BY_NAME[_option.short] = _option
-
-MAX_SECONDS = 7 * 24 * 3600.0  # a week: any larger wait is a typo, and huge values overflow timers
-
-
-class Options:
-    """Everything the user asked for, parsed and checked."""
-
-    def __init__(self) -> None:
-        self.service = ""
-        self.files: List[str] = []
-        self.env_files: List[str] = []
-        self.project_name: Optional[str] = None
-        self.project_directory: Optional[str] = None
-        self.profiles: List[str] = []
-        self.pre_stop_cmd: Optional[str] = None
-        self.pre_stop_wait_until_unhealthy = False
-        self.healthcheck_timeout = DEFAULT_HEALTHCHECK_TIMEOUT
-        self.wait = DEFAULT_WAIT
-        self.wait_after_healthy = DEFAULT_WAIT_AFTER_HEALTHY
-        self.wait_after_unhealthy = DEFAULT_WAIT_AFTER_UNHEALTHY
-        self.lock_timeout = DEFAULT_LOCK_TIMEOUT
-        self.help = False
-        self.version = False
-        self.docker_globals: List[str] = []
-        self.args: List[str] = []  # our part of the command line, as given
-
-    def compose_project_args(self) -> List[str]:
-        """The project-selecting flags, in the user's order, for every compose call."""
-        args: List[str] = []
-        for path in self.files:
-            args += ["--file", path]
-        for path in self.env_files:
-            args += ["--env-file", path]
-        if self.project_name is not None:
-            args += ["--project-name", self.project_name]
-        if self.project_directory is not None:
-            args += ["--project-directory", self.project_directory]
-        for profile in self.profiles:
-            args += ["--profile", profile]
-        return args
-
 
 def split_argv(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
     """Split `[DOCKER GLOBAL OPTIONS] [reroll] [OUR ARGS]` into docker's global options and ours.
@@ -222,7 +178,7 @@ def parse_args(args: Sequence[str]) -> Options:
         if option.kind == "flag":
             if value is not None:
                 raise UsageError(f"unexpected value '{value}' for '{option.display}' found; no more were expected")
-            setattr(options, option.dest, True)
+            options.set(option.dest, True, FROM_COMMAND_LINE)
             if option.dest in ("help", "version"):
                 return options  # like clap: help and version win over everything else
             continue
@@ -237,7 +193,7 @@ def parse_args(args: Sequence[str]) -> Options:
         if option.dest in seen:
             raise UsageError(f"the argument '{option.display}' cannot be used multiple times")
         seen.add(option.dest)
-        setattr(options, option.dest, _seconds(option, value) if option.kind == "seconds" else value)
+        options.set(option.dest, _seconds(option, value) if option.kind == "seconds" else value, FROM_COMMAND_LINE)
     if not positionals:
         raise UsageError("the following required arguments were not provided:\n  <SERVICE>")
     if len(positionals) > 1:

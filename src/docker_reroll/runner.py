@@ -5,9 +5,8 @@ import time
 import traceback
 from typing import Mapping, Optional
 
-from docker_reroll.cli import Options
 from docker_reroll.deploy import Deployment, quote_command
-from docker_reroll.engine import CallStats, CommandRunner, Docker, docker_binary
+from docker_reroll.engine import Docker, docker_binary
 from docker_reroll.errors import (
     EXIT_DEPLOY_FAILED,
     EXIT_INCOMPLETE,
@@ -17,7 +16,9 @@ from docker_reroll.errors import (
     RerollError,
 )
 from docker_reroll.interrupts import Interrupts, signal_name
+from docker_reroll.processes import CallStats, CommandRunner
 from docker_reroll.progress import Progress
+from docker_reroll.settings import Options
 
 STATS_ENV = "DOCKER_REROLL_STATS"  # a file to write timing figures to (used by the benchmark)
 DEBUG_ENV = "DOCKER_REROLL_DEBUG"
