@@ -231,10 +231,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def new_stack(base_env: Dict[str, str]) -> ComposeProject:
-    """examples/haproxy as a project of its own, its proxy published on a free 127.0.0.1 port."""
+STACKS = os.path.join(ROOT, "tests", "stacks")
+
+
+def new_stack(base_env: Dict[str, str], *overrides: str) -> ComposeProject:
+    """examples/haproxy as a project of its own, its proxy published on a free 127.0.0.1 port; `overrides` name
+    files in tests/stacks laid over it (through COMPOSE_FILE, which compose and so docker reroll read too)."""
     name = "rs" + uuid.uuid4().hex[:10]
     env = {**base_env, "COMPOSE_PROJECT_NAME": name, "PROXY_PORT": str(free_port())}
+    if overrides:
+        env["COMPOSE_FILE"] = ":".join(["compose.yaml", *(os.path.join(STACKS, f"{o}.yaml") for o in overrides)])
     return ComposeProject(directory=EXAMPLE, name=name, env=env, service="app")
 
 
@@ -280,10 +286,11 @@ DRAIN = ["--pre-stop-cmd", "docker exec {id} touch /.dead", "--pre-stop-wait-unt
 
 
 @contextlib.contextmanager
-def load_on(stack, settle=1.5):
-    """8 clients against the proxy for the duration of the block (and `settle` seconds more, so the requests after
-    the deploy show what serves now). The final report is `load.report()` after the block."""
-    load = LoadGenerator(stack_url(stack), clients=LOAD_CLIENTS, max_duration=240)
+def load_on(stack, settle=1.5, clients=LOAD_CLIENTS, rate=None, max_duration=240):
+    """8 clients (as fast as they go, or `rate` requests per second in all) against the proxy for the duration of
+    the block (and `settle` seconds more, so the requests after the deploy show what serves now). The final report
+    is `load.report()` after the block."""
+    load = LoadGenerator(stack_url(stack), clients=clients, max_duration=max_duration, rate=rate)
     load.start()
     try:
         assert load.wait_for_requests(200, timeout=20), "the load generator could not reach the proxy"

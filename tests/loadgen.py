@@ -261,6 +261,7 @@ class LoadGenerator:
         max_duration: float = 300.0,
         max_requests: Optional[int] = None,
         allow_remote: bool = False,
+        rate: Optional[float] = None,
     ):
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
@@ -269,6 +270,8 @@ class LoadGenerator:
             raise ValueError("clients must be at least 1")
         if not (0 < max_duration < float("inf")):
             raise ValueError("max_duration must be a finite number of seconds")
+        if rate is not None and not rate > 0:
+            raise ValueError("rate must be a positive number of requests per second")
         self.url = url
         self.host = parts.hostname
         self.port = parts.port or 80
@@ -279,6 +282,8 @@ class LoadGenerator:
         self.timeout = timeout
         self.max_duration = max_duration
         self.max_requests = max_requests
+        # Each client starts a request every clients/rate seconds (none sooner than its previous one ended).
+        self.interval = clients / rate if rate else 0.0
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
         self._results: List[List[Sample]] = []
@@ -358,7 +363,13 @@ class LoadGenerator:
     def _client(self, index: int, out: List[Sample], deadline: float) -> None:
         conn: Optional[http.client.HTTPConnection] = None
         headers = {"User-Agent": "reroll-loadgen", "Accept": "text/plain"}
+        # Paced clients start spread over one interval, so the load is even rather than in bursts.
+        next_start = time.monotonic() + self.interval * index / self.clients
         while not self._stop.is_set() and time.monotonic() < deadline:
+            if self.interval:
+                if self._stop.wait(max(0.0, next_start - time.monotonic())):
+                    break
+                next_start = max(next_start + self.interval, time.monotonic())
             if self.max_requests is not None and self._count >= self.max_requests:
                 break
             if conn is None:
@@ -393,6 +404,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--url", default="http://127.0.0.1:8080/")
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--rate", type=float, default=None, help="requests per second in all (default: as fast as it goes)")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds to run (at most --max-duration)")
     ap.add_argument("--max-duration", type=float, default=300.0)
     ap.add_argument("--max-requests", type=int, default=None)
@@ -413,7 +425,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     gen = LoadGenerator(args.url, clients=args.clients, timeout=args.timeout,
                         max_duration=min(args.duration, args.max_duration), max_requests=args.max_requests,
-                        allow_remote=args.allow_remote)
+                        allow_remote=args.allow_remote, rate=args.rate)
     gen.start()
     while not stop.is_set() and gen.running:
         stop.wait(0.1)

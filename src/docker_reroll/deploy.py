@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable, Dict, List, Optional, Sequence
 
-from docker_reroll.cli import Options
 from docker_reroll.engine import Container, Docker, ProjectConfig, ServiceSpec
-from docker_reroll.errors import DeployFailed, DockerCommandError, Interrupted, RefusedError, first_line
+from docker_reroll.errors import DeployFailed, DockerCommandError, Incomplete, Interrupted, RefusedError, first_line
 from docker_reroll.interrupts import Interrupts, signal_name
 from docker_reroll.lock import EngineLock
 from docker_reroll.progress import Progress
+from docker_reroll.settings import Options
 from docker_reroll.watch import (
     REMOVED,
     ContainerWatch,
@@ -29,8 +29,9 @@ from docker_reroll.watch import (
     WaitStats,
     all_healthy,
     all_unhealthy,
-    any_stopped,
     gone,
+    serving,
+    still_serving,
 )
 
 LOG_TAIL_LINES = 20
@@ -109,32 +110,56 @@ def check_service(project: ProjectConfig, service: str, profile_services: Sequen
 
 @dataclass(frozen=True)
 class Drain:
-    """How to take containers out of a proxy's pool before they are stopped."""
+    """How to take containers out of a proxy's pool before they are stopped.
+
+    Each drained container keeps running until `floor` seconds after its pre-stop command finished and, if it is
+    in `wait_unhealthy`, until Docker reports it unhealthy, whichever comes later; then `pause` seconds more."""
 
     containers: List[Container]  # the ones to drain
     pre_stop: bool  # run --pre-stop-cmd for them
-    wait_unhealthy: List[Container]  # wait until Docker calls these unhealthy
+    wait_unhealthy: List[Container]  # healthy now: wait until Docker calls these unhealthy
+    floor: float  # --drain-time: the proxy's time to see the failing check, however soon Docker reports it
     pause: float  # then wait this long (--wait-after-unhealthy)
+    notes: List[str]  # said before the drain (info)
     warnings: List[str]
+
+    @property
+    def draining(self) -> bool:
+        return bool(self.containers)
+
+
+NO_DRAIN = Drain([], False, [], 0.0, 0.0, [], [])
 
 
 def plan_drain(containers: Sequence[Container], options: Options, rolling_back: bool) -> Drain:
-    """Old containers at the end of a deploy are all drained. New ones on a roll-back are drained too (a proxy may
-    already route to them: HAProxy puts servers it learns from DNS in service before their first check), except
-    those already unhealthy; and there the wait for unhealthy needs a pre-stop command, since a container that is
-    still starting would not turn unhealthy by itself. Gone and never-started containers need no drain."""
-    drained = [c for c in containers if not gone(c) and c.status != "created"
-               and not (rolling_back and c.health == "unhealthy")]
+    """Old containers at the end of a deploy are drained, and so are new ones on a roll-back: a proxy may already
+    route to them (HAProxy puts servers it learns from DNS in service before their first check, and its own check
+    need not agree with Docker's, so even an `unhealthy` one may be in its pool). Gone and never-started
+    containers need no drain.
+
+    Only a container that is healthy now is waited for until unhealthy: one already unhealthy has nothing left to
+    report, and one still `starting` has never been healthy, so within its start period Docker cannot report it
+    unhealthy at all; those get the pre-stop command and the floor only. On a roll-back without a pre-stop command
+    nothing would make a container fail its check, so there is nothing to drain."""
+    drained = [c for c in containers if not gone(c) and c.status != "created"]
     if not drained or not (options.pre_stop_cmd or options.pre_stop_wait_until_unhealthy):
-        return Drain([], False, [], 0.0, [])
+        return NO_DRAIN
+    if rolling_back and not options.pre_stop_cmd:
+        return NO_DRAIN
     wait: List[Container] = []
+    notes: List[str] = []
     warnings: List[str] = []
-    if options.pre_stop_wait_until_unhealthy and (options.pre_stop_cmd or not rolling_back):
-        wait = [c for c in drained if c.has_healthcheck]
-        if not wait:
+    floor = options.drain_time
+    if options.pre_stop_wait_until_unhealthy:
+        wait = [c for c in drained if c.health == "healthy"]
+        never = [c for c in drained if c.health == "starting"]
+        if never:
+            notes.append(f"{names(never)} never turned healthy, so Docker cannot report "
+                         f"{'it' if len(never) == 1 else 'them'} unhealthy: drained for --drain-time only")
+        if not options.pre_stop_cmd and not any(c.has_healthcheck for c in drained):
             warnings.append("--pre-stop-wait-until-unhealthy: the containers have no health check, "
                             "so there is nothing to wait for")
-    return Drain(drained, bool(options.pre_stop_cmd), wait, options.wait_after_unhealthy, warnings)
+    return Drain(drained, bool(options.pre_stop_cmd), wait, floor, options.wait_after_unhealthy, notes, warnings)
 
 
 def pre_stop_command(template: str, container_id: str) -> str:
@@ -202,17 +227,19 @@ class Deployment:
             with ContainerWatch(self.docker, project.name, self.service, self.interrupts) as self.watch:
                 self.wait_stats = self.watch.stats
                 self._deploy(lock)
-        finally:
-            self.phase = self.phase  # close the time account of the last phase
+        except Incomplete:
+            raise  # its message says what to do
+        except BaseException:
             if not self.consistent:
                 self.progress.error(f"the deploy stopped half-way; run `docker reroll {self.service}` again to "
                                     "finish it (the lock and journal left on the engine tell it how)")
-            elif lock.journal_inherited and not self.report.completed:
-                # Rolled back, but the service still has the interrupted deploy's extra containers: the journal
-                # must stay to tell the next run the real replica count.
-                lock.release(keep_journal=True)
-            else:
-                lock.release()
+            raise
+        finally:
+            self.phase = self.phase  # close the time account of the last phase
+            if self.consistent:  # else lock and journal stay, for the next run to finish the deploy
+                # Rolled back after an interrupted deploy: the service still has that deploy's extra containers,
+                # so the journal must stay to tell the next run the real replica count.
+                lock.release(keep_journal=lock.journal_inherited and not self.report.completed)
         return self.report
 
     def _deploy(self, lock: EngineLock) -> None:
@@ -237,7 +264,7 @@ class Deployment:
         new = self._roll_out(plan)
         self.report.new = [c.id for c in new]
         self.phase = Phase.PRE_STOP
-        self._retire(plan.old, rolling_back=False)
+        self._retire(plan.old, rolling_back=False, replacements=new)
         self.consistent = True
         self.report.completed = True
         self.progress.info(f"deployed {self.service}: {len(new)} container(s) serving: {describe(new)}")
@@ -270,11 +297,11 @@ class Deployment:
         try:
             if plan.first_start:  # dependencies may not be up yet: let compose start them
                 self.docker.compose_up(self.service, scale=plan.replicas or None, no_deps=False,
-                                       interrupts=self.interrupts)
+                                       cancel=self.interrupts.requested)
             else:
                 self.progress.info(f"scaling {self.service} from {len(plan.old)} to {plan.scale_to} containers")
-                self.docker.compose_up(self.service, scale=plan.scale_to, no_deps=True, interrupts=self.interrupts,
-                                       start=not start_together)
+                self.docker.compose_up(self.service, scale=plan.scale_to, no_deps=True,
+                                       cancel=self.interrupts.requested, start=not start_together)
         except DockerCommandError:
             self._check_interrupt()  # compose failed because we stopped it: that is the interrupt, not an error
             raise
@@ -328,38 +355,32 @@ class Deployment:
             self._stay_up(ids, self.options.wait, "(no health check) before checking the new containers")
 
     def _stay_up(self, ids: List[str], seconds: float, why: str) -> None:
-        """Wait `seconds`; the new containers must still run at the end. One that stops fails the deploy at once,
-        and any interrupt (we are before the point of no return) ends the wait."""
+        """Wait `seconds`; the new containers must keep serving all along. One that stops or turns unhealthy fails
+        the deploy at once, and any interrupt (we are before the point of no return) ends the wait."""
         assert self.watch is not None
         self.progress.info(f"waiting {seconds:g}s {why}")
-        outcome = self.watch.wait(ids, any_stopped, seconds, interrupts_seen=0)
+        outcome = self.watch.wait(ids, still_serving, seconds, interrupts_seen=0)
         if outcome.kind != "timeout":  # here the time running out is the success
             self._raise_unless_done(outcome, ids, "")
-        still = self.watch.refresh(ids)
-        stopped = [c for c in still if gone(c)]
-        if stopped:
-            self._diagnose(still)
-            raise DeployFailed(f"new container(s) stopped: {names(stopped)}")
-
-    def _drain_pause(self, seconds: float) -> None:
-        """Time for a proxy that batches its updates to drop the drained containers; a further interrupt ends it."""
-        if seconds > 0:
-            self.progress.info(f"waiting {seconds:g}s after draining")
-            self.interrupts.sleep(seconds, interrupts_seen=self._further_interrupt())
+        # One last look through the engine itself, not only its events: this decides whether the old ones go.
+        failed = still_serving(self.watch.refresh(ids))
+        if failed is not None:
+            self._raise_unless_done(failed, ids, "")
 
     def _raise_unless_done(self, outcome: Outcome, ids: List[str], timeout_reason: str) -> None:
         if outcome.done:
             return
         if outcome.kind == "interrupted":
             self._check_interrupt()
-        assert self.watch is not None
-        self._diagnose(self.watch.current(ids))
+        self._diagnose(ids)
         raise DeployFailed(outcome.reason or timeout_reason)
 
-    def _diagnose(self, containers: List[Container]) -> None:
-        """What went wrong, from the engine: each failed container's last health output and its last log lines."""
-        for container in containers:
-            if container.health == "healthy" or (container.health is None and container.running):
+    def _diagnose(self, ids: Sequence[str]) -> None:
+        """What went wrong, from the engine: each failed container's last health output and its last log lines.
+        Inspected now: events say a container turned unhealthy, not what its check printed."""
+        assert self.watch is not None
+        for container in self.watch.refresh(ids):
+            if serving(container):
                 continue
             state = container.health or container.status
             self.progress.error(f"{container.name} ({container.short_id}) is {state}")
@@ -382,28 +403,63 @@ class Deployment:
             self._retire(new, rolling_back=True)
         self.progress.info(f"rolled back: the old containers keep serving: {describe(plan.old)}")
 
-    def _retire(self, containers: List[Container], rolling_back: bool) -> None:
-        """Drain (pre-stop command, wait until unhealthy, pause), then stop and remove: the old containers at the
-        end of a deploy, or the new ones on a roll-back (see `plan_drain` for how the two differ)."""
+    def _retire(self, containers: List[Container], rolling_back: bool,
+                replacements: Sequence[Container] = ()) -> None:
+        """Drain (see `plan_drain`), then stop and remove: the old containers at the end of a deploy, or the new
+        ones on a roll-back. Old containers are stopped only while one of their `replacements` still serves."""
         assert self.watch is not None
         if not containers:
             return
         current = self.watch.refresh([c.id for c in containers])
         drain = plan_drain(current, self.options, rolling_back)
+        for note in drain.notes:
+            self.progress.info(note)
         for warning in drain.warnings:
             self.progress.warn(warning)
+        if drain.draining:
+            self._drain(drain, rolling_back)
+        if replacements:
+            self._check_replacements_serve(replacements, current)
+        self._enter(Phase.RETIRE, rolling_back)
+        self._stop_and_remove(current)
+
+    def _drain(self, drain: Drain, rolling_back: bool) -> None:
+        """Pre-stop command, then keep the containers running through the floor and, for those that can, until
+        Docker calls them unhealthy (whichever is later), then the pause. The floor counts from when the pre-stop
+        commands finished: Docker may report "unhealthy" a few milliseconds after them, long before a proxy's next
+        check has seen the failure, and stopping then fails requests."""
         if drain.pre_stop:
             self._enter(Phase.PRE_STOP, rolling_back)
             self._run_pre_stop(drain.containers)
+        floor_ends = time.monotonic() + drain.floor
+        self._enter(Phase.DRAIN, rolling_back)
+        until = f" and until Docker reports {names(drain.wait_unhealthy)} unhealthy" if drain.wait_unhealthy else ""
+        self.progress.info(f"draining {names(drain.containers)}: {drain.floor:g}s (--drain-time){until}")
         if drain.wait_unhealthy:
             if self.interrupts.count > 1 and not rolling_back:
                 self.progress.warn("interrupted again: not waiting for the old containers to turn unhealthy")
             else:
-                self._enter(Phase.DRAIN, rolling_back)
                 self._wait_unhealthy(drain.wait_unhealthy)
-        self._drain_pause(drain.pause)
-        self._enter(Phase.RETIRE, rolling_back)
-        self._stop_and_remove(current)
+        # The floor holds whatever else happens: it is the proxy's reaction time, not a wait a user can skip.
+        time.sleep(max(0.0, floor_ends - time.monotonic()))
+        if drain.pause > 0:
+            self.progress.info(f"waiting {drain.pause:g}s after draining")
+            self.interrupts.sleep(drain.pause, interrupts_seen=self._further_interrupt())
+
+    def _check_replacements_serve(self, replacements: Sequence[Container], old: List[Container]) -> None:
+        """Past the point of no return, the last moment to keep the old containers: if not one new container is
+        healthy (or running, without a health check), stopping the old ones would leave nothing that can serve."""
+        assert self.watch is not None
+        now = self.watch.refresh([c.id for c in replacements])
+        if any(serving(c) for c in now):
+            return
+        self._diagnose([c.id for c in now])
+        raise Incomplete(
+            f"none of the new containers serves any more ({describe_states(now)}): the old containers "
+            f"{names(old)} were drained but are not stopped; fix the new version, then run `docker reroll "
+            f"{self.service}` again to finish (it replaces all of them), or undo the pre-stop command in the old "
+            "containers to send them traffic again"
+        )
 
     def _enter(self, phase: Phase, rolling_back: bool) -> None:
         """A roll-back stays in the phase it started from: the point of no return was never passed."""
@@ -425,24 +481,30 @@ class Deployment:
             raise DeployFailed(f"could not remove {names(containers)}: {removal.stderr.strip()}")
 
     def _run_pre_stop(self, containers: List[Container]) -> None:
-        """The pre-stop command for every container at once; a failure is a warning, as in the original tool."""
+        """The pre-stop command for every container at once; a failure is a warning, as in the original tool.
+        Each is bounded (see PRE_STOP_MIN_TIMEOUT), and a further interrupt ends it, with all it started."""
         template = self.options.pre_stop_cmd or ""
         timeout = max(self.options.healthcheck_timeout, PRE_STOP_MIN_TIMEOUT)
         env = self.docker.environment_for_user_commands()
+        seen = self._further_interrupt()
 
         def one(container: Container) -> None:
             command = pre_stop_command(template, container.id)
             self.progress.info(f"running pre-stop command for {container.name}: {command}")
             try:
                 result = self.docker.runner.run(["sh", "-c", command], check=False, capture=True, timeout=timeout,
-                                                env=env)
+                                                cancel=lambda: self.interrupts.count > seen, env=env)
             except DockerCommandError as error:
                 self.progress.warn(f"pre-stop command for {container.name} could not run: {error}")
                 return
             output = (result.stdout + result.stderr).strip()
             if output:
                 self.progress.detail(f"pre-stop output for {container.name}", output)
-            if result.returncode != 0:
+            if result.ended == "timeout":
+                self.progress.warn(f"pre-stop command for {container.name} ran past {timeout:g}s: ended it")
+            elif result.ended == "cancelled":
+                self.progress.warn(f"pre-stop command for {container.name} ended by a further interrupt")
+            elif result.returncode != 0:
                 self.progress.warn(f"pre-stop command for {container.name} exited with {result.returncode}")
 
         run_concurrently(one, containers)
@@ -484,6 +546,10 @@ def run_concurrently(action: Callable[[Container], None], containers: Sequence[C
 
 def names(containers: Sequence[Container]) -> str:
     return ", ".join(c.name for c in containers) or "none"
+
+
+def describe_states(containers: Sequence[Container]) -> str:
+    return ", ".join(f"{c.name} {c.health or c.status}" for c in containers) or "none"
 
 
 def describe(containers: Sequence[Container]) -> str:

@@ -1,7 +1,7 @@
 """The thin layer that talks to Docker: the user's own `docker` CLI and compose, with the user's global flags.
 
-The only module that starts processes. Engine JSON is parsed here into small dataclasses, by pure functions that the
-unit tests feed with saved engine output.
+Docker is reached only through here (processes.py runs the commands within their bounds). Engine JSON is parsed
+here into small dataclasses, by pure functions that the unit tests feed with saved engine output.
 """
 
 import json
@@ -9,21 +9,19 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from docker_reroll.errors import DockerCommandError, RefusedError
-from docker_reroll.interrupts import POLL_SECONDS, Interrupts
+from docker_reroll.processes import CommandRunner, Result
 
 LABEL_PROJECT = "com.docker.compose.project"
 LABEL_SERVICE = "com.docker.compose.service"
 LABEL_ONEOFF = "com.docker.compose.oneoff"
 LABEL_NUMBER = "com.docker.compose.container-number"
 
-CHILD_STOP_GRACE = 10.0  # after an interrupt, how long compose gets to stop cleanly before it is killed
 DOCKER_CALL_TIMEOUT = 120.0  # a plain docker call (inspect, ps, rm...) that takes longer is stuck: give up on it
 STOP_TIMEOUT_MARGIN = 60.0  # `docker stop` may take each container's own grace period; this much on top of it
 
@@ -188,113 +186,6 @@ def legacy_project_name(project_name: Optional[str], files: Sequence[str], proje
     return re.sub(r"[^-_a-z0-9]", "", name.lower())
 
 
-# ------------------------------------------------------------------------------------------------- running commands
-
-
-@dataclass
-class CallStats:
-    """Where a deploy's time goes; printed by the benchmark (DOCKER_REROLL_STATS).
-
-    `command_seconds` is wall-clock time during which at least one command ran: concurrent pre-stop commands
-    count once, so the deploy's total splits cleanly into commands, waiting, and our own overhead."""
-
-    command_seconds: float = 0.0
-    commands: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _running: int = 0
-    _busy_since: float = 0.0
-
-    def begin(self) -> None:
-        with self.lock:
-            if self._running == 0:
-                self._busy_since = time.monotonic()
-            self._running += 1
-            self.commands += 1
-
-    def end(self) -> None:
-        with self.lock:
-            self._running -= 1
-            if self._running == 0:
-                self.command_seconds += time.monotonic() - self._busy_since
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-class CommandRunner:
-    """Runs child processes in their own sessions, so a terminal's Ctrl-C reaches only us and we stop them."""
-
-    def __init__(self, stats: Optional[CallStats] = None) -> None:
-        self.stats = stats or CallStats()
-
-    def run(self, argv: Sequence[str], *, check: bool = True, capture: bool = True, input_bytes: bytes = b"",
-            interrupts: Optional[Interrupts] = None, timeout: Optional[float] = None,
-            env: Optional[Mapping[str, str]] = None) -> Result:
-        """Run a command. With `interrupts`, an interrupt stops it (SIGINT, then SIGKILL after a grace period);
-        with `timeout`, so does running too long. Without `capture`, its output passes through to our stderr."""
-        self.stats.begin()
-        try:
-            process = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.PIPE if input_bytes else subprocess.DEVNULL,
-                stdout=subprocess.PIPE if capture else sys.stderr,
-                stderr=subprocess.PIPE if capture else None,
-                start_new_session=True,
-                env=dict(env) if env is not None else None,
-            )
-        except OSError as error:
-            self.stats.end()
-            raise DockerCommandError(list(argv), 127, str(error)) from None
-        try:
-            stdout, stderr = self._wait(process, input_bytes, interrupts, timeout)
-        finally:
-            self.stats.end()
-        result = Result(process.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace"))
-        if check and result.returncode != 0:
-            raise DockerCommandError(list(argv), result.returncode, result.stderr)
-        return result
-
-    def _wait(self, process: "subprocess.Popen[bytes]", input_bytes: bytes, interrupts: Optional[Interrupts],
-              timeout: Optional[float]) -> "tuple[bytes, bytes]":
-        """Collect the output; stop the child when `timeout` passes or, with `interrupts`, on an interrupt."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        data: Optional[bytes] = input_bytes or None
-        while True:
-            step = POLL_SECONDS if interrupts is not None else None
-            if deadline is not None:
-                remaining = max(0.0, deadline - time.monotonic())
-                step = remaining if step is None else min(step, remaining)
-            try:
-                out, err = process.communicate(data, timeout=step)
-                return out or b"", err or b""
-            except subprocess.TimeoutExpired:
-                data = None  # communicate() keeps what it has read and written; calling it again goes on
-            expired = deadline is not None and time.monotonic() >= deadline
-            if expired or (interrupts is not None and interrupts.requested()):
-                stop_process_group(process)
-                out, err = process.communicate()
-                note = f"\ngave up after {timeout:g}s".encode() if expired else b""
-                return out or b"", (err or b"") + note
-
-
-def stop_process_group(process: "subprocess.Popen[bytes]", grace: float = CHILD_STOP_GRACE) -> None:
-    """Ask a child (and its children) to stop like Ctrl-C would; kill it if it does not within `grace` seconds."""
-    for signum, wait in ((signal.SIGINT, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(process.pid, signum)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 # ----------------------------------------------------------------------------------------------------- event stream
 
 
@@ -399,6 +290,8 @@ def global_flags(docker_globals: Sequence[str]) -> List["tuple[str, Optional[str
 
 
 NOT_A_DOCKER_COMMAND = ("is not a docker command", "unknown command")
+NO_COMPOSE_FILE = ("no configuration file provided", "Can't find a suitable configuration file")  # v2, v1
+COMPOSE_FILE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
 
 class Docker:
@@ -497,8 +390,17 @@ class Docker:
                 raise RefusedError("compose did not report the project's name: a newer compose v2 is needed")
             return project
         if not any(marker in result.stderr for marker in NOT_A_DOCKER_COMMAND):
-            raise RefusedError(f"compose cannot load the project: {compose_message(result.stderr)}")
+            raise self._cannot_load(result.stderr)
         return self._load_legacy_project(service)
+
+    def _cannot_load(self, stderr: str) -> RefusedError:
+        if any(marker in stderr for marker in NO_COMPOSE_FILE):
+            directory = _flag_value(self.project_args, "--project-directory") or os.getcwd()
+            return RefusedError(
+                f"no compose file in {directory} or its parent directories (compose looks for "
+                f"{', '.join(COMPOSE_FILE_NAMES)}): run this in the project's directory, or name the file with -f"
+            )
+        return RefusedError(f"compose cannot load the project: {compose_message(stderr)}")
 
     def _load_legacy_project(self, service: str) -> ProjectConfig:
         legacy = legacy_compose(self.project_args, self.docker_globals, self.environ)
@@ -510,7 +412,7 @@ class Docker:
                 "neither `docker compose` (v2) nor `docker-compose` (v1) is installed: install the compose plugin"
             ) from None
         if result.returncode != 0:
-            raise RefusedError(f"compose cannot load the project: {compose_message(result.stderr)}")
+            raise self._cannot_load(result.stderr)
         self.compose = legacy
         services = sorted(result.stdout.split())
         name = legacy_project_name(_flag_value(self.project_args, "--project-name"),
@@ -528,9 +430,10 @@ class Docker:
         return result.stdout.split() if result.returncode == 0 else []
 
     def compose_up(self, service: str, *, scale: Optional[int], no_deps: bool,
-                   interrupts: Optional[Interrupts], start: bool = True) -> None:
+                   cancel: Callable[[], bool], start: bool = True) -> None:
         """`up -d` for one service, at `scale` containers if given, leaving its dependencies alone if `no_deps`,
-        and only creating the new containers if not `start`.
+        and only creating the new containers if not `start`. `cancel` stops compose (with SIGINT, as Ctrl-C would:
+        it then stops cleanly); it has no time limit, since it may be building an image.
 
         Existing containers are never recreated (--no-recreate): new ones get the current config and image."""
         assert self.compose is not None
@@ -539,8 +442,8 @@ class Docker:
         args += ["--no-deps"] if no_deps else []
         if scale is not None:
             args += ["--scale", f"{service}={scale}"]
-        result = self.runner.run(self.compose.command(*args, service), capture=False, interrupts=interrupts,
-                                 check=False, env=self.compose.env)
+        result = self.runner.run(self.compose.command(*args, service), capture=False, cancel=cancel,
+                                 stop_signal=signal.SIGINT, check=False, env=self.compose.env)
         if result.returncode != 0:
             raise DockerCommandError(self.compose.command(*args, service), result.returncode,
                                      "compose exited with an error (its output is above)")

@@ -12,7 +12,7 @@ EXIT_DEPLOY_FAILED = 1  # the new containers failed; they were removed and the o
 EXIT_USAGE = 2  # bad command line (clap-style message)
 EXIT_REFUSED = 3  # refused before changing anything: bad project, service or environment
 EXIT_LOCKED = 4  # another deploy of the same service holds the lock
-EXIT_INCOMPLETE = 5  # stopped half-way (after the point of no return): run again to finish; lock and journal kept
+EXIT_INCOMPLETE = 5  # stopped half-way, old and new containers both left: run again to finish; lock and journal kept
 EXIT_SIGNAL_BASE = 128  # interrupted: 128 + signal number (129 SIGHUP, 130 SIGINT, 143 SIGTERM)
 
 
@@ -44,6 +44,12 @@ class DeployFailed(RerollError):
     """The new containers did not become ready; they were rolled back."""
 
     exit_code = EXIT_DEPLOY_FAILED
+
+
+class Incomplete(RerollError):
+    """Stopped half-way: old and new containers both exist, and the next run must finish the deploy."""
+
+    exit_code = EXIT_INCOMPLETE
 
 
 class Interrupted(RerollError):

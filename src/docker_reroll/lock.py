@@ -193,10 +193,17 @@ def _boot_id() -> str:
         return ""
 
 
+DEAD_STATES = ("Z", "X")  # zombie (killed, not yet reaped: in a container without init, never) and dead
+
+
 def _process_start(pid: int) -> str:
-    """Field 22 of /proc/PID/stat; empty if the process does not exist (or there is no /proc)."""
+    """Field 22 of /proc/PID/stat; empty if the process does not exist, has died and awaits its parent's wait
+    (a zombie is no deploy), or there is no /proc."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
         return ""
+    if len(fields) < 20 or fields[0] in DEAD_STATES:
+        return ""
+    return fields[19]

@@ -195,16 +195,24 @@ def all_healthy(containers: List[Container]) -> Optional[Outcome]:
     for container in containers:
         if gone(container):
             return Outcome("failed", exit_reason(container))
-    if containers and all(c.health == "healthy" or (c.health is None and c.running) for c in containers):
+    if containers and all(serving(c) for c in containers):
         return DONE
     return None
 
 
-def any_stopped(containers: List[Container]) -> Optional[Outcome]:
-    """New containers without a health check: only a stop decides early; otherwise the wait runs its course."""
+def serving(container: Container) -> bool:
+    """Able to take traffic as far as Docker can tell: healthy, or running without a health check."""
+    return container.health == "healthy" or (container.health is None and container.running)
+
+
+def still_serving(containers: List[Container]) -> Optional[Outcome]:
+    """New containers once ready (or, without a health check, once started): only a stop or a failing health check
+    decides early, and fails the deploy; otherwise the wait runs its course."""
     for container in containers:
         if gone(container):
             return Outcome("failed", exit_reason(container))
+        if container.health == "unhealthy":
+            return Outcome("failed", f"{container.name} turned unhealthy")
     return None
 
 

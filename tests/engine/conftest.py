@@ -46,9 +46,21 @@ def stack_images(base_env):
 
 
 @pytest.fixture
-def stack(base_env, stack_images):
+def make_stack(base_env, stack_images):
+    """Stacks from examples/haproxy, with overrides from tests/stacks (`make_stack("tight")`), removed afterwards."""
     from dockerfixtures import new_stack
 
-    stack = new_stack(base_env)
-    yield stack
-    stack.cleanup()
+    made = []
+
+    def make(*overrides):
+        made.append(new_stack(base_env, *overrides))
+        return made[-1]
+
+    yield make
+    for stack in made:
+        stack.cleanup()
+
+
+@pytest.fixture
+def stack(make_stack):
+    return make_stack()

@@ -15,6 +15,8 @@ import os
 import re
 import signal
 import subprocess
+import sys
+import textwrap
 import threading
 import time
 from datetime import datetime, timezone
@@ -159,10 +161,13 @@ def invariant_problems(stack, expected, old, report, exited_at, replicas=None, v
     return problems
 
 
+DRAIN_FLOOR = 1.0  # --drain-time's default
+
+
 def undrained(stack, since, until):
-    """Containers stopped before Docker reported them unhealthy although the drain (`touch /.dead`) had begun:
-    with --pre-stop-wait-until-unhealthy and one interrupt at most, each must turn unhealthy first. From the
-    engine's own events."""
+    """Containers whose drain (`touch /.dead`) began and that were stopped too soon, from the engine's own events:
+    every drained container must keep running at least the floor after the pre-stop command, and one that was
+    healthy when its drain began (so Docker can report the change) must be reported unhealthy first."""
     events = project_events(stack, since - 1, until + 1)
     problems = []
     touched = {}
@@ -170,10 +175,18 @@ def undrained(stack, since, until):
         if action == "exec_start: touch /.dead":
             touched.setdefault(container, moment)
     for container, began in touched.items():
+        health_before = [action for moment, c, action in events
+                         if c == container and moment < began and action.startswith("health_status")]
+        was_healthy = bool(health_before) and health_before[-1] == "health_status: healthy"
         later = [(moment, action) for moment, c, action in events if c == container and moment >= began]
         unhealthy = next((moment for moment, action in later if action == "health_status: unhealthy"), None)
         killed = next((moment for moment, action in later if action in ("kill", "die")), None)
-        if killed is not None and (unhealthy is None or unhealthy > killed):
+        if killed is None:
+            continue
+        if killed - began < DRAIN_FLOOR:
+            problems.append(f"container {container[:12]} was stopped {killed - began:.2f}s after its drain began, "
+                            f"before the {DRAIN_FLOOR:g}s floor")
+        if was_healthy and (unhealthy is None or unhealthy > killed):
             problems.append(f"container {container[:12]} was stopped {killed - began:.2f}s after its drain began, "
                             "before Docker reported it unhealthy")
     return problems
@@ -372,3 +385,123 @@ def test_a_concurrent_deploy_exits_4_at_once_and_the_first_completes(stack, depl
     if code != 0:
         problems.append(f"first deploy: exit {code}")
     verify(problems, first.output)
+
+
+# ------------------------------------------------------------ 7: an interrupt while the new version starts slowly
+
+STOP_GRACE = 10.0  # the example app sets no stop_grace_period: the engine's 10 s
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_during_a_slow_start_ends_within_the_floor_and_the_stop_grace(make_stack, signum):
+    """The new version needs 8 s and has a 30 s start period: it is `starting`, and Docker cannot report it
+    unhealthy for 30 s. Seen before: the roll-back ran the pre-stop command on it, then waited up to 60 s for an
+    unhealthy that could not come. Now it gets the pre-stop command and the floor only."""
+    stack = make_stack("tight")
+    old = start_stack(stack, 1)
+    name = signal.Signals(signum).name
+
+    with load_on(stack) as load:
+        deploy = Deploy(stack, *DRAIN, APP_VERSION="v2", APP_STARTUP_DELAY="8", APP_START_PERIOD="30s")
+        try:
+            deploy.reach("to be healthy")
+            time.sleep(1.5)
+            deploy.signal(signum)
+            code = deploy.finish()
+        finally:
+            deploy.kill()
+    report = load.report()
+
+    bound = DRAIN_FLOOR + STOP_GRACE + 2
+    print(f"[{stack.name}] {name} during a slow start -> exit {code} {deploy.after_signal():.2f}s after the signal "
+          f"(bound {bound:g}s)")
+    problems = invariant_problems(stack, OLD, old, report, deploy.ended)
+    if code != 128 + signum:
+        problems.append(f"exit {code}, expected {128 + signum}")
+    if deploy.after_signal() > bound:
+        problems.append(f"exited {deploy.after_signal():.1f}s after the signal, more than {bound:g}s")
+    if "never turned healthy" not in deploy.output or "to be unhealthy" in deploy.output.split("rolling back")[-1]:
+        problems.append("the roll-back waited for an unhealthy that Docker cannot report")
+    verify(problems, deploy.output)
+
+
+# ------------------------------------------------------------------ 8: SIGKILL, the killed process left a zombie
+
+NEGLECTFUL_PARENT = textwrap.dedent("""
+    import subprocess, sys, time
+    child = subprocess.Popen(sys.argv[1:])  # never waited for: once killed, it stays a zombie
+    print(child.pid, flush=True)
+    time.sleep(600)
+""")
+
+
+def process_state(pid):
+    with open(f"/proc/{pid}/stat") as handle:
+        return handle.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_a_killed_deploy_left_as_an_unreaped_zombie_is_taken_over_at_once(stack, base_env):
+    """As in a CI job's container without an init process: the killed deploy is never reaped. The lock's owner is
+    a zombie, which is no deploy: the next run takes the lock over at once and finishes the job."""
+    old = start_stack(stack, 1)
+    plugin = os.path.join(base_env["DOCKER_CONFIG"], "cli-plugins", "docker-reroll")
+
+    with load_on(stack) as load:
+        parent = subprocess.Popen([sys.executable, "-c", NEGLECTFUL_PARENT, plugin, "app", *DRAIN,
+                                   "--wait-after-healthy", "30"], cwd=stack.directory, text=True,
+                                  env={**stack.env, "APP_VERSION": "v2"}, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            victim = int(parent.stdout.readline())
+            read_until(parent, "waiting 30s after healthy")
+            os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while process_state(victim) != "Z":
+                assert time.monotonic() < deadline, "the killed deploy did not become a zombie"
+                time.sleep(0.05)
+            rerun = stack.reroll("app", *DRAIN, extra_env={"APP_VERSION": "v3"})
+            ended = time.time()
+            still_zombie = process_state(victim) == "Z"
+        finally:
+            os.killpg(parent.pid, signal.SIGKILL)
+            parent.wait()
+    report = load.report()
+
+    assert still_zombie, "the owner stayed an unreaped zombie throughout"
+    problems = invariant_problems(stack, NEW, old, report, ended, replicas=1, version="v3")
+    if rerun.returncode != 0:
+        problems.append(f"re-run exit {rerun.returncode}")
+    if "taking over the deploy lock" not in rerun.stderr or f"process {victim} " not in rerun.stderr:
+        problems.append("the re-run did not take over the zombie's lock")
+    verify(problems, rerun.stderr)
+
+
+def test_the_recovery_run_retires_a_half_made_container_still_in_its_start_period_promptly(make_stack):
+    """Killed while its new container was still starting (start period 60 s): the next run finishes the job and
+    retires that container with the pre-stop command and the floor, not a wait for an unhealthy that cannot come."""
+    stack = make_stack("tight")
+    old = start_stack(stack, 1)
+
+    with load_on(stack) as load:
+        victim = Deploy(stack, *DRAIN, APP_VERSION="v2", APP_STARTUP_DELAY="30", APP_START_PERIOD="60s")
+        try:
+            victim.reach("to be healthy")
+            os.kill(victim.plugin_pid, signal.SIGKILL)
+            victim.finish()
+        finally:
+            victim.kill()
+        half_made = [c for c in stack.containers() if c.id not in {o.id for o in old}]
+        assert [c.health for c in half_made] == ["starting"]
+        rerun = stack.reroll("app", *DRAIN, extra_env={"APP_VERSION": "v3"})
+        ended = time.time()
+    report = load.report()
+
+    print(f"[{stack.name}] recovery run -> exit {rerun.returncode} in {rerun.seconds:.2f}s")
+    problems = invariant_problems(stack, NEW, old + half_made, report, ended, replicas=1, version="v3")
+    if rerun.returncode != 0:
+        problems.append(f"re-run exit {rerun.returncode}")
+    if rerun.seconds > 15:
+        problems.append(f"the recovery took {rerun.seconds:.1f}s: it waited for the half-made container")
+    if "never turned healthy" not in rerun.stderr:
+        problems.append("the half-made container was not recognised as never healthy")
+    verify(problems, rerun.stderr)

@@ -210,3 +210,18 @@ def test_a_failed_recovery_run_keeps_the_journal_so_the_next_run_still_restores_
     final = project.containers()
     assert len(final) == 2 and all(project.image_of(c) == f"{APP_IMAGE}:v3" for c in final)
     assert lock_containers(project) == []
+
+
+def test_no_compose_file_is_one_line_naming_the_directory_the_files_compose_looks_for_and_dash_f(base_env, tmp_path):
+    empty = tmp_path / "not-a-project"
+    empty.mkdir()
+    result = subprocess.run(["docker", "reroll", "app"], cwd=str(empty), env=base_env, capture_output=True,
+                            text=True, timeout=60)
+
+    assert result.returncode == 3, result.stderr
+    [error] = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert f"no compose file in {empty} or its parent directories" in error
+    for name in ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"):
+        assert name in error
+    assert "-f" in error.split("looks for")[-1]
+    assert "no configuration file provided" not in result.stderr, "compose's own words name neither"

@@ -4,9 +4,10 @@ Each scenario runs the example stack (examples/haproxy), keeps 8 keep-alive clie
 127.0.0.1 during the deploy, and prints the load report so CI logs show the figures.
 """
 
+import subprocess
 import time
 
-from dockerfixtures import DRAIN, load_on, project_events, start_stack, versions_after
+from dockerfixtures import DRAIN, load_on, lock_containers, project_events, start_stack, versions_after
 
 
 def deploy_under_load(stack, *args, **env):
@@ -89,3 +90,94 @@ def test_control_stopping_without_a_drain_fails_requests(stack):
 
     assert run.returncode == 0, run.stderr
     assert report.failed > 0, "stopping without a drain must fail requests on this stack"
+
+
+# ------------------------------------------------------------------- the new containers keep earning their place
+# A new version whose Docker health check fails 3 s after start, once it has passed: Docker's check is the deeper
+# one here (APP_DOCKER_CHECK_FAILS_AFTER), so HAProxy keeps routing to it, which is what keeps requests answered
+# when the old containers have already been drained.
+FAILS_AFTER_PASSING = {"APP_VERSION": "v2", "APP_DOCKER_CHECK_FAILS_AFTER": "3"}
+
+
+def test_a_new_version_that_turns_unhealthy_during_wait_after_healthy_is_rolled_back(make_stack):
+    stack = make_stack("tight")
+    [old] = start_stack(stack, 1)
+
+    run, report, _, ended = deploy_under_load(stack, *DRAIN, "--wait-after-healthy", "15", **FAILS_AFTER_PASSING)
+
+    assert run.returncode == 1, run.stderr
+    assert "1/1 new container(s) healthy" in run.stderr, "it passed its check first"
+    assert "turned unhealthy" in run.stderr and "dependency check failed" in run.stderr, "the reason and its output"
+    assert run.seconds < 15, "failed as soon as the health turned, not at the end of the wait"
+    assert report.failed == 0, report.failures
+    remaining = stack.containers()
+    assert [c.id for c in remaining] == [old.id] and remaining[0].health == "healthy"
+    assert versions_after(report, ended) == {"v1"}
+    assert lock_containers(stack) == []
+
+
+def test_after_the_point_of_no_return_the_old_containers_are_kept_while_no_new_one_serves(make_stack):
+    """The new container turns unhealthy while the old one drains (a long --wait-after-unhealthy): the old one is
+    not stopped, the run ends half-way with exit 5, lock and journal stay, and the next run finishes the job."""
+    stack = make_stack("tight")
+    [old] = start_stack(stack, 1)
+
+    run, report, _, _ = deploy_under_load(stack, *DRAIN, "--wait-after-unhealthy", "6", **FAILS_AFTER_PASSING)
+
+    assert run.returncode == 5, run.stderr
+    assert "none of the new containers serves any more" in run.stderr
+    assert "run `docker reroll app` again to finish" in run.stderr
+    assert report.failed == 0, report.failures
+    left = {c.id: c for c in stack.containers()}
+    assert old.id in left and left[old.id].running, "the old container was not stopped"
+    [new] = [c for c in left.values() if c.id != old.id]
+    assert new.health == "unhealthy" and stack.env_of(new)["APP_VERSION"] == "v2"
+    assert len(lock_containers(stack)) == 2, "lock and journal tell the next run what to finish"
+
+    rerun, report, _, ended = deploy_under_load(stack, *DRAIN, APP_VERSION="v3")
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert "an earlier deploy of app was interrupted" in rerun.stderr
+    assert report.failed == 0, report.failures
+    [final] = stack.containers()
+    assert stack.env_of(final)["APP_VERSION"] == "v3" and final.id not in (old.id, new.id)
+    assert versions_after(report, ended) == {"v3"}
+    assert lock_containers(stack) == []
+
+
+# ------------------------------------------------------------------------------------- every command is bounded
+
+
+def leftover(pattern):
+    return subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+
+
+def test_a_pre_stop_command_that_leaves_a_background_job_does_not_hold_the_deploy(stack):
+    """Seen before: `sleep 600 &` kept the command's output open and the deploy waited for it, past the point of
+    no return, beyond any interrupt. The limit here is 10 s (--healthcheck-timeout 5, at least 10)."""
+    start_stack(stack, 1)
+
+    run, report, _, ended = deploy_under_load(
+        stack, "--pre-stop-cmd", "docker exec {id} touch /.dead; sleep 600.81 &", "--pre-stop-wait-until-unhealthy",
+        "--healthcheck-timeout", "5", APP_VERSION="v2")
+
+    assert run.returncode == 0, run.stderr
+    assert run.seconds < 10 + 15
+    assert report.failed == 0, report.failures
+    assert versions_after(report, ended) == {"v2"}
+    assert leftover("sleep 600.81") == [], "what held the command's output was ended with it"
+
+
+def test_a_pre_stop_command_past_its_limit_is_ended_with_its_group_and_the_deploy_goes_on(stack):
+    start_stack(stack, 1)
+
+    run, report, _, ended = deploy_under_load(
+        stack, "--pre-stop-cmd", "docker exec {id} touch /.dead; sleep 600.82", "--pre-stop-wait-until-unhealthy",
+        "--healthcheck-timeout", "5", APP_VERSION="v2")
+
+    assert run.returncode == 0, run.stderr
+    assert "ran past 10s: ended it" in run.stderr
+    assert 10 <= run.seconds < 10 + 15
+    assert report.failed == 0, report.failures
+    assert versions_after(report, ended) == {"v2"}
+    assert leftover("sleep 600.82") == []

@@ -2,12 +2,12 @@
 
 import pytest
 
-from docker_reroll.cli import Options
-from docker_reroll.deploy import Phase, check_service, plan_deploy, plan_drain, pre_stop_command, rolls_back
+from docker_reroll.deploy import NO_DRAIN, Phase, check_service, plan_deploy, plan_drain, pre_stop_command, rolls_back
 from docker_reroll.engine import Container, ProjectConfig, ServiceSpec
 from docker_reroll.errors import RefusedError
 from docker_reroll.lock import REMOTE_LOCK_LIFETIME, Owner
-from docker_reroll.watch import REMOVED, all_healthy, all_unhealthy, any_stopped
+from docker_reroll.settings import DEFAULT_DRAIN_TIME, Options
+from docker_reroll.watch import REMOVED, all_healthy, all_unhealthy, serving, still_serving
 
 
 def box(number, status="running", health="healthy", exit_code=0):
@@ -82,8 +82,8 @@ def test_readiness_verdicts():
     failed = all_healthy([box(1), box(2, status="exited", exit_code=3)])
     assert failed.kind == "failed" and "p-web-2 exited with code 3" in failed.reason
     assert all_healthy([box(1, status=REMOVED)]).kind == "failed"
-    assert any_stopped([box(1, health=None)]) is None
-    assert any_stopped([box(1, health=None, status="dead")]).kind == "failed"
+    assert still_serving([box(1, health=None)]) is None
+    assert still_serving([box(1, health=None, status="dead")]).kind == "failed"
 
 
 def test_drain_verdict():
@@ -130,26 +130,83 @@ RECIPE = dict(pre_stop_cmd="docker exec {id} touch /.dead", pre_stop_wait_until_
               wait_after_unhealthy=2.0)
 
 
-def test_old_containers_are_all_drained_with_the_recipe():
+def test_old_containers_are_all_drained_with_the_recipe_and_only_healthy_ones_are_waited_for():
     old = [box(1), box(2, health="unhealthy"), box(3, health=None), box(4, status="exited")]
     drain = plan_drain(old, drain_options(**RECIPE), rolling_back=False)
     assert [c.number for c in drain.containers] == [1, 2, 3]
     assert drain.pre_stop and drain.pause == 2.0 and drain.warnings == []
-    assert [c.number for c in drain.wait_unhealthy] == [1, 2]  # the one without a health check is not waited for
+    # 2 is unhealthy already, 3 has no health check: only 1 has a change left for Docker to report
+    assert [c.number for c in drain.wait_unhealthy] == [1]
+    assert drain.floor == DEFAULT_DRAIN_TIME == 1.0
 
 
-def test_a_roll_back_drains_new_containers_that_a_proxy_may_use_and_skips_the_rest():
+def test_the_floor_is_the_drain_time_and_zero_turns_it_off():
+    assert plan_drain([box(1)], drain_options(**RECIPE, drain_time=3.5), rolling_back=False).floor == 3.5
+    assert plan_drain([box(1)], drain_options(**RECIPE, drain_time=0.0), rolling_back=False).floor == 0.0
+    assert plan_drain([box(1)], drain_options(), rolling_back=False) == NO_DRAIN, "no drain asked for: no floor"
+
+
+def test_a_roll_back_drains_new_containers_that_a_proxy_may_use_and_never_waits_for_the_impossible():
     new = [box(1, health="starting"), box(2), box(3, health="unhealthy"), box(4, status="created", health=None)]
     drain = plan_drain(new, drain_options(**RECIPE), rolling_back=True)
-    assert [c.number for c in drain.containers] == [1, 2] and drain.pre_stop
-    assert [c.number for c in drain.wait_unhealthy] == [1, 2]
-    # Without a pre-stop command a starting container would never turn unhealthy: no wait on a roll-back.
-    no_command = plan_drain(new, drain_options(pre_stop_wait_until_unhealthy=True), rolling_back=True)
-    assert no_command.wait_unhealthy == [] and not no_command.pre_stop
+    # 3 is unhealthy for Docker, but a proxy with its own check may still route to it: drained, not waited for
+    assert [c.number for c in drain.containers] == [1, 2, 3] and drain.pre_stop
+    # 1 has never been healthy: within its start period Docker cannot call it unhealthy, so pre-stop + floor only
+    assert [c.number for c in drain.wait_unhealthy] == [2]
+    assert drain.floor == 1.0 and drain.notes == [
+        "p-web-1 never turned healthy, so Docker cannot report it unhealthy: drained for --drain-time only"]
+    # Without a pre-stop command nothing makes a new container fail its check: nothing to drain on a roll-back.
+    assert plan_drain(new, drain_options(pre_stop_wait_until_unhealthy=True), rolling_back=True) == NO_DRAIN
     assert plan_drain(new, drain_options(pre_stop_wait_until_unhealthy=True), rolling_back=False).wait_unhealthy
 
 
+def test_a_crash_recovery_retires_half_made_starting_containers_without_waiting_for_unhealthy():
+    """The old set of a recovery run holds the killed run's new containers, possibly still in their start period."""
+    old = [box(1), box(2), box(3, health="starting"), box(4, health="starting")]
+    drain = plan_drain(old, drain_options(**RECIPE), rolling_back=False)
+    assert [c.number for c in drain.containers] == [1, 2, 3, 4]
+    assert [c.number for c in drain.wait_unhealthy] == [1, 2]
+
+
+def test_without_a_health_check_the_pre_stop_command_and_the_floor_are_the_drain():
+    old = [box(1, health=None), box(2, health=None)]
+    drain = plan_drain(old, drain_options(**RECIPE), rolling_back=False)
+    assert drain.pre_stop and drain.wait_unhealthy == [] and drain.floor == 1.0
+    assert drain.warnings == [] and drain.notes == []
+
+
 def test_no_drain_options_means_straight_to_stop_and_a_useless_wait_is_a_warning():
-    assert plan_drain([box(1)], drain_options(wait_after_unhealthy=5.0), rolling_back=False).pause == 0.0
+    assert plan_drain([box(1)], drain_options(wait_after_unhealthy=5.0), rolling_back=False) == NO_DRAIN
     drain = plan_drain([box(1, health=None)], drain_options(pre_stop_wait_until_unhealthy=True), rolling_back=False)
     assert drain.wait_unhealthy == [] and "no health check" in drain.warnings[0]
+
+
+def test_readiness_verdicts_keep_checking_after_healthy():
+    assert still_serving([box(1), box(2, health=None)]) is None
+    turned = still_serving([box(1), box(2, health="unhealthy")])
+    assert turned.kind == "failed" and "p-web-2 turned unhealthy" in turned.reason
+    assert still_serving([box(1, status="exited", exit_code=1)]).kind == "failed"
+    assert serving(box(1)) and serving(box(2, health=None)) and not serving(box(3, health="starting"))
+    assert not serving(box(4, health=None, status="exited"))
+
+
+def test_a_zombie_holds_no_lock():
+    """A deploy killed outright whose parent has not reaped it (a CI container without init never does) is gone."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from docker_reroll.lock import _process_start
+
+    child = subprocess.Popen(["sleep", "600"])
+    started = _process_start(child.pid)
+    assert started
+    os.kill(child.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    me = owner(pid=os.getpid(), pid_start=_process_start(os.getpid()), since=2000.0)
+    assert "is gone" in owner(pid=child.pid, pid_start=started).stale_reason(me)
+    child.wait()

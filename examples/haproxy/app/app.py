@@ -12,8 +12,12 @@ SIGTERM/SIGINT: close the listening socket (no new connections), let requests al
 "Connection: close"), drop idle keep-alive connections, exit; bounded by APP_SHUTDOWN_GRACE (default 5 s), well under
 compose's 10 s stop timeout.
 
+Docker's health check (/usr/local/bin/healthcheck) asks /health too, and can also fail on its own: with
+APP_DOCKER_CHECK_FAILS_AFTER=N the app writes /tmp/docker-check-fails N seconds after start and Docker's check fails
+from then on, while /health (what HAProxy checks) stays 200, like a deeper dependency check that only Docker runs.
+
 Environment: APP_VERSION (v1), APP_STARTUP_DELAY (0), APP_BROKEN (0), APP_RESPONSE_DELAY (0, seconds added to GET /),
-APP_PORT (8080), APP_DEAD_FILE (/.dead), APP_SHUTDOWN_GRACE (5).
+APP_PORT (8080), APP_DEAD_FILE (/.dead), APP_SHUTDOWN_GRACE (5), APP_DOCKER_CHECK_FAILS_AFTER (unset).
 """
 import os
 import select
@@ -39,6 +43,8 @@ RESPONSE_DELAY = _env_float("APP_RESPONSE_DELAY", 0)
 PORT = int(os.environ.get("APP_PORT", "") or 8080)
 DEAD_FILE = os.environ.get("APP_DEAD_FILE", "") or "/.dead"
 SHUTDOWN_GRACE = _env_float("APP_SHUTDOWN_GRACE", 5)
+DOCKER_CHECK_FAILS_AFTER = _env_float("APP_DOCKER_CHECK_FAILS_AFTER", -1)
+DOCKER_CHECK_FAIL_FILE = "/tmp/docker-check-fails"
 HOSTNAME = socket.gethostname()
 STARTED = time.monotonic()
 
@@ -189,8 +195,11 @@ def main():
     loop.start()
     log(f"listening on :{PORT} (startup delay {STARTUP_DELAY:g}s, broken={BROKEN})")
     readiness()
-    while not stopping.wait(0.5):  # a timed wait keeps the main thread responsive to signals
+    while not stopping.wait(0.2):  # a timed wait keeps the main thread responsive to signals
         readiness()
+        if 0 <= DOCKER_CHECK_FAILS_AFTER <= time.monotonic() - STARTED and not os.path.exists(DOCKER_CHECK_FAIL_FILE):
+            open(DOCKER_CHECK_FAIL_FILE, "w").close()
+            log("Docker's health check fails from now on (APP_DOCKER_CHECK_FAILS_AFTER)")
 
     t0 = time.monotonic()
     server.shutdown()        # stop the accept loop ...
