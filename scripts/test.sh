@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's test command: make sure a Docker engine answers (provisioning one on a bare Debian machine),
-# then run the whole suite against it. A missing engine is a failure here, never a skip.
+# `make test` (the README's test command, after `make dev` has installed the test tools): make sure a Docker engine
+# answers (provisioning one on a bare Debian machine), then run the whole suite against it. A missing engine is a
+# failure here, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,7 +9,6 @@ if ! timeout 10 docker info >/dev/null 2>&1 || ! docker compose version >/dev/nu
     || ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
   bash scripts/provision.sh
 fi
-python3 -c 'import pytest, hypothesis' 2>/dev/null || python3 -m pip install -q pytest hypothesis
 
 export REROLL_REQUIRE_ENGINE=1
 exec python3 -m pytest -v --durations=15 "$@"

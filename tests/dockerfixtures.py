@@ -158,7 +158,8 @@ class ComposeProject:
         docker("compose", "-p", self.name, "down", "-v", "-t", "0", "--remove-orphans", env=self.env,
                cwd=self.directory, check=False)
         lock = f"docker-reroll-lock.{self.name}.{self.service}"
-        docker("rm", "-f", lock, f"{lock}.journal", check=False)
+        docker("rm", "-f", lock, check=False)
+        docker("volume", "rm", "-f", f"{lock}.journal", check=False)
 
 
 def new_project(base_env: Dict[str, str], healthcheck: bool = True) -> ComposeProject:
@@ -171,15 +172,30 @@ def new_project(base_env: Dict[str, str], healthcheck: bool = True) -> ComposePr
 
 def docker_without_compose(directory: str) -> str:
     """A bin directory whose `docker` is the real one except that it does not know `compose`, as on a host without
-    the compose v2 plugin. Returns the directory, to put first on PATH."""
+    the compose v2 plugin, answering as docker 28 does there (seen with the plugin removed): by the word after
+    `compose`, `unknown flag: --project-name`, `unknown shorthand flag: 'f' in -f`, or `unknown command`.
+    Returns the directory, to put first on PATH."""
     real_docker = shutil.which("docker")
     os.makedirs(directory, exist_ok=True)
     wrapper = os.path.join(directory, "docker")
     with open(wrapper, "w") as handle:
-        handle.write("#!/bin/sh\n"
-                     'for arg in "$@"; do [ "$arg" = compose ] && '
-                     '{ echo "docker: \'compose\' is not a docker command." >&2; exit 1; }; done\n'
-                     f'exec {real_docker} "$@"\n')
+        handle.write(textwrap.dedent(f"""\
+            #!/bin/sh
+            seen=
+            for arg in "$@"; do
+              if [ -n "$seen" ]; then
+                case $arg in
+                  --*) echo "unknown flag: ${{arg%%=*}}" >&2 ;;
+                  -*) echo "unknown shorthand flag: '$(printf %s "$arg" | cut -c2)' in $arg" >&2 ;;
+                  *) echo "docker: unknown command: docker compose" >&2 ;;
+                esac
+                exit 1
+              fi
+              [ "$arg" = compose ] && seen=1
+            done
+            [ -n "$seen" ] && {{ echo "docker: unknown command: docker compose" >&2; exit 1; }}
+            exec {real_docker} "$@"
+            """))
     os.chmod(wrapper, 0o755)
     return directory
 
@@ -315,10 +331,18 @@ def explain_failures(stack, report):
     print("  proxy log:\n" + "\n".join("    " + line for line in proxy[-30:] if "[WARNING]" not in line))
 
 
-def lock_containers(project: ComposeProject) -> List[str]:
-    """The deploy lock and journal containers of the project, if any are left."""
-    return docker("ps", "-a", "--format", "{{.Names}}", "--filter",
-                  f"name=docker-reroll-lock.{project.name}").stdout.split()
+def lock_and_journal(project: ComposeProject) -> List[str]:
+    """The project's deploy lock (a container) and journal (a volume), by name, if any are left."""
+    prefix = f"docker-reroll-lock.{project.name}"
+    containers = docker("ps", "-a", "--format", "{{.Names}}", "--filter", f"name={prefix}").stdout.split()
+    volumes = docker("volume", "ls", "--format", "{{.Name}}", "--filter", f"name={prefix}").stdout.split()
+    return sorted(containers + volumes)
+
+
+def journal_replicas(project: ComposeProject) -> Optional[str]:
+    """The replica count the project's deploy journal records, None without a journal."""
+    found = docker("volume", "inspect", f"docker-reroll-lock.{project.name}.{project.service}.journal", check=False)
+    return json.loads(found.stdout)[0]["Labels"].get("io.docker-reroll.replicas") if found.returncode == 0 else None
 
 
 def versions_after(report, moment: float) -> set:

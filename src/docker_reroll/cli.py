@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 from docker_reroll import __version__
 from docker_reroll.errors import EXIT_OK, EXIT_USAGE, UsageError
-from docker_reroll.settings import FROM_COMMAND_LINE, MAX_SECONDS, Options
+from docker_reroll.settings import FROM_COMMAND_LINE, MAX_SECONDS, DockerFlag, Options
 
 if TYPE_CHECKING:
-    from typing import Dict, List, Optional, Sequence, Tuple
+    from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 PLUGIN_NAME = "reroll"
 METADATA_COMMAND = "docker-cli-plugin-metadata"
@@ -58,6 +58,8 @@ Options:
           After the pre-stop command (and the wait until unhealthy), wait additional X seconds before stopping old container, for proxies that react late [default: 0]
       --drain-time <DRAIN_TIME>
           Keep each old container running at least X seconds after its pre-stop command finished, so the proxy sees it fail, however soon Docker reports it unhealthy [default: 1]
+      --scale <SERVICE=NUM>
+          Scale SERVICE to NUM containers: the deploy ends with NUM containers on the new config, whatever ran before [default: as many as run now]
       --lock-timeout <LOCK_TIMEOUT>
           Wait up to X seconds for another deploy of the same service to finish [default: 0]
   -h, --help
@@ -66,21 +68,16 @@ Options:
           Print version
 """
 
-# Docker's own global options (docker/cli cli/flags): they come before the plugin name and are forwarded to every
-# docker and compose call, so `docker --context prod reroll web` deploys on prod.
-DOCKER_VALUE_FLAGS = {
-    "--config": "--config",
-    "-c": "--context",
-    "--context": "--context",
-    "-H": "--host",
-    "--host": "--host",
-    "-l": "--log-level",
-    "--log-level": "--log-level",
-    "--tlscacert": "--tlscacert",
-    "--tlscert": "--tlscert",
-    "--tlskey": "--tlskey",
-}
-DOCKER_BOOL_FLAGS = {"-D": "--debug", "--debug": "--debug", "--tls": "--tls", "--tlsverify": "--tlsverify"}
+# Docker's own global options (docker/cli cli/flags), read as docker reads them (pflag): `--name value` or
+# `--name=value`; shorthands attached (`-Hunix:///...`, `-H=...`) or combined (`-Dc prod`); booleans take only
+# `=true|false`. They come before the plugin name and are forwarded to every docker and compose call, so
+# `docker --context prod reroll web` deploys on prod.
+DOCKER_VALUE_FLAGS = ("--config", "--context", "--host", "--log-level", "--tlscacert", "--tlscert", "--tlskey")
+DOCKER_BOOL_FLAGS = ("--debug", "--tls", "--tlsverify")
+DOCKER_SHORTHANDS = {"c": "--context", "H": "--host", "l": "--log-level", "D": "--debug"}
+BOOL_WORDS = {"1": True, "t": True, "T": True, "true": True, "TRUE": True, "True": True,
+              "0": False, "f": False, "F": False, "false": False, "FALSE": False, "False": False}  # Go's ParseBool
+PLUGIN_ENV = "DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND"  # set by the docker CLI when it runs a plugin
 
 
 class Option:
@@ -91,7 +88,7 @@ class Option:
     def __init__(self, long: str, dest: str, kind: str, short: Optional[str] = None, value_name: str = "") -> None:
         self.long = long
         self.dest = dest
-        self.kind = kind  # "flag", "text", "texts" (repeatable, order kept) or "seconds"
+        self.kind = kind  # "flag", "text", "texts" (repeatable, order kept), "seconds" or "scale" (repeatable)
         self.short = short
         self.value_name = value_name
 
@@ -113,6 +110,7 @@ OPTIONS = [
     Option("--wait-after-healthy", "wait_after_healthy", "seconds", None, "WAIT_AFTER_HEALTHY"),
     Option("--wait-after-unhealthy", "wait_after_unhealthy", "seconds", None, "WAIT_AFTER_UNHEALTHY"),
     Option("--drain-time", "drain_time", "seconds", None, "DRAIN_TIME"),
+    Option("--scale", "scale", "scale", None, "SERVICE=NUM"),
     Option("--lock-timeout", "lock_timeout", "seconds", None, "LOCK_TIMEOUT"),
     Option("--help", "help", "flag", "-h"),
     Option("--version", "version", "flag", "-V"),
@@ -123,37 +121,75 @@ for _option in OPTIONS:
     if _option.short:
         OPTIONS_BY_NAME[_option.short] = _option
 
-def split_argv(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
+def split_argv(argv: Sequence[str], plugin_mode: bool = True) -> Tuple[List[DockerFlag], List[str]]:
     """Split `[DOCKER GLOBAL OPTIONS] [reroll] [OUR ARGS]` into docker's global options and ours.
 
     The docker CLI runs a plugin as `docker-reroll [globals] reroll [args]`; standalone use (`docker-reroll web`)
-    has no `reroll` word. Values of global options are consumed with their flag, so `--context reroll` is a value.
+    has no `reroll` word, so there a first word `reroll` is a service of that name. Values of global options are
+    consumed with their flag, so `--context reroll` is a value.
     """
-    globals_: List[str] = []
+    flags: List[DockerFlag] = []
     i = 0
     while i < len(argv):
         word = argv[i]
-        name, has_inline_value, _ = word.partition("=")
-        if name in DOCKER_BOOL_FLAGS and not has_inline_value:
-            globals_.append(DOCKER_BOOL_FLAGS[name])
-            i += 1
-        elif name in DOCKER_VALUE_FLAGS and name.startswith("--") and has_inline_value:
-            globals_ += [DOCKER_VALUE_FLAGS[name], word[len(name) + 1 :]]
-            i += 1
-        elif word in DOCKER_VALUE_FLAGS:
-            if i + 1 >= len(argv):
-                raise UsageError(f"a value is required for '{word}' but none was supplied")
-            globals_ += [DOCKER_VALUE_FLAGS[word], argv[i + 1]]
-            i += 2
-        elif len(word) > 2 and word[:2] in ("-c", "-H", "-l"):  # pflag's attached short form: -Hunix:///...
-            globals_ += [DOCKER_VALUE_FLAGS[word[:2]], word[2:]]
-            i += 1
+        if word.startswith("--"):
+            name, eq, value = word.partition("=")
+            if name in DOCKER_BOOL_FLAGS:
+                flags.append((name, _bool_value(name, value) if eq else True))
+                i += 1
+            elif name in DOCKER_VALUE_FLAGS:
+                if not eq:
+                    value = _next_value(argv, i, name)
+                flags.append((name, value))
+                i += 1 if eq else 2
+            else:
+                break
+        elif len(word) > 1 and word[0] == "-" and word[1] in DOCKER_SHORTHANDS:
+            i = _shorthand_group(argv, i, flags)
         else:
             break
     rest = list(argv[i:])
-    if rest and rest[0] == PLUGIN_NAME:
+    if plugin_mode and rest and rest[0] == PLUGIN_NAME:
         rest = rest[1:]
-    return globals_, rest
+    return flags, rest
+
+
+def _shorthand_group(argv: Sequence[str], i: int, flags: List[DockerFlag]) -> int:
+    """One word of docker shorthands, as pflag reads it: `-D`, `-D=false`, `-cprod`, `-c=prod`, `-c prod`,
+    `-Dc prod`. Returns the index of the next word."""
+    shorts = argv[i][1:]
+    while shorts:
+        letter, shorts = shorts[0], shorts[1:]
+        name = DOCKER_SHORTHANDS.get(letter)
+        if name is None:
+            raise UsageError(f"unknown shorthand flag: '{letter}' in {argv[i]}")
+        if name in DOCKER_BOOL_FLAGS:
+            if shorts.startswith("=") and len(shorts) > 1:
+                flags.append((name, _bool_value(name, shorts[1:])))
+                return i + 1
+            flags.append((name, True))
+            continue
+        if shorts.startswith("=") and len(shorts) > 1:
+            flags.append((name, shorts[1:]))
+        elif shorts:
+            flags.append((name, shorts))
+        else:
+            flags.append((name, _next_value(argv, i, f"-{letter}")))
+            return i + 2
+        return i + 1
+    return i + 1
+
+
+def _next_value(argv: Sequence[str], i: int, flag: str) -> str:
+    if i + 1 >= len(argv):
+        raise UsageError(f"a value is required for '{flag}' but none was supplied")
+    return argv[i + 1]
+
+
+def _bool_value(flag: str, value: str) -> bool:
+    if value not in BOOL_WORDS:
+        raise UsageError(f"invalid value '{value}' for '{flag}': expected true or false")
+    return BOOL_WORDS[value]
 
 
 def parse_args(args: Sequence[str]) -> Options:
@@ -190,6 +226,11 @@ def parse_args(args: Sequence[str]) -> Options:
         if option.kind == "texts":
             getattr(options, option.dest).append(value)
             continue
+        if option.kind == "scale":
+            service, count = _scale(option, value)
+            options.scale[service] = count
+            options.sources["scale"] = FROM_COMMAND_LINE
+            continue
         if option.dest in seen:
             raise UsageError(f"the argument '{option.display}' cannot be used multiple times")
         seen.add(option.dest)
@@ -201,6 +242,10 @@ def parse_args(args: Sequence[str]) -> Options:
     options.service = positionals[0]
     if not options.service.strip():
         raise UsageError("invalid value '' for '<SERVICE>': a service name cannot be empty")
+    for service, count in options.scale.items():
+        if service != options.service:
+            raise UsageError(f"invalid value '{service}={count}' for '--scale <SERVICE=NUM>': "
+                             f"'{service}' is not the service being deployed")
     return options
 
 
@@ -208,18 +253,19 @@ def _split_option_word(word: str) -> Tuple[str, Optional[str]]:
     if word.startswith("--"):
         name, eq, value = word.partition("=")
         return name, (value if eq else None)
-    if len(word) > 2:  # -fcompose.yaml
-        return word[:2], word[2:]
+    if len(word) > 2:  # -fcompose.yaml, or clap's -f=compose.yaml
+        return word[:2], word[3:] if word[2] == "=" else word[2:]
     return word, None
 
 
 def _is_decimal(value: str) -> bool:
+    """`2`, `2.5`, `.5` and `5.`, as a float parser reads them; no sign, exponent, inf or nan."""
     whole, dot, fraction = value.partition(".")
-    return _digits(whole) and (not dot or _digits(fraction))
+    return (bool(whole) or bool(fraction)) and _digits(whole) and (not dot or _digits(fraction))
 
 
 def _digits(text: str) -> bool:
-    return bool(text) and all("0" <= ch <= "9" for ch in text)
+    return all("0" <= ch <= "9" for ch in text)
 
 
 def _seconds(option: Option, value: str) -> float:
@@ -233,25 +279,33 @@ def _seconds(option: Option, value: str) -> float:
     return seconds
 
 
+def _scale(option: Option, value: str) -> Tuple[str, int]:
+    service, eq, count = value.partition("=")
+    if not (service and eq and count.isdigit() and int(count) >= 1):
+        raise UsageError(f"invalid value '{value}' for '{option.display}': expected SERVICE=NUM, NUM at least 1")
+    return service, int(count)
+
+
 def usage_error_text(message: str) -> str:
     return f"error: {message}\n\n{USAGE}\n\nFor more information, try '--help'.\n"
 
 
-def parse_command_line(argv: Sequence[str]) -> Options:
-    docker_globals, args = split_argv(argv)
+def parse_command_line(argv: Sequence[str], plugin_mode: bool = True) -> Options:
+    docker_globals, args = split_argv(argv, plugin_mode)
     options = parse_args(args)
     options.docker_globals = docker_globals
     options.args = list(args)
     return options
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    environ = os.environ if environ is None else environ
     if argv[:1] == [METADATA_COMMAND]:
         sys.stdout.write(METADATA_JSON + "\n")
         return EXIT_OK
     try:
-        options = parse_command_line(argv)
+        options = parse_command_line(argv, plugin_mode=PLUGIN_ENV in environ)
     except UsageError as error:
         sys.stderr.write(usage_error_text(str(error)))
         return EXIT_USAGE
@@ -263,7 +317,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_OK
     from docker_reroll.runner import run  # deferred: the deploy machinery is not needed for help or metadata
 
-    return run(options, environ=os.environ)
+    return run(options, environ=environ)
 
 
 def console_main() -> None:

@@ -17,9 +17,17 @@ from enum import Enum
 from typing import Callable, Dict, List, Optional, Sequence
 
 from docker_reroll.engine import Container, Docker, ProjectConfig, ServiceSpec
-from docker_reroll.errors import DeployFailed, DockerCommandError, Incomplete, Interrupted, RefusedError, first_line
+from docker_reroll.errors import (
+    DeployFailed,
+    DockerCommandError,
+    Incomplete,
+    Interrupted,
+    LockLost,
+    RefusedError,
+    first_line,
+)
 from docker_reroll.interrupts import Interrupts, signal_name
-from docker_reroll.lock import EngineLock
+from docker_reroll.lock import EngineLock, Journal
 from docker_reroll.progress import Progress
 from docker_reroll.settings import Options
 from docker_reroll.watch import (
@@ -74,15 +82,52 @@ class Plan:
     def scale_to(self) -> int:
         return len(self.old) + self.replicas
 
+    @property
+    def paused(self) -> List[Container]:
+        """Old containers a user paused: compose cannot scale the service while one is paused."""
+        return [c for c in self.old if c.status == "paused"]
 
-def plan_deploy(containers: Sequence[Container], journal_replicas: Optional[int] = None) -> Plan:
+
+def plan_deploy(containers: Sequence[Container], journal: Optional[Journal] = None,
+                scale: Optional[int] = None) -> Plan:
     """Split the service's containers into stale ones and the rest (running, restarting, paused: each a replica
-    to replace); the replica count is the count of the rest, unless a journal from an interrupted deploy says
-    what it was before that deploy began."""
+    to replace). The replica count after the deploy is --scale's if given, else what a journal from an
+    interrupted deploy says the service had before that deploy began, else the count of the rest."""
     stale = [c for c in containers if c.status in STALE_STATUSES]
     old = [c for c in containers if c.status not in STALE_STATUSES]
-    replicas = journal_replicas if journal_replicas else len(old)
+    replicas = scale or (journal.replicas if journal else len(old))
     return Plan(stale=stale, old=sorted(old, key=lambda c: c.number), replicas=replicas)
+
+
+def check_history(service: str, old: Sequence[Container], journal: Optional[Journal],
+                  scale: Optional[int]) -> None:
+    """Refuse to guess the replica count when the containers and the journal disagree; --scale settles it.
+
+    Without a journal, containers of two configs mean an earlier deploy was cut short and its journal lost (a
+    prune): counting them all would keep the service doubled. With one, more containers than its deploy could
+    have added, or fewer than it recorded, mean the service was changed by hand since."""
+    if scale is not None:
+        return
+    retry = f"say how many it should have: docker reroll {service} --scale {service}=N"
+    if journal is None:
+        configs: Dict[str, List[Container]] = {}
+        for container in old:
+            if container.config_hash:
+                configs.setdefault(container.config_hash, []).append(container)
+        if len(configs) > 1:
+            groups = "; ".join(names(group) for group in configs.values())
+            raise RefusedError(
+                f"{service} runs containers of {len(configs)} configs ({groups}) and no deploy journal says how "
+                f"many it had: an earlier deploy may have been cut short and its journal lost; {retry}")
+        return
+    if not journal.containers:
+        return
+    added = [c for c in old if c.id[:12] not in journal.containers]
+    if len(old) < journal.replicas or len(added) > journal.replicas:
+        raise RefusedError(
+            f"the journal of an interrupted deploy says {service} had {journal.replicas} container(s) "
+            f"({', '.join(journal.containers)}), but now it runs {len(old)} ({', '.join(c.short_id for c in old)}): "
+            f"it was changed by hand since; {retry}")
 
 
 def check_service(project: ProjectConfig, service: str, profile_services: Sequence[str]) -> None:
@@ -195,6 +240,7 @@ class Deployment:
         self._phase_started = time.monotonic()
         self.project = ""
         self.spec: Optional[ServiceSpec] = None
+        self.lock: Optional[EngineLock] = None
         self.watch: Optional[ContainerWatch] = None
         self.wait_stats: Optional[WaitStats] = None
         # False while old and new containers both exist: if we die then, the lock and journal stay behind so the
@@ -221,14 +267,14 @@ class Deployment:
         check_service(project, self.service, profile_services)
         self.project = project.name
         self.spec = project.service
-        lock = EngineLock(self.docker, project.name, self.service, self.progress, self.command_line)
+        self.lock = lock = EngineLock(self.docker, project.name, self.service, self.progress, self.command_line)
         lock.acquire(self.options.lock_timeout, self.interrupts)
         try:
             with ContainerWatch(self.docker, project.name, self.service, self.interrupts) as self.watch:
                 self.wait_stats = self.watch.stats
                 self._deploy(lock)
-        except Incomplete:
-            raise  # its message says what to do
+        except (Incomplete, LockLost):
+            raise  # their messages say what to do
         except BaseException:
             if not self.consistent:
                 self.progress.error(f"the deploy stopped half-way; run `docker reroll {self.service}` again to "
@@ -243,14 +289,19 @@ class Deployment:
         return self.report
 
     def _deploy(self, lock: EngineLock) -> None:
-        containers = self.docker.list_service_containers(self.project, self.service)
-        plan = plan_deploy(containers, lock.journal_replicas)
-        if lock.journal_replicas is not None:
+        scale = self.options.scale.get(self.service)
+        plan = plan_deploy(self._service_containers(), lock.journal, scale)
+        check_history(self.service, plan.old, lock.journal, scale)
+        if lock.journal is not None:
             self.progress.warn(f"an earlier deploy of {self.service} was interrupted; finishing it: the service "
-                               f"goes back to {plan.replicas} container(s), all on the current config")
+                               f"goes to {plan.replicas} container(s), all on the current config")
+        if scale is not None and scale != len(plan.old):
+            self.progress.info(f"--scale: {self.service} goes from {len(plan.old)} to {scale} container(s)")
         if plan.stale:
             self.progress.info(f"removing stopped containers: {names(plan.stale)}")
-            self.docker.remove([c.id for c in plan.stale])
+            failures = self.docker.remove([c.id for c in plan.stale])
+            if failures:  # compose would count it toward --scale, and it could outlive the deploy
+                raise DeployFailed(f"could not remove stopped containers: {'; '.join(failures)}")
         self._check_interrupt()
         self.report.first_start = plan.first_start
         self.report.old = [c.id for c in plan.old]
@@ -258,7 +309,7 @@ class Deployment:
         if plan.first_start:
             self.progress.info(f"no running container of {self.service}: starting it")
         else:
-            lock.write_journal(plan.replicas)
+            lock.write_journal(plan.replicas, [c.id for c in plan.old])
             self.progress.info(f"old containers: {describe(plan.old)}")
         self.consistent = False
         new = self._roll_out(plan)
@@ -269,11 +320,19 @@ class Deployment:
         self.report.completed = True
         self.progress.info(f"deployed {self.service}: {len(new)} container(s) serving: {describe(new)}")
 
+    def _service_containers(self) -> List[Container]:
+        """Every container compose made for the service (one-off `run` containers excluded), inspected through
+        the watch, whose events keep them current from then on."""
+        assert self.watch is not None
+        ids = self.docker.service_container_ids(self.project, self.service)
+        return [c for c in self.watch.refresh(ids) if not c.oneoff and c.status != REMOVED]
+
     def _roll_out(self, plan: Plan) -> List[Container]:
         """Scale up and wait for the new containers; on any failure or interrupt, roll back and raise."""
         new: List[Container] = []
         try:
             self.phase = Phase.SCALE_UP
+            self._unpause(plan.paused)
             new = self._scale_up(plan)
             self._check_interrupt()
             self.progress.info(f"new containers: {describe(new)}")
@@ -281,19 +340,38 @@ class Deployment:
             self._wait_ready(new)
             self._check_interrupt()
             return new
+        except LockLost:
+            raise  # the service is another run's now: nothing may be rolled back
         except Exception as error:  # whatever went wrong, nothing old was touched yet: go back
             self._roll_back(plan, error)
             self.consistent = True
             raise
 
+    def _unpause(self, paused: List[Container]) -> None:
+        """Compose starts every container of the service that is not running, and the engine refuses to start
+        a paused one: resume them first (they are replaced with the others, or paused again on a roll-back)."""
+        if not paused:
+            return
+        self.progress.info(f"unpausing {names(paused)}: compose cannot scale a service with a paused container; "
+                           "they are replaced with the others")
+        failures = self.docker.unpause([c.id for c in paused])
+        if failures:
+            raise DeployFailed(f"could not unpause {names(paused)}: {'; '.join(failures)}")
+
     def _scale_up(self, plan: Plan) -> List[Container]:
         """Have compose make the new containers; returns them, running.
 
         Compose starts the containers of a scaled service one after another (about 0.3 s each on a small machine),
-        so when several are new it only creates them (`up --no-start`) and we start them all at once. Services with
-        post_start hooks are left to compose, which runs those hooks as it starts each container."""
-        hooks = self.spec is not None and self.spec.has_post_start_hooks
-        start_together = not plan.first_start and plan.replicas > 1 and not hooks
+        so when several are new it only creates them (`up --no-start`) and we start them all at once, unless the
+        service uses something compose does only as it starts a container itself (hooks, inline configs and
+        secrets): then compose starts them, one by one."""
+        assert self.lock is not None
+        done_at_start = self.spec.done_at_start if self.spec is not None else []
+        start_together = not plan.first_start and plan.replicas > 1 and not done_at_start
+        if not plan.first_start and plan.replicas > 1 and done_at_start:
+            self.progress.info(f"compose starts the new containers itself, one by one: the service uses "
+                               f"{', '.join(done_at_start)}, which compose sets up as it starts a container")
+        self.lock.verify()
         try:
             if plan.first_start:  # dependencies may not be up yet: let compose start them
                 self.docker.compose_up(self.service, scale=plan.replicas or None, no_deps=False,
@@ -337,8 +415,7 @@ class Deployment:
 
     def _new_containers(self, plan: Plan) -> List[Container]:
         old_ids = {c.id for c in plan.old}
-        current = self.docker.list_service_containers(self.project, self.service)
-        return sorted((c for c in current if c.id not in old_ids), key=lambda c: c.number)
+        return sorted((c for c in self._service_containers() if c.id not in old_ids), key=lambda c: c.number)
 
     def _wait_ready(self, new: List[Container]) -> None:
         assert self.watch is not None
@@ -390,27 +467,33 @@ class Deployment:
                                  self.docker.logs_tail(container.id, LOG_TAIL_LINES))
 
     def _roll_back(self, plan: Plan, cause: Exception) -> None:
-        """Retire every container that is not one of the old ones; the old ones were never touched."""
+        """Retire every container that is not one of the old ones; the old ones were never touched (the paused
+        ones among them are paused again)."""
         self.progress.warn(f"rolling back: {cause}")
         old_ids = {c.id for c in plan.old}
         if self.phase == Phase.SCALE_UP and self.interrupts.requested():
             time.sleep(ROLLBACK_SETTLE_SECONDS)
         for _ in range(2):  # a second look catches a container the engine finished creating after compose stopped
-            new = [c for c in self.docker.list_service_containers(self.project, self.service)
-                   if c.id not in old_ids]
+            new = [c for c in self._service_containers() if c.id not in old_ids]
             if not new:
                 break
             self._retire(new, rolling_back=True)
+        if plan.paused:
+            self.progress.info(f"pausing {names(plan.paused)} again, as they were")
+            failures = self.docker.pause([c.id for c in plan.paused])
+            if failures:
+                self.progress.warn(f"could not pause them again: {'; '.join(failures)}")
         self.progress.info(f"rolled back: the old containers keep serving: {describe(plan.old)}")
 
     def _retire(self, containers: List[Container], rolling_back: bool,
                 replacements: Sequence[Container] = ()) -> None:
         """Drain (see `plan_drain`), then stop and remove: the old containers at the end of a deploy, or the new
         ones on a roll-back. Old containers are stopped only while one of their `replacements` still serves."""
-        assert self.watch is not None
+        assert self.watch is not None and self.lock is not None
         if not containers:
             return
-        current = self.watch.refresh([c.id for c in containers])
+        self.lock.verify()
+        current = self.watch.known([c.id for c in containers])
         drain = plan_drain(current, self.options, rolling_back)
         for note in drain.notes:
             self.progress.info(note)
@@ -420,6 +503,7 @@ class Deployment:
             self._drain(drain, rolling_back)
         if replacements:
             self._check_replacements_serve(replacements, current)
+        self.lock.verify()
         self._enter(Phase.RETIRE, rolling_back)
         self._stop_and_remove(current)
 
@@ -428,12 +512,14 @@ class Deployment:
         Docker calls them unhealthy (whichever is later), then the pause. The floor counts from when the pre-stop
         commands finished: Docker may report "unhealthy" a few milliseconds after them, long before a proxy's next
         check has seen the failure, and stopping then fails requests."""
+        assert self.watch is not None
         if drain.pre_stop:
             self._enter(Phase.PRE_STOP, rolling_back)
             self._run_pre_stop(drain.containers)
         floor_ends = time.monotonic() + drain.floor
         self._enter(Phase.DRAIN, rolling_back)
-        until = f" and until Docker reports {names(drain.wait_unhealthy)} unhealthy" if drain.wait_unhealthy else ""
+        waited = "them" if drain.wait_unhealthy == drain.containers else names(drain.wait_unhealthy)
+        until = f" and until Docker reports {waited} unhealthy" if drain.wait_unhealthy else ""
         self.progress.info(f"draining {names(drain.containers)}: {drain.floor:g}s (--drain-time){until}")
         if drain.wait_unhealthy:
             if self.interrupts.count > 1 and not rolling_back:
@@ -441,10 +527,10 @@ class Deployment:
             else:
                 self._wait_unhealthy(drain.wait_unhealthy)
         # The floor holds whatever else happens: it is the proxy's reaction time, not a wait a user can skip.
-        time.sleep(max(0.0, floor_ends - time.monotonic()))
+        self.watch.hold(floor_ends - time.monotonic())
         if drain.pause > 0:
             self.progress.info(f"waiting {drain.pause:g}s after draining")
-            self.interrupts.sleep(drain.pause, interrupts_seen=self._further_interrupt())
+            self.watch.pause(drain.pause, interrupts_seen=self._further_interrupt())
 
     def _check_replacements_serve(self, replacements: Sequence[Container], old: List[Container]) -> None:
         """Past the point of no return, the last moment to keep the old containers: if not one new container is
@@ -476,9 +562,9 @@ class Deployment:
         if stop.returncode != 0:
             self.progress.warn(f"docker stop: {stop.stderr.strip()}")
         self.progress.info(f"removing {names(containers)}")
-        removal = self.docker.remove(ids)
-        if removal.returncode != 0 and "No such container" not in removal.stderr:
-            raise DeployFailed(f"could not remove {names(containers)}: {removal.stderr.strip()}")
+        failures = self.docker.remove(ids)
+        if failures:
+            raise DeployFailed(f"could not remove {names(containers)}: {'; '.join(failures)}")
 
     def _run_pre_stop(self, containers: List[Container]) -> None:
         """The pre-stop command for every container at once; a failure is a warning, as in the original tool.

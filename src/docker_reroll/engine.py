@@ -7,8 +7,10 @@ here into small dataclasses, by pure functions that the unit tests feed with sav
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,11 +18,13 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from docker_reroll.errors import DockerCommandError, RefusedError
 from docker_reroll.processes import CommandRunner, Result
+from docker_reroll.settings import DockerFlag, docker_flag_args
 
 LABEL_PROJECT = "com.docker.compose.project"
 LABEL_SERVICE = "com.docker.compose.service"
 LABEL_ONEOFF = "com.docker.compose.oneoff"
 LABEL_NUMBER = "com.docker.compose.container-number"
+LABEL_CONFIG_HASH = "com.docker.compose.config-hash"
 
 DOCKER_CALL_TIMEOUT = 120.0  # a plain docker call (inspect, ps, rm...) that takes longer is stuck: give up on it
 STOP_TIMEOUT_MARGIN = 60.0  # `docker stop` may take each container's own grace period; this much on top of it
@@ -63,6 +67,11 @@ class Container:
     @property
     def oneoff(self) -> bool:
         return self.labels.get(LABEL_ONEOFF, "False") == "True"
+
+    @property
+    def config_hash(self) -> str:
+        """Compose's hash of the service config the container was made from (empty if compose set none)."""
+        return self.labels.get(LABEL_CONFIG_HASH, "")
 
 
 def parse_inspect(text: str) -> List[Container]:
@@ -133,7 +142,9 @@ class ServiceSpec:
     container_name: Optional[str] = None
     network_mode: Optional[str] = None
     fixed_host_ports: List[str] = field(default_factory=list)
-    has_post_start_hooks: bool = False  # compose runs them when it starts a container itself
+    # What compose does only when it starts a container itself (hooks; inline configs and secrets, which it
+    # copies in at start): a container started with `docker start` would miss it.
+    done_at_start: List[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -163,9 +174,23 @@ def parse_compose_config(text: str, service: str) -> ProjectConfig:
             container_name=definition.get("container_name"),
             network_mode=definition.get("network_mode"),
             fixed_host_ports=fixed,
-            has_post_start_hooks=bool(definition.get("post_start")),
+            done_at_start=_done_at_start(data, definition),
         )
     return ProjectConfig(name=data.get("name") or "", services=sorted(services), service=spec)
+
+
+def _done_at_start(project: dict, service: dict) -> List[str]:
+    """What compose does when it starts one of the service's containers: lifecycle hooks, and (since 2.37.3)
+    copying configs and secrets given inline (`content:`, `environment:`) into it."""
+    done = [f"{hook} hooks" for hook in ("pre_start", "post_start") if service.get(hook)]
+    for kind in ("configs", "secrets"):
+        defined = project.get(kind) or {}
+        for reference in service.get(kind) or []:
+            source = reference.get("source") if isinstance(reference, dict) else reference
+            definition = defined.get(source) or {}
+            if "content" in definition or "environment" in definition:
+                done.append(f"inline {kind[:-1]} '{source}'")
+    return done
 
 
 def legacy_project_name(project_name: Optional[str], files: Sequence[str], project_directory: Optional[str],
@@ -255,41 +280,62 @@ LEGACY_GLOBALS = {"--context", "--host", "--tlscacert", "--tlscert", "--tlskey",
 LEGACY_BOOL_GLOBALS = {"--tls": "--tls", "--tlsverify": "--tlsverify", "--debug": "--verbose"}
 
 
-def legacy_compose(project_args: Sequence[str], docker_globals: Sequence[str],
+def legacy_compose(project_args: Sequence[str], docker_globals: Sequence[DockerFlag],
                    environ: Mapping[str, str]) -> Compose:
     """docker-compose v1 takes most of docker's global flags itself; --config becomes DOCKER_CONFIG."""
     argv = ["docker-compose"]
     env = dict(environ)
-    for flag, value in global_flags(docker_globals):
-        if value is None:
+    for flag, value in docker_globals:
+        if value is True:
             argv.append(LEGACY_BOOL_GLOBALS[flag])
-        elif flag == "--config":
+        elif flag == "--config" and isinstance(value, str):
             env["DOCKER_CONFIG"] = value
-        elif flag in LEGACY_GLOBALS:
+        elif flag in LEGACY_GLOBALS and isinstance(value, str):
             argv += [flag, value]
     return Compose(argv + list(project_args), legacy=True, env=env)
 
 
-BOOL_GLOBALS = ("--debug", "--tls", "--tlsverify")  # docker's global flags without a value (cli.split_argv)
-USER_COMMAND_VARIABLES = {"--context": "DOCKER_CONTEXT", "--host": "DOCKER_HOST", "--config": "DOCKER_CONFIG"}
+TLS_FILES = {"--tlscacert": "ca.pem", "--tlscert": "cert.pem", "--tlskey": "key.pem"}  # what docker looks for
 
 
-def global_flags(docker_globals: Sequence[str]) -> List["tuple[str, Optional[str]]"]:
-    """docker's global flags as the CLI split them (long names; a value after each flag that takes one) in pairs."""
-    pairs: List["tuple[str, Optional[str]]"] = []
-    i = 0
-    while i < len(docker_globals):
-        flag = docker_globals[i]
-        if flag in BOOL_GLOBALS:
-            pairs.append((flag, None))
-            i += 1
+def user_command_environment(environ: Mapping[str, str], docker_globals: Sequence[DockerFlag],
+                             cert_dir: Callable[[Dict[str, str]], str]) -> Dict[str, str]:
+    """The environment for commands run for the user (--pre-stop-cmd): this deploy's engine and TLS settings as
+    the variables docker reads, so `docker exec {id} ...` there reaches the engine the deploy runs on.
+
+    Docker prefers DOCKER_HOST to DOCKER_CONTEXT, so a --context drops an exported DOCKER_HOST. TLS files given by
+    flag are found by docker only under the names it expects in DOCKER_CERT_PATH: `cert_dir` makes such a
+    directory (given the files by those names) and returns it."""
+    env = dict(environ)
+    flags = dict(docker_globals)  # a flag given twice: the last one counts, as in docker
+    if isinstance(flags.get("--context"), str):
+        env["DOCKER_CONTEXT"] = str(flags["--context"])
+        env.pop("DOCKER_HOST", None)
+    if isinstance(flags.get("--host"), str):
+        env["DOCKER_HOST"] = str(flags["--host"])
+        env.pop("DOCKER_CONTEXT", None)
+    if isinstance(flags.get("--config"), str):
+        env["DOCKER_CONFIG"] = str(flags["--config"])
+    verify = flags.get("--tlsverify")
+    if verify is not None:  # given at all, true or false, it turns TLS on (docker's rule); verifying as given
+        env["DOCKER_TLS"] = "1"
+        if verify is True:
+            env["DOCKER_TLS_VERIFY"] = "1"
         else:
-            pairs.append((flag, docker_globals[i + 1] if i + 1 < len(docker_globals) else ""))
-            i += 2
-    return pairs
+            env.pop("DOCKER_TLS_VERIFY", None)
+    if flags.get("--tls") is True:
+        env["DOCKER_TLS"] = "1"
+    elif flags.get("--tls") is False and verify is None:
+        env.pop("DOCKER_TLS", None)
+    given = {TLS_FILES[flag]: str(value) for flag, value in flags.items() if flag in TLS_FILES}
+    if given:
+        defaults = env.get("DOCKER_CERT_PATH") or env.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
+        files = {name: given.get(name, os.path.join(defaults, name)) for name in TLS_FILES.values()}
+        env["DOCKER_CERT_PATH"] = cert_dir(files)
+    return env
 
 
-NOT_A_DOCKER_COMMAND = ("is not a docker command", "unknown command")
+NOT_A_DOCKER_COMMAND = ("is not a docker command", "unknown command", "unknown flag", "unknown shorthand flag")
 NO_COMPOSE_FILE = ("no configuration file provided", "Can't find a suitable configuration file")  # v2, v1
 COMPOSE_FILE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
@@ -297,10 +343,11 @@ COMPOSE_FILE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "doc
 class Docker:
     """Docker and compose calls for one project, with the user's global flags on every call."""
 
-    def __init__(self, docker_binary: str, docker_globals: Sequence[str], project_args: Sequence[str],
+    def __init__(self, docker_binary: str, docker_globals: Sequence[DockerFlag], project_args: Sequence[str],
                  environ: Mapping[str, str], runner: Optional[CommandRunner] = None) -> None:
-        self.docker_argv = [docker_binary] + list(docker_globals)
+        self.docker_argv = [docker_binary] + docker_flag_args(docker_globals)
         self.docker_globals = list(docker_globals)
+        self._cert_dir: Optional[str] = None
         self.project_args = list(project_args)
         self.environ = dict(environ)
         self.runner = runner or CommandRunner()
@@ -316,24 +363,27 @@ class Docker:
         return self.runner.run(self.docker(*args), **kwargs)  # type: ignore[arg-type]
 
     def environment_for_user_commands(self) -> Dict[str, str]:
-        """The environment for --pre-stop-cmd: docker's global flags as the variables docker reads, so that
-        `docker exec {id} ...` in the command reaches the same engine as we do."""
-        env = dict(self.environ)
-        for flag, value in global_flags(self.docker_globals):
-            if flag in USER_COMMAND_VARIABLES and value is not None:
-                env[USER_COMMAND_VARIABLES[flag]] = value
-            elif flag == "--tlsverify":
-                env["DOCKER_TLS_VERIFY"] = "1"
-            elif flag in ("--tlscacert", "--tlscert", "--tlskey") and value:
-                env["DOCKER_CERT_PATH"] = os.path.dirname(os.path.abspath(value))
-        return env
+        return user_command_environment(self.environ, self.docker_globals, self._make_cert_dir)
 
-    def list_service_containers(self, project: str, service: str) -> List[Container]:
-        """All containers compose made for the service (any state, one-off `run` containers excluded)."""
-        listed = self.run("ps", "--all", "--quiet", "--no-trunc",
-                          "--filter", f"label={LABEL_PROJECT}={project}",
-                          "--filter", f"label={LABEL_SERVICE}={service}").stdout.split()
-        return [c for c in self.inspect(listed) if not c.oneoff]
+    def _make_cert_dir(self, files: Dict[str, str]) -> str:
+        """A private directory where docker finds the TLS files by the names it expects (removed by close())."""
+        if self._cert_dir is None:
+            self._cert_dir = tempfile.mkdtemp(prefix="docker-reroll-tls-")
+            for name, path in files.items():
+                if os.path.exists(path):
+                    os.symlink(os.path.abspath(path), os.path.join(self._cert_dir, name))
+        return self._cert_dir
+
+    def close(self) -> None:
+        if self._cert_dir is not None:
+            shutil.rmtree(self._cert_dir, ignore_errors=True)
+            self._cert_dir = None
+
+    def service_container_ids(self, project: str, service: str) -> List[str]:
+        """The ids of all containers with the service's compose labels, in any state."""
+        return self.run("ps", "--all", "--quiet", "--no-trunc",
+                        "--filter", f"label={LABEL_PROJECT}={project}",
+                        "--filter", f"label={LABEL_SERVICE}={service}").stdout.split()
 
     def inspect(self, ids: Iterable[str]) -> List[Container]:
         """One `docker inspect` for many containers; ones that vanished meanwhile are simply absent."""
@@ -352,12 +402,31 @@ class Docker:
         the longest of those, to bound how long this may take."""
         return self.run("stop", *ids, check=False, timeout=grace_seconds + STOP_TIMEOUT_MARGIN)
 
-    def remove(self, ids: Sequence[str]) -> Result:
-        # Anonymous volumes are kept, as compose keeps them: they may hold data.
-        return self.run("rm", "--force", *ids, check=False) if ids else Result(0, "", "")
+    def remove(self, ids: Sequence[str]) -> List[str]:
+        """Remove containers, running or not; returns what failed, one line each (one already gone is not a
+        failure). Anonymous volumes are kept, as compose keeps them: they may hold data."""
+        return self._failures(self.run("rm", "--force", *ids, check=False)) if ids else []
+
+    def remove_volumes(self, names: Sequence[str]) -> List[str]:
+        return self._failures(self.run("volume", "rm", "--force", *names, check=False)) if names else []
+
+    @staticmethod
+    def _failures(result: Result) -> List[str]:
+        """A many-object call's errors, each on its own line; the ones about objects already gone left out."""
+        lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+        failures = [line for line in lines if "No such" not in line and "no such" not in line]
+        if result.returncode != 0 and not failures and not lines:
+            failures.append(f"exit {result.returncode}")
+        return failures
 
     def start(self, container_id: str) -> Result:
         return self.run("start", container_id, check=False)
+
+    def pause(self, ids: Sequence[str]) -> List[str]:
+        return self._failures(self.run("pause", *ids, check=False)) if ids else []
+
+    def unpause(self, ids: Sequence[str]) -> List[str]:
+        return self._failures(self.run("unpause", *ids, check=False)) if ids else []
 
     def logs_tail(self, container_id: str, lines: int = 20) -> str:
         result = self.run("logs", "--tail", str(lines), "--timestamps", container_id, check=False)
@@ -380,7 +449,8 @@ class Docker:
     # -- compose
 
     def load_project(self, service: str) -> ProjectConfig:
-        """Ask compose for the project (so its rules for names, files and profiles apply); pick v2 or v1."""
+        """Ask compose for the project (so its rules for names, files and profiles apply), with v2 if there is
+        one, else the legacy v1."""
         v2 = Compose(self.docker("compose", *self.project_args))
         result = self.runner.run(v2.command("config", "--format", "json"), check=False, timeout=DOCKER_CALL_TIMEOUT)
         if result.returncode == 0:
@@ -389,9 +459,15 @@ class Docker:
             if not project.name:
                 raise RefusedError("compose did not report the project's name: a newer compose v2 is needed")
             return project
-        if not any(marker in result.stderr for marker in NOT_A_DOCKER_COMMAND):
-            raise self._cannot_load(result.stderr)
-        return self._load_legacy_project(service)
+        # Without the v2 plugin docker itself answers, and how depends on the flags (`unknown flag:
+        # --project-name`): decide from a call with none, so a real compose error is never taken for "no v2".
+        if any(marker in result.stderr for marker in NOT_A_DOCKER_COMMAND) and not self._has_compose_v2():
+            return self._load_legacy_project(service)
+        raise self._cannot_load(result.stderr)
+
+    def _has_compose_v2(self) -> bool:
+        version = self.runner.run(self.docker("compose", "version"), check=False, timeout=DOCKER_CALL_TIMEOUT)
+        return version.returncode == 0
 
     def _cannot_load(self, stderr: str) -> RefusedError:
         if any(marker in stderr for marker in NO_COMPOSE_FILE):

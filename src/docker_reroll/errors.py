@@ -40,6 +40,12 @@ class LockedError(RerollError):
     exit_code = EXIT_LOCKED
 
 
+class LockLost(RerollError):
+    """The lock was taken over while this run held it: it must stop touching the service."""
+
+    exit_code = EXIT_LOCKED
+
+
 class DeployFailed(RerollError):
     """The new containers did not become ready; they were rolled back."""
 

@@ -1,20 +1,27 @@
 """One deploy at a time per service, and a journal that lets a killed deploy be finished by the next run.
 
-Both live on the engine, so they hold across machines and contexts: the lock is a never-started container named
+Both live on the engine, so they hold across machines and contexts. The lock is a never-started container named
 `docker-reroll-lock.<project>.<service>` (the engine creates a name atomically: exactly one creator wins), whose
-labels say who holds it. The journal is a second such container, `<lock>.journal`, written before the first change
-and removed after the last: it records the replica count the service had, which is what a re-run must restore.
+labels say who holds it (see `Owner`). The journal is a volume, `<lock>.journal`, written before the first change
+and removed after the last: it records the replica count the service had and the containers that served then,
+which is what a re-run must restore. A volume survives `docker container prune` and `docker system prune` (common
+cron jobs), which remove never-started containers; a lock removed that way mid-deploy is created again.
+
+Fencing: a run whose lock was taken over (a laptop suspended for hours, a misjudged owner) must stop touching the
+service, or its roll-back and release would undo the new owner's work. `verify` checks, by container id, that the
+lock is still the one this run created; the deploy calls it before each destructive step.
 """
 
 import getpass
+import json
 import os
-import socket
 import time
-from dataclasses import dataclass
-from typing import Dict, Optional
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
 
 from docker_reroll.engine import Docker
-from docker_reroll.errors import DockerCommandError, Interrupted, LockedError, RefusedError, first_line
+from docker_reroll.errors import DockerCommandError, Interrupted, LockedError, LockLost, RefusedError, first_line
+from docker_reroll.host import System, identity, owner_is_gone, process_start
 from docker_reroll.interrupts import Interrupts
 from docker_reroll.progress import Progress
 
@@ -22,7 +29,7 @@ LOCK_IMAGE = "docker-reroll/lock:1"  # an empty image imported on first use: no 
 EMPTY_TAR = b"\0" * 1024  # a tar archive with no members
 LABEL = "io.docker-reroll."
 LOCK_RETRY_SECONDS = 0.5
-# A lock held from another machine cannot be checked for liveness; past this age it counts as abandoned.
+# A lock whose owner cannot be checked (another machine, another PID namespace) counts as abandoned past this age.
 REMOTE_LOCK_LIFETIME = 3 * 3600.0
 
 
@@ -32,21 +39,26 @@ class Owner:
 
     user: str
     host: str
-    pid: int
-    pid_start: str  # the process's start time in clock ticks since boot: a reused pid has another
+    machine_id: str  # /etc/machine-id or the Mac's platform UUID: two hosts may share a name, not this
     boot_id: str
+    pid_ns: str  # PID namespace: a deploy run in a container has pids of its own
+    pid: int
+    pid_start: str  # the process's start time: a reused pid has another
     since: float
     command: str
 
     @classmethod
-    def me(cls, command: str) -> "Owner":
-        return cls(user=_user(), host=socket.gethostname(), pid=os.getpid(), pid_start=_process_start(os.getpid()),
-                   boot_id=_boot_id(), since=time.time(), command=command)
+    def me(cls, command: str, system: System) -> "Owner":
+        here = identity(system)
+        return cls(user=_user(), host=here.host, machine_id=here.machine_id, boot_id=here.boot_id,
+                   pid_ns=here.pid_ns, pid=os.getpid(), pid_start=process_start(system, os.getpid()) or "",
+                   since=time.time(), command=command)
 
     def labels(self) -> Dict[str, str]:
         return {
-            "user": self.user, "host": self.host, "pid": str(self.pid), "pid-start": self.pid_start,
-            "boot-id": self.boot_id, "since": f"{self.since:.3f}", "command": self.command[:200],
+            "user": self.user, "host": self.host, "machine-id": self.machine_id, "boot-id": self.boot_id,
+            "pid-ns": self.pid_ns, "pid": str(self.pid), "pid-start": self.pid_start, "since": f"{self.since:.3f}",
+            "command": self.command[:200],
         }
 
     @classmethod
@@ -54,63 +66,94 @@ class Owner:
         def get(key: str) -> str:
             return labels.get(LABEL + key, "")
 
-        pid = get("pid")
-        since = get("since")
-        return cls(user=get("user"), host=get("host"), pid=int(pid) if pid.isdigit() else 0,
-                   pid_start=get("pid-start"), boot_id=get("boot-id"),
-                   since=float(since) if since.replace(".", "", 1).isdigit() else 0.0, command=get("command"))
+        return cls(user=get("user"), host=get("host"), machine_id=get("machine-id"), boot_id=get("boot-id"),
+                   pid_ns=get("pid-ns"), pid=_number(get("pid")), pid_start=get("pid-start"),
+                   since=_seconds(get("since")), command=get("command"))
 
     def describe(self) -> str:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since)) if self.since else "an unknown time"
         return f"{self.user or 'someone'}@{self.host or 'unknown host'} (pid {self.pid}) since {when}"
 
-    def stale_reason(self, me: "Owner") -> Optional[str]:
+    def same_machine(self, me: "Owner") -> bool:
+        if self.machine_id and me.machine_id:
+            return self.machine_id == me.machine_id
+        # Without a machine id on one side, only the same name in the same boot is surely the same machine.
+        return self.host == me.host and bool(self.boot_id) and self.boot_id == me.boot_id
+
+    def stale_reason(self, me: "Owner", system: System) -> Optional[str]:
         """Why this owner is certainly gone, or None if it may still be deploying."""
-        if self.host == me.host and self.boot_id == me.boot_id:
-            if self.pid and _process_start(self.pid) != self.pid_start:
-                return f"process {self.pid} on {self.host} is gone"
-            return None
-        if self.host == me.host and self.boot_id != me.boot_id:
-            return f"{self.host} has restarted since"
+        if self.same_machine(me):
+            if self.boot_id and me.boot_id and self.boot_id != me.boot_id:
+                return f"{self.host} has restarted since"
+            if self.pid_ns == me.pid_ns and self.pid:
+                if owner_is_gone(system, self.pid, self.pid_start):
+                    return f"process {self.pid} on {self.host} is gone"
+                return None
+        # Another machine, or another PID namespace here: its process cannot be looked up from this one.
         if me.since - self.since > REMOTE_LOCK_LIFETIME:
             return f"it is older than {int(REMOTE_LOCK_LIFETIME // 3600)} hours"
         return None
 
 
+@dataclass(frozen=True)
+class Journal:
+    """What an interrupted deploy leaves for the next run: the replica count and who served before it began."""
+
+    replicas: int
+    containers: List[str] = field(default_factory=list)  # short ids
+    since: float = 0.0
+
+    def labels(self) -> Dict[str, str]:
+        return {LABEL + "replicas": str(self.replicas), LABEL + "containers": ",".join(self.containers),
+                LABEL + "since": f"{self.since:.3f}"}
+
+    @classmethod
+    def from_labels(cls, labels: Dict[str, str]) -> Optional["Journal"]:
+        replicas = labels.get(LABEL + "replicas", "")
+        if not replicas.isdigit():
+            return None
+        listed = labels.get(LABEL + "containers", "")
+        return cls(int(replicas), [c for c in listed.split(",") if c], _seconds(labels.get(LABEL + "since", "")))
+
+
 class EngineLock:
-    def __init__(self, docker: Docker, project: str, service: str, progress: Progress, command: str) -> None:
+    def __init__(self, docker: Docker, project: str, service: str, progress: Progress, command: str,
+                 system: Optional[System] = None) -> None:
         self._docker = docker
         self._progress = progress
+        self._system = system or System()
+        self.service = service
         self.name = f"docker-reroll-lock.{project}.{service}"
         self.journal_name = f"{self.name}.journal"
-        self.me = Owner.me(command)
-        self.held = False
-        self.journal_replicas: Optional[int] = None
+        self.me = Owner.me(command, self._system)
+        self.lock_id = ""  # the lock container this run created: the lock is ours while the name still has it
+        self.journal: Optional[Journal] = None
         self.journal_inherited = False  # an interrupted deploy left the journal: this run finishes that deploy
+
+    @property
+    def held(self) -> bool:
+        return bool(self.lock_id)
 
     def acquire(self, timeout: float, interrupts: Interrupts) -> None:
         deadline = time.monotonic() + timeout
         announced = False
         while True:
-            if self._create(self.name, {LABEL + k: v for k, v in self.me.labels().items()}):
-                self.held = True
-                self.journal_replicas = self._read_journal()
-                self.journal_inherited = self.journal_replicas is not None
+            if self._create_lock():
+                self.journal = self._read_journal()
+                self.journal_inherited = self.journal is not None
                 return
             if interrupts.requested():
                 raise Interrupted("interrupted while waiting for the deploy lock; nothing was changed",
                                   interrupts.first_signal or 0)
             holder = self._holder()
-            if holder is not None:
+            if holder is None:  # the name is taken but we cannot see by whom (it is being created or removed)
+                description = "a deploy whose lock is being created or removed"
+            else:
                 holder_id, owner = holder
-                reason = owner.stale_reason(self.me)
-                if reason:
-                    self._progress.warn(f"taking over the deploy lock of {owner.describe()}: {reason}")
-                    self._docker.remove([holder_id])  # by id: of two runs taking over, only one removes it
+                reason = owner.stale_reason(self.me, self._system)
+                if reason and self._take_over(holder_id, owner, reason):
                     continue
                 description = f"{owner.describe()}, `{owner.command}`"
-            else:  # the name is taken but we cannot see by whom (it is being created or removed right now)
-                description = "a deploy whose lock is being created or removed"
             if time.monotonic() >= deadline:
                 raise LockedError(
                     f"another deploy of this service is running: {description}; "
@@ -121,37 +164,77 @@ class EngineLock:
                 announced = True
             interrupts.sleep(LOCK_RETRY_SECONDS)
 
-    def write_journal(self, replicas: int) -> None:
-        """Record the replica count before the first change; a journal left by a killed run is kept as it is."""
-        if self.journal_replicas is not None:
+    def _take_over(self, holder_id: str, owner: Owner, reason: str) -> bool:
+        """Remove a dead owner's lock, by id: of two runs taking over, only one removes it, and the next create
+        decides between them."""
+        self._progress.warn(f"taking over the deploy lock of {owner.describe()}: {reason}")
+        failures = self._docker.remove([holder_id])
+        if failures:
+            self._progress.warn(f"could not remove the stale lock {self.name}: {'; '.join(failures)}")
+            return False
+        return True
+
+    def write_journal(self, replicas: int, serving: Sequence[str]) -> None:
+        """Record the replica count and who serves, before the first change; an inherited journal is kept."""
+        if self.journal is not None:
             return
-        if not self._create(self.journal_name, {LABEL + "replicas": str(replicas),
-                                                LABEL + "since": f"{time.time():.3f}"}):
-            raise RefusedError(f"cannot write the deploy journal: {self.journal_name} already exists")
-        self.journal_replicas = replicas
+        self.journal = Journal(replicas, [c[:12] for c in serving], time.time())
+        self._create_journal(self.journal)
+
+    def verify(self) -> None:
+        """Fencing, before a destructive step: is the lock still the one this run created? A lock or journal
+        that a prune removed is created again; a lock that another run holds now ends this one."""
+        found = self._holder()
+        if found is None:
+            self._progress.warn(f"the deploy lock {self.name} was removed (by `docker container prune`?): "
+                                "taking it again")
+            found = (self.lock_id, self.me) if self._create_lock() else self._holder()
+        if found is not None and found[0] == self.lock_id:
+            if self.journal is not None and self._read_journal() is None:
+                self._progress.warn(f"the deploy journal {self.journal_name} was removed: writing it again")
+                self._create_journal(self.journal)
+            return
+        self.lock_id = ""  # not ours: nothing of it may be released by this run
+        who = found[1].describe() if found else "another deploy"
+        raise LockLost(f"the deploy lock of {self.service} was taken over by {who}: this run stops here and "
+                       "leaves the service to it")
 
     def release(self, keep_journal: bool = False) -> None:
-        """Drop the journal (once the service holds only old or only new containers), then the lock."""
-        if self.held:
-            if not keep_journal:
-                self._docker.remove([self.journal_name])
-            self._docker.remove([self.name])
-            self.held = False
+        """Drop the journal (once the service holds only old or only new containers), then the lock: only what
+        is still ours, and say what could not be removed."""
+        if not self.held:
+            return
+        try:
+            self.verify()
+        except LockLost as error:
+            self._progress.warn(f"{error}; its lock and journal were left alone")
+            return
+        failures = self._docker.remove([self.lock_id])
+        if not keep_journal and self.journal is not None:
+            failures += self._docker.remove_volumes([self.journal_name])
+        self.lock_id = ""
+        if failures:
+            self._progress.warn(f"could not release the deploy lock: {'; '.join(failures)}; remove "
+                                f"{self.name} (container) and {self.journal_name} (volume) by hand")
 
-    def _create(self, name: str, labels: Dict[str, str]) -> bool:
-        """Create a never-started container: True if we did, False if the name is taken."""
-        args = ["create", "--pull", "never", "--name", name, "--network", "none"]
-        for key, value in labels.items():
-            args += ["--label", f"{key}={value}"]
+    # -- engine objects
+
+    def _create_lock(self) -> bool:
+        """Create the never-started lock container: True (and its id kept) if we did, False if the name is
+        taken."""
+        args = ["create", "--pull", "never", "--name", self.name, "--network", "none"]
+        for key, value in self.me.labels().items():
+            args += ["--label", f"{LABEL}{key}={value}"]
         result = self._docker.run(*args, LOCK_IMAGE, "lock", check=False)
         if result.returncode != 0 and "No such image" in result.stderr:
             self._import_lock_image()
             result = self._docker.run(*args, LOCK_IMAGE, "lock", check=False)
         if result.returncode == 0:
+            self.lock_id = result.stdout.strip()
             return True
         if "Conflict" in result.stderr or "already in use" in result.stderr:
             return False
-        raise RefusedError(f"cannot create the deploy lock {name}: {first_line(result.stderr)}")
+        raise RefusedError(f"cannot create the deploy lock {self.name}: {first_line(result.stderr)}")
 
     def _import_lock_image(self) -> None:
         try:
@@ -159,23 +242,26 @@ class EngineLock:
         except DockerCommandError as error:
             raise RefusedError(f"cannot create the lock image: {first_line(error.stderr)}") from None
 
+    def _create_journal(self, journal: Journal) -> None:
+        args = ["volume", "create"]
+        for key, value in journal.labels().items():
+            args += ["--label", f"{key}={value}"]
+        result = self._docker.run(*args, self.journal_name, check=False)
+        if result.returncode != 0:
+            raise RefusedError(f"cannot write the deploy journal {self.journal_name}: {first_line(result.stderr)}")
+
     def _holder(self) -> "Optional[tuple[str, Owner]]":
-        labels = self._labels_of(self.name)
-        if labels is None:
-            return None
-        container_id, values = labels
-        return container_id, Owner.from_labels(values)
+        found = self._docker.inspect([self.name])
+        return (found[0].id, Owner.from_labels(dict(found[0].labels))) if found else None
 
-    def _read_journal(self) -> Optional[int]:
-        labels = self._labels_of(self.journal_name)
-        if labels is None:
-            return None
-        replicas = labels[1].get(LABEL + "replicas", "")
-        return int(replicas) if replicas.isdigit() else None
-
-    def _labels_of(self, name: str) -> "Optional[tuple[str, Dict[str, str]]]":
-        found = self._docker.inspect([name])
-        return (found[0].id, dict(found[0].labels)) if found else None
+    def _read_journal(self) -> Optional[Journal]:
+        result = self._docker.run("volume", "inspect", "--format", "{{json .Labels}}", self.journal_name,
+                                  check=False)
+        if result.returncode != 0:
+            if "No such volume" in result.stderr or "no such volume" in result.stderr:
+                return None
+            raise RefusedError(f"cannot read the deploy journal {self.journal_name}: {first_line(result.stderr)}")
+        return Journal.from_labels(json.loads(result.stdout or "null") or {})
 
 
 def _user() -> str:
@@ -185,25 +271,9 @@ def _user() -> str:
         return str(os.getuid())
 
 
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
-            return handle.read().strip()
-    except OSError:
-        return ""
+def _number(text: str) -> int:
+    return int(text) if text.isdigit() else 0
 
 
-DEAD_STATES = ("Z", "X")  # zombie (killed, not yet reaped: in a container without init, never) and dead
-
-
-def _process_start(pid: int) -> str:
-    """Field 22 of /proc/PID/stat; empty if the process does not exist, has died and awaits its parent's wait
-    (a zombie is no deploy), or there is no /proc."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return ""
-    if len(fields) < 20 or fields[0] in DEAD_STATES:
-        return ""
-    return fields[19]
+def _seconds(text: str) -> float:
+    return float(text) if text.replace(".", "", 1).isdigit() else 0.0

@@ -13,12 +13,13 @@ from docker_reroll.errors import (
     EXIT_OK,
     EXIT_SIGNAL_BASE,
     Interrupted,
+    LockLost,
     RerollError,
 )
 from docker_reroll.interrupts import Interrupts, signal_name
 from docker_reroll.processes import CallStats, CommandRunner
 from docker_reroll.progress import Progress
-from docker_reroll.settings import Options
+from docker_reroll.settings import Options, docker_flag_args
 
 STATS_ENV = "DOCKER_REROLL_STATS"  # a file to write timing figures to (used by the benchmark)
 DEBUG_ENV = "DOCKER_REROLL_DEBUG"
@@ -33,13 +34,18 @@ def run(options: Options, environ: Mapping[str, str], progress: Optional[Progres
     interrupts = Interrupts()
     interrupts.install(environ)
     deployment = Deployment(options, docker, progress, interrupts,
-                            command_line=quote_command(["docker", *options.docker_globals, "reroll", *options.args]))
+                            command_line=quote_command(["docker", *docker_flag_args(options.docker_globals), "reroll",
+                                                        *options.args]))
+    handed_over = False  # the lock was taken over: what the service holds is the other run's to report
     try:
         deployment.run()
         code = _finished_code(interrupts, progress)
     except Interrupted as error:
         progress.error(f"{error}; the old containers keep serving")
         code = error.exit_code
+    except LockLost as error:
+        progress.error(str(error))
+        code, handed_over = error.exit_code, True
     except RerollError as error:
         progress.error(str(error))
         code = error.exit_code
@@ -50,7 +56,8 @@ def run(options: Options, environ: Mapping[str, str], progress: Optional[Progres
         code = EXIT_DEPLOY_FAILED
     finally:
         interrupts.uninstall()
-    if not deployment.consistent:
+        docker.close()
+    if not deployment.consistent and not handed_over:
         code = EXIT_INCOMPLETE  # whatever stopped it: old and new containers both exist until the next run
     _write_stats(environ.get(STATS_ENV), deployment, stats, time.monotonic() - started)
     return code

@@ -9,10 +9,10 @@ runs on every `docker` invocation that lists plugins and must stay fast.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-if TYPE_CHECKING:
-    from typing import Dict, List, Optional
+# One of docker's global options, by its long name: a value, or True/False for a boolean one (`--tls`).
+DockerFlag = Tuple[str, Union[str, bool]]
 
 DEFAULT_HEALTHCHECK_TIMEOUT = 60.0
 DEFAULT_WAIT = 10.0
@@ -46,9 +46,10 @@ class Options:
         self.wait_after_unhealthy = DEFAULT_WAIT_AFTER_UNHEALTHY
         self.drain_time = DEFAULT_DRAIN_TIME
         self.lock_timeout = DEFAULT_LOCK_TIMEOUT
+        self.scale: Dict[str, int] = {}  # --scale SERVICE=NUM
         self.help = False
         self.version = False
-        self.docker_globals: List[str] = []
+        self.docker_globals: List[DockerFlag] = []
         self.args: List[str] = []  # our part of the command line, as given
         self.sources: Dict[str, str] = {}  # setting -> where its value came from; absent: the default
 
@@ -73,3 +74,16 @@ class Options:
         for profile in self.profiles:
             args += ["--profile", profile]
         return args
+
+
+def docker_flag_args(flags: Sequence[DockerFlag]) -> List[str]:
+    """Docker's global options back into arguments, as the docker CLI reads them."""
+    args: List[str] = []
+    for name, value in flags:
+        if value is True:
+            args.append(name)
+        elif value is False:
+            args.append(f"{name}=false")
+        else:
+            args += [name, str(value)]
+    return args

@@ -112,6 +112,12 @@ class ContainerWatch:
                 self._states[container_id] = state
             return [self._states[i] for i in ids]
 
+    def known(self, ids: Sequence[str]) -> List[Container]:
+        """The containers as the events keep them; one inspect for any not seen yet, or when the stream is gone."""
+        with self._cond:
+            current = self._stream_alive and all(i in self._states for i in ids)
+        return self.current(ids) if current else self.refresh(ids)
+
     def current(self, ids: Sequence[str]) -> List[Container]:
         with self._cond:
             return [self._states[i] for i in ids if i in self._states]
@@ -122,11 +128,7 @@ class ContainerWatch:
         started = time.monotonic()
         deadline = started + seconds
         seen = self._interrupts.count if interrupts_seen is None else interrupts_seen
-        with self._cond:
-            # Containers inspected since we subscribed are kept current by events; others need one inspect.
-            reconcile = not self._stream_alive or any(i not in self._states for i in ids)
-        if reconcile:
-            self.refresh(ids)
+        self.known(ids)  # containers inspected since we subscribed are kept current by events
         last_refresh = time.monotonic()
         refreshing = last_refresh - started
         try:
@@ -151,6 +153,18 @@ class ContainerWatch:
                     refreshing += last_refresh - before
         finally:
             self.stats.wait_seconds += time.monotonic() - started - refreshing
+
+    def hold(self, seconds: float) -> None:
+        """Just wait (the drain floor): no interrupt shortens it. Counted as waiting, like the waits above."""
+        if seconds > 0:
+            time.sleep(seconds)
+            self.stats.wait_seconds += seconds
+
+    def pause(self, seconds: float, interrupts_seen: int) -> None:
+        """Wait `seconds` unless an interrupt beyond `interrupts_seen` comes first."""
+        started = time.monotonic()
+        self._interrupts.sleep(seconds, interrupts_seen=interrupts_seen)
+        self.stats.wait_seconds += time.monotonic() - started
 
     def _note_reaction(self, wait_started: float) -> None:
         """If an event (not our own inspect) ended the wait, record how long we took to act on it."""

@@ -3,7 +3,7 @@
 import json
 import time
 
-from dockerfixtures import APP_IMAGE, ROOT, docker, lock_containers, project_events
+from dockerfixtures import APP_IMAGE, ROOT, docker, lock_and_journal, project_events
 
 
 def ids(containers):
@@ -23,7 +23,7 @@ def test_deploy_with_health_check_replaces_the_container_with_the_new_image(proj
     assert docker("inspect", old.id, check=False).returncode != 0, "the old container must be removed"
     assert "scaling web from 1 to 2 containers" in run.stderr
     assert "1/1 new container(s) healthy" in run.stderr
-    assert lock_containers(project) == [], "the lock and journal are released"
+    assert lock_and_journal(project) == [], "the lock and journal are released"
 
 
 def test_two_replicas_stay_two_all_new(project):

@@ -26,10 +26,10 @@ import pytest
 from dockerfixtures import (
     DRAIN,
     child_pid,
-    docker,
     finish,
+    journal_replicas,
     load_on,
-    lock_containers,
+    lock_and_journal,
     project_events,
     read_until,
     start_reroll,
@@ -154,8 +154,8 @@ def invariant_problems(stack, expected, old, report, exited_at, replicas=None, v
     answering = versions_after(report, exited_at)
     if answering != {serving}:
         problems.append(f"after the exit {sorted(answering) or 'nothing'} answered, expected {serving}")
-    if lock_containers(stack):
-        problems.append(f"left behind: {lock_containers(stack)}")
+    if lock_and_journal(stack):
+        problems.append(f"left behind: {lock_and_journal(stack)}")
     if report.failed:
         problems.append(f"{report.failed} failed request(s): {report.summary()}")
     return problems
@@ -303,9 +303,8 @@ def test_a_killed_deploy_is_finished_by_the_next_run_with_zero_failed_requests(s
         victim.finish()
         halfway = stack.containers()
         assert len(halfway) == 4, [(c.name, c.status) for c in halfway]
-        assert sorted(lock_containers(stack)) == [lock, f"{lock}.journal"], "the killed run leaves lock and journal"
-        journal = json.loads(docker("inspect", f"{lock}.journal").stdout)[0]
-        assert journal["Config"]["Labels"]["io.docker-reroll.replicas"] == "2"
+        assert lock_and_journal(stack) == [lock, f"{lock}.journal"], "the killed run leaves lock and journal"
+        assert journal_replicas(stack) == "2"
 
         rerun = stack.reroll("app", *DRAIN, *HEALTH_TIMEOUT, extra_env={"APP_VERSION": "v3"}, timeout=120)
         ended = time.time()

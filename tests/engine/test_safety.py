@@ -1,6 +1,5 @@
 """Safety: refusals that change nothing, the deploy lock and its stale takeover, crash recovery bookkeeping."""
 
-import json
 import os
 import signal
 import socket
@@ -9,14 +8,16 @@ import time
 
 import pytest
 
+from docker_reroll.host import System, identity
 from dockerfixtures import (
     APP_IMAGE,
     DRAIN,
     child_pid,
     docker,
     docker_without_compose,
+    journal_replicas,
     load_on,
-    lock_containers,
+    lock_and_journal,
     read_until,
     start_reroll,
     start_stack,
@@ -137,9 +138,10 @@ def test_a_stale_lock_from_a_dead_process_is_taken_over_under_load(stack):
     old = start_stack(stack, 2)
     dead = subprocess.Popen(["true"])
     dead.wait()
-    boot_id = open("/proc/sys/kernel/random/boot_id").read().strip()
-    plant_lock(stack, user="ci", host=socket.gethostname(), pid=dead.pid, **{
-        "pid-start": "1", "boot-id": boot_id, "since": f"{time.time() - 30:.0f}", "command": "docker reroll app"})
+    here = identity(System())
+    plant_lock(stack, user="ci", host=here.host, pid=dead.pid, **{
+        "machine-id": here.machine_id, "pid-ns": here.pid_ns, "pid-start": "1", "boot-id": here.boot_id,
+        "since": f"{time.time() - 30:.0f}", "command": "docker reroll app"})
 
     with load_on(stack) as load:
         run = stack.reroll("app", *DRAIN, extra_env={"APP_VERSION": "v2"})
@@ -176,8 +178,7 @@ def test_killed_mid_deploy_then_rerun_converges_to_the_replica_count(project):
     os.kill(child_pid(victim.pid), signal.SIGKILL)
     victim.wait(timeout=30)
     assert len(project.containers()) == 4
-    lock = json.loads(docker("inspect", f"docker-reroll-lock.{project.name}.web.journal").stdout)[0]
-    assert lock["Config"]["Labels"]["io.docker-reroll.replicas"] == "2"
+    assert journal_replicas(project) == "2"
 
     run = project.reroll("web", extra_env={"TAG": "v3"})
 
@@ -186,7 +187,7 @@ def test_killed_mid_deploy_then_rerun_converges_to_the_replica_count(project):
     final = project.containers()
     assert len(final) == 2 and all(project.image_of(c) == f"{APP_IMAGE}:v3" for c in final)
     assert not {c.id for c in final} & {c.id for c in old}
-    assert lock_containers(project) == []
+    assert lock_and_journal(project) == []
 
 
 def test_a_failed_recovery_run_keeps_the_journal_so_the_next_run_still_restores_the_count(project):
@@ -202,14 +203,13 @@ def test_a_failed_recovery_run_keeps_the_journal_so_the_next_run_still_restores_
     broken = project.reroll("web", "--healthcheck-timeout", "3", extra_env={"TAG": "v3", "BROKEN": "1"})
     assert broken.returncode == 1
     assert len(project.containers()) == 4
-    journal = f"docker-reroll-lock.{project.name}.web.journal"
-    assert json.loads(docker("inspect", journal).stdout)[0]["Config"]["Labels"]["io.docker-reroll.replicas"] == "2"
+    assert journal_replicas(project) == "2"
 
     fixed = project.reroll("web", extra_env={"TAG": "v3"})
     assert fixed.returncode == 0, fixed.stderr
     final = project.containers()
     assert len(final) == 2 and all(project.image_of(c) == f"{APP_IMAGE}:v3" for c in final)
-    assert lock_containers(project) == []
+    assert lock_and_journal(project) == []
 
 
 def test_no_compose_file_is_one_line_naming_the_directory_the_files_compose_looks_for_and_dash_f(base_env, tmp_path):

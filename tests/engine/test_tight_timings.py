@@ -53,7 +53,7 @@ def test_ten_deploys_at_tight_timings_one_replica_zero_failed_requests(make_stac
     start_stack(stack, 1)
     runs, failed, report = deploy_series(stack, DEPLOYS, *DRAIN)
     assert_every_deploy_clean(stack, 1, runs, failed, report)
-    assert all("(--drain-time) and until Docker reports" in run.stderr for run in runs), \
+    assert all("(--drain-time) and until Docker reports them unhealthy" in run.stderr for run in runs), \
         "each deploy waited for Docker's verdict as well as the floor"
 
 

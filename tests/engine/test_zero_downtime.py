@@ -7,7 +7,7 @@ Each scenario runs the example stack (examples/haproxy), keeps 8 keep-alive clie
 import subprocess
 import time
 
-from dockerfixtures import DRAIN, load_on, lock_containers, project_events, start_stack, versions_after
+from dockerfixtures import DRAIN, load_on, lock_and_journal, project_events, start_stack, versions_after
 
 
 def deploy_under_load(stack, *args, **env):
@@ -113,7 +113,7 @@ def test_a_new_version_that_turns_unhealthy_during_wait_after_healthy_is_rolled_
     remaining = stack.containers()
     assert [c.id for c in remaining] == [old.id] and remaining[0].health == "healthy"
     assert versions_after(report, ended) == {"v1"}
-    assert lock_containers(stack) == []
+    assert lock_and_journal(stack) == []
 
 
 def test_after_the_point_of_no_return_the_old_containers_are_kept_while_no_new_one_serves(make_stack):
@@ -132,7 +132,7 @@ def test_after_the_point_of_no_return_the_old_containers_are_kept_while_no_new_o
     assert old.id in left and left[old.id].running, "the old container was not stopped"
     [new] = [c for c in left.values() if c.id != old.id]
     assert new.health == "unhealthy" and stack.env_of(new)["APP_VERSION"] == "v2"
-    assert len(lock_containers(stack)) == 2, "lock and journal tell the next run what to finish"
+    assert len(lock_and_journal(stack)) == 2, "lock and journal tell the next run what to finish"
 
     rerun, report, _, ended = deploy_under_load(stack, *DRAIN, APP_VERSION="v3")
 
@@ -142,7 +142,7 @@ def test_after_the_point_of_no_return_the_old_containers_are_kept_while_no_new_o
     [final] = stack.containers()
     assert stack.env_of(final)["APP_VERSION"] == "v3" and final.id not in (old.id, new.id)
     assert versions_after(report, ended) == {"v3"}
-    assert lock_containers(stack) == []
+    assert lock_and_journal(stack) == []
 
 
 # ------------------------------------------------------------------------------------- every command is bounded

@@ -7,14 +7,24 @@ from contextlib import redirect_stderr, redirect_stdout
 import pytest
 
 from docker_reroll import __version__
-from docker_reroll.cli import HELP, METADATA_COMMAND, main, parse_args, parse_command_line, split_argv
+from docker_reroll.cli import (
+    HELP,
+    METADATA_COMMAND,
+    PLUGIN_ENV,
+    main,
+    parse_args,
+    parse_command_line,
+    split_argv,
+)
 from docker_reroll.errors import UsageError
 
+PLUGIN_MODE = {PLUGIN_ENV: "/usr/bin/docker"}  # what the docker CLI sets when it runs a plugin
 
-def run_main(argv):
+
+def run_main(argv, environ=PLUGIN_MODE):
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
-        code = main(argv)
+        code = main(argv, environ)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -122,29 +132,70 @@ def test_split_plugin_invocation_with_global_options():
     argv = ["--context", "prod", "-H", "tcp://h:2376", "--tls", "--tlscacert=/ca.pem", "-D", "-l", "info",
             "--config", "/cfg", "reroll", "-f", "x.yml", "web"]
     globals_, rest = split_argv(argv)
-    assert globals_ == ["--context", "prod", "--host", "tcp://h:2376", "--tls", "--tlscacert", "/ca.pem",
-                        "--debug", "--log-level", "info", "--config", "/cfg"]
+    assert globals_ == [("--context", "prod"), ("--host", "tcp://h:2376"), ("--tls", True),
+                        ("--tlscacert", "/ca.pem"), ("--debug", True), ("--log-level", "info"), ("--config", "/cfg")]
     assert rest == ["-f", "x.yml", "web"]
 
 
 def test_a_global_value_named_reroll_does_not_confuse_the_split():
     globals_, rest = split_argv(["--context", "reroll", "reroll", "web"])
-    assert globals_ == ["--context", "reroll"] and rest == ["web"]
+    assert globals_ == [("--context", "reroll")] and rest == ["web"]
     globals_, rest = split_argv(["-c", "reroll", "reroll", "reroll"])  # a service called reroll, too
-    assert globals_ == ["--context", "reroll"] and rest == ["reroll"]
+    assert globals_ == [("--context", "reroll")] and rest == ["reroll"]
 
 
-def test_attached_short_global_values():
-    assert split_argv(["-Hunix:///var/run/docker.sock", "reroll", "web"])[0] == [
-        "--host", "unix:///var/run/docker.sock"]
+@pytest.mark.parametrize("argv, flags", [
+    (["-Hunix:///var/run/docker.sock"], [("--host", "unix:///var/run/docker.sock")]),
+    (["-H=tcp://h:1"], [("--host", "tcp://h:1")]),  # pflag drops the `=` (seen before: kept in the value)
+    (["-c=prod"], [("--context", "prod")]),
+    (["--host=tcp://h:1"], [("--host", "tcp://h:1")]),
+    (["-Dc", "prod"], [("--debug", True), ("--context", "prod")]),  # combined shorthands
+    (["-Dcprod"], [("--debug", True), ("--context", "prod")]),
+    (["-D=false"], [("--debug", False)]),
+    (["--tlsverify=false"], [("--tlsverify", False)]),
+    (["--debug=true", "--tls=1"], [("--debug", True), ("--tls", True)]),
+    (["-lerror"], [("--log-level", "error")]),
+])
+def test_global_flags_in_every_form_docker_accepts(argv, flags):
+    assert split_argv([*argv, "reroll", "web"]) == (flags, ["web"])
 
 
-def test_standalone_invocation_has_no_plugin_word():
-    assert split_argv(["web", "--wait", "1"]) == ([], ["web", "--wait", "1"])
-    options = parse_command_line(["--context", "prod", "web"])
-    assert options.docker_globals == ["--context", "prod"] and options.service == "web"
+@pytest.mark.parametrize("argv, message", [
+    (["--tlsverify=maybe"], "invalid value 'maybe' for '--tlsverify'"),
+    (["-Dx"], "unknown shorthand flag: 'x' in -Dx"),
+    (["--context"], "a value is required for '--context'"),
+    (["-c"], "a value is required for '-c'"),
+])
+def test_bad_global_flags_are_usage_errors(argv, message):
+    with pytest.raises(UsageError, match=message):
+        split_argv(argv)
 
 
-def test_missing_global_value_is_a_usage_error():
-    with pytest.raises(UsageError):
-        split_argv(["--context"])
+def test_standalone_the_first_word_is_a_service_even_if_it_is_called_reroll():
+    """Seen before: `docker-reroll reroll` (standalone) dropped the service's name as if it were the plugin's."""
+    assert split_argv(["web", "--wait", "1"], plugin_mode=False) == ([], ["web", "--wait", "1"])
+    assert split_argv(["reroll"], plugin_mode=False) == ([], ["reroll"])
+    assert split_argv(["reroll"], plugin_mode=True) == ([], [])
+    options = parse_command_line(["--context", "prod", "reroll"], plugin_mode=False)
+    assert options.docker_globals == [("--context", "prod")] and options.service == "reroll"
+
+
+@pytest.mark.parametrize("word, value", [("-f=compose.yml", "compose.yml"), ("-fcompose.yml", "compose.yml"),
+                                         ("--file=compose.yml", "compose.yml")])
+def test_our_short_options_take_their_value_as_clap_does(word, value):
+    assert parse_args([word, "-p=proj", "web"]).files == [value]
+    assert parse_args(["-p=proj", "web"]).project_name == "proj"
+
+
+@pytest.mark.parametrize("text, seconds", [("2", 2), ("2.5", 2.5), (".5", 0.5), ("5.", 5.0), ("0", 0)])
+def test_seconds_in_every_form_a_float_parser_reads(text, seconds):
+    assert parse_args(["--wait", text, "web"]).wait == seconds
+
+
+def test_scale_takes_composes_syntax_for_the_service_deployed():
+    assert parse_args(["--scale", "web=3", "web"]).scale == {"web": 3}
+    assert parse_args(["--scale=web=1", "web"]).scale == {"web": 1}
+    for bad, message in [("web", "expected SERVICE=NUM"), ("web=0", "NUM at least 1"), ("web=x", "SERVICE=NUM"),
+                         ("=2", "SERVICE=NUM"), ("api=2", "'api' is not the service being deployed")]:
+        with pytest.raises(UsageError, match=message):
+            parse_args(["--scale", bad, "web"])

@@ -92,8 +92,8 @@ def test_legacy_project_name_follows_compose_v1(tmp_path):
 
 
 def test_legacy_compose_takes_docker_globals_as_its_own_flags():
-    compose = legacy_compose(["--file", "c.yml"], ["--context", "prod", "--config", "/cfg", "--debug", "--tls"],
-                             {"PATH": "/bin"})
+    compose = legacy_compose(["--file", "c.yml"], [("--context", "prod"), ("--config", "/cfg"), ("--debug", True),
+                                                   ("--tls", True), ("--tlsverify", False)], {"PATH": "/bin"})
     assert compose.argv == ["docker-compose", "--context", "prod", "--verbose", "--tls", "--file", "c.yml"]
     assert compose.env["DOCKER_CONFIG"] == "/cfg" and compose.legacy
 
@@ -106,14 +106,63 @@ def test_docker_is_called_through_the_cli_that_ran_the_plugin():
     assert docker_binary({}) == "docker"
 
 
-def test_pre_stop_commands_reach_the_same_engine_through_docker_variables():
+def user_env(flags, environ=None, tmp_path=None):
+    from docker_reroll.engine import user_command_environment
+
+    made = []
+
+    def cert_dir(files):
+        made.append(files)
+        return "/private/tls"
+
+    env = user_command_environment(environ if environ is not None else {"PATH": "/bin"}, flags, cert_dir)
+    return env, made
+
+
+def test_a_context_flag_wins_over_an_exported_docker_host_in_the_pre_stop_command():
+    """Docker resolves DOCKER_HOST before DOCKER_CONTEXT: left in place, it would send `docker exec` elsewhere."""
+    env, _ = user_env([("--context", "prod"), ("--config", "/cfg")],
+                      {"PATH": "/bin", "DOCKER_HOST": "tcp://other:2375"})
+    assert env["DOCKER_CONTEXT"] == "prod" and env["DOCKER_CONFIG"] == "/cfg" and env["PATH"] == "/bin"
+    assert "DOCKER_HOST" not in env
+    env, _ = user_env([("--host", "tcp://h:1")], {"DOCKER_CONTEXT": "prod"})
+    assert env["DOCKER_HOST"] == "tcp://h:1" and "DOCKER_CONTEXT" not in env
+    env, _ = user_env([], {"DOCKER_HOST": "tcp://mine:1", "DOCKER_TLS_VERIFY": "1"})
+    assert env == {"DOCKER_HOST": "tcp://mine:1", "DOCKER_TLS_VERIFY": "1"}, "no flags: the user's environment"
+
+
+def test_tls_flags_become_the_variables_docker_reads():
+    env, made = user_env([("--tls", True)])
+    assert env["DOCKER_TLS"] == "1" and "DOCKER_TLS_VERIFY" not in env and made == []
+    env, _ = user_env([("--tlsverify", True)])
+    assert env["DOCKER_TLS"] == "1" and env["DOCKER_TLS_VERIFY"] == "1"
+    # --tlsverify=false still turns TLS on (docker's rule), without verifying, whatever the environment said
+    env, _ = user_env([("--tlsverify", False)], {"DOCKER_TLS_VERIFY": "1"})
+    assert env["DOCKER_TLS"] == "1" and "DOCKER_TLS_VERIFY" not in env
+    env, _ = user_env([("--tls", False)], {"DOCKER_TLS": "1"})
+    assert "DOCKER_TLS" not in env
+
+
+def test_tls_files_named_by_flag_are_found_under_the_names_docker_expects():
+    """--tlscacert /x/my-ca.crt: DOCKER_CERT_PATH=/x would make docker look for /x/ca.pem."""
+    env, made = user_env([("--tlsverify", True), ("--tlscacert", "/x/my-ca.crt"), ("--tlscert", "/y/me.crt")],
+                         {"DOCKER_CERT_PATH": "/certs"})
+    assert env["DOCKER_CERT_PATH"] == "/private/tls"
+    assert made == [{"ca.pem": "/x/my-ca.crt", "cert.pem": "/y/me.crt", "key.pem": "/certs/key.pem"}]
+
+
+def test_the_private_cert_directory_links_the_files_and_goes_away(tmp_path):
     from docker_reroll.engine import Docker
 
-    docker = Docker("docker", ["--context", "prod", "--tlsverify", "--tlscacert", "/certs/ca.pem", "--config",
-                               "/cfg"], [], {"PATH": "/bin"})
+    ca = tmp_path / "my-ca.crt"
+    ca.write_text("CA")
+    docker = Docker("docker", [("--tlsverify", True), ("--tlscacert", str(ca))], [],
+                    {"DOCKER_CERT_PATH": str(tmp_path / "none")})
     env = docker.environment_for_user_commands()
-    assert env["DOCKER_CONTEXT"] == "prod" and env["DOCKER_CONFIG"] == "/cfg"
-    assert env["DOCKER_TLS_VERIFY"] == "1" and env["DOCKER_CERT_PATH"] == "/certs" and env["PATH"] == "/bin"
-    assert "DOCKER_HOST" not in env
-    assert Docker("docker", ["--host", "tcp://h:1"], [], {}).environment_for_user_commands()["DOCKER_HOST"] == \
-        "tcp://h:1"
+    directory = env["DOCKER_CERT_PATH"]
+    import os
+
+    assert open(os.path.join(directory, "ca.pem")).read() == "CA"
+    assert not os.path.exists(os.path.join(directory, "cert.pem")), "a default that does not exist is not linked"
+    docker.close()
+    assert not os.path.exists(directory)

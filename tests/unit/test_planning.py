@@ -1,11 +1,20 @@
-"""The deploy's decisions, without a daemon: planning, refusals, phases, pre-stop substitution, lock staleness."""
+"""The deploy's decisions, without a daemon: planning, refusals, phases, pre-stop substitution, the drain."""
 
 import pytest
 
-from docker_reroll.deploy import NO_DRAIN, Phase, check_service, plan_deploy, plan_drain, pre_stop_command, rolls_back
+from docker_reroll.deploy import (
+    NO_DRAIN,
+    Phase,
+    check_history,
+    check_service,
+    plan_deploy,
+    plan_drain,
+    pre_stop_command,
+    rolls_back,
+)
 from docker_reroll.engine import Container, ProjectConfig, ServiceSpec
 from docker_reroll.errors import RefusedError
-from docker_reroll.lock import REMOTE_LOCK_LIFETIME, Owner
+from docker_reroll.lock import Journal
 from docker_reroll.settings import DEFAULT_DRAIN_TIME, Options
 from docker_reroll.watch import REMOVED, all_healthy, all_unhealthy, serving, still_serving
 
@@ -36,8 +45,49 @@ def test_plan_with_nothing_running_is_a_first_start():
 
 def test_plan_after_an_interrupted_deploy_restores_the_journal_count():
     # 2 old + 2 half-made new containers are running, but the service had 2 before the interrupted deploy.
-    plan = plan_deploy([box(1), box(2), box(3, health="starting"), box(4)], journal_replicas=2)
+    plan = plan_deploy([box(1), box(2), box(3, health="starting"), box(4)], Journal(2))
     assert plan.replicas == 2 and len(plan.old) == 4 and plan.scale_to == 6
+
+
+def test_scale_sets_the_count_whatever_runs_or_the_journal_says():
+    assert plan_deploy([box(1)], scale=3).replicas == 3
+    assert plan_deploy([box(1), box(2), box(3)], Journal(2), scale=1).replicas == 1
+    first = plan_deploy([], scale=2)
+    assert first.first_start and first.replicas == 2
+
+
+def test_paused_containers_are_replicas_to_unpause_before_compose_scales():
+    plan = plan_deploy([box(1), box(2, status="paused", health="healthy")])
+    assert [c.number for c in plan.paused] == [2] and plan.replicas == 2
+
+
+def hashed(number, config, **kwargs):
+    """A container with compose's config hash, and an id whose short form (12 characters) is its own."""
+    container = box(number, **kwargs)
+    return Container(**{**container.__dict__, "id": f"{number:012x}".ljust(64, "f"),
+                        "labels": {**container.labels, "com.docker.compose.config-hash": config}})
+
+
+def test_two_configs_and_no_journal_is_a_lost_journal_and_the_count_is_not_guessed():
+    """A deploy killed half-way whose journal was pruned: counting all four would keep the service doubled."""
+    old = [hashed(1, "a"), hashed(2, "a"), hashed(3, "b"), hashed(4, "b")]
+    with pytest.raises(RefusedError, match=r"runs containers of 2 configs \(p-web-1, p-web-2; p-web-3, p-web-4\)"
+                                           r".*--scale web=N"):
+        check_history("web", old, None, None)
+    check_history("web", old, None, 2)  # --scale says it
+    check_history("web", [hashed(1, "a"), hashed(2, "a")], None, None)  # one config: a normal deploy
+
+
+def test_a_journal_does_not_shrink_or_grow_a_service_changed_by_hand_since():
+    old = [hashed(1, "a"), hashed(2, "a"), hashed(3, "b"), hashed(4, "b")]
+    journal = Journal(2, [c.short_id for c in old[:2]])
+    check_history("web", old, journal, None)  # its own half-made containers: 2 more than it recorded
+    grown = old + [hashed(5, "b"), hashed(6, "b")]
+    with pytest.raises(RefusedError, match="says web had 2 container.*now it runs 6.*changed by hand"):
+        check_history("web", grown, journal, None)
+    with pytest.raises(RefusedError, match="now it runs 1"):
+        check_history("web", old[:1], journal, None)
+    check_history("web", grown, journal, 6)
 
 
 def test_only_phases_before_the_first_pre_stop_roll_back():
@@ -90,33 +140,6 @@ def test_drain_verdict():
     assert all_unhealthy([box(1, health="unhealthy"), box(2, status="exited")]).done
     assert all_unhealthy([box(1, health="unhealthy"), box(2)]) is None
     assert all_unhealthy([box(1, health="starting")]) is None, "a starting container may be in the proxy's pool"
-
-
-def owner(**changes):
-    values = dict(user="u", host="h1", pid=10, pid_start="100", boot_id="b1", since=1000.0, command="c")
-    values.update(changes)
-    return Owner(**values)
-
-
-def test_a_lock_from_a_dead_or_rebooted_process_is_stale_and_a_live_or_remote_one_is_not():
-    import os
-
-    from docker_reroll.lock import _process_start
-
-    me = owner(pid=os.getpid(), pid_start=_process_start(os.getpid()), since=2000.0)
-    assert owner(pid=os.getpid(), pid_start=_process_start(os.getpid())).stale_reason(me) is None
-    assert "is gone" in owner(pid=os.getpid(), pid_start="1").stale_reason(me)
-    assert "restarted" in owner(boot_id="other").stale_reason(me)
-    assert owner(host="elsewhere").stale_reason(me) is None
-    old = owner(host="elsewhere", since=me.since - REMOTE_LOCK_LIFETIME - 1)
-    assert "older than" in old.stale_reason(me)
-
-
-def test_owner_labels_round_trip():
-    original = owner()
-    labels = {"io.docker-reroll." + k: v for k, v in original.labels().items()}
-    assert Owner.from_labels(labels) == original
-    assert "u@h1 (pid 10)" in original.describe()
 
 
 def drain_options(**values):
@@ -188,25 +211,3 @@ def test_readiness_verdicts_keep_checking_after_healthy():
     assert still_serving([box(1, status="exited", exit_code=1)]).kind == "failed"
     assert serving(box(1)) and serving(box(2, health=None)) and not serving(box(3, health="starting"))
     assert not serving(box(4, health=None, status="exited"))
-
-
-def test_a_zombie_holds_no_lock():
-    """A deploy killed outright whose parent has not reaped it (a CI container without init never does) is gone."""
-    import os
-    import signal
-    import subprocess
-    import time
-
-    from docker_reroll.lock import _process_start
-
-    child = subprocess.Popen(["sleep", "600"])
-    started = _process_start(child.pid)
-    assert started
-    os.kill(child.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    me = owner(pid=os.getpid(), pid_start=_process_start(os.getpid()), since=2000.0)
-    assert "is gone" in owner(pid=child.pid, pid_start=started).stale_reason(me)
-    child.wait()
