@@ -13,7 +13,8 @@ the installed plugin, with the drain recipe, and prints per deploy and as median
   limit     what the stack itself takes, whatever the tool: from the deploy's start to the last new container's
             first healthy probe (engine events), plus the floor, plus stopping and removing the old containers
   vs limit  wall time of `docker reroll` / limit: the tool's own cost on top of what the stack needs (target:
-            within +10%)
+            within +10%); also given with the pre-stop commands' own time counted in the limit, since the user's
+            command (ten concurrent `docker exec` take 0.3-0.5 s on 2 cores) is the stack's work, not the tool's
 plus `docker-cli-plugin-metadata` and `--help` start-up times and the deploy's peak RSS.
 A benchmark, not a test: it prints numbers and exits 0; read them against the targets in the README.
 """
@@ -85,6 +86,7 @@ def deploy_series(env, replicas, deploys):
                 "drain": phases.get("pre-stop", 0.0) + phases.get("drain", 0.0),
                 "limit": limit,
                 "vs_limit": run.seconds / limit,  # both from outside: the CLI and Python start-up count too
+                "vs_limit_pre_stop": run.seconds / (limit + phases.get("pre-stop", 0.0)),
             })
             if len(project.containers()) != replicas:
                 raise SystemExit("the service does not have its replica count after a deploy")
@@ -122,7 +124,8 @@ def print_series(replicas, rows):
           f" {med['vs_limit']:8.1%}")
     worst = max(row["vs_limit"] for row in rows)
     print(f"deploy time against the stack's own limit: median {med['vs_limit']:.1%}, worst {worst:.1%} "
-          f"({'within' if worst <= 1.10 else 'OVER'} the +10% target)")
+          f"({'within' if worst <= 1.10 else 'OVER'} the +10% target); counting the pre-stop commands' own time "
+          f"in the limit: median {statistics.median(row['vs_limit_pre_stop'] for row in rows):.1%}")
     phases = {name: statistics.median(row["phases"].get(name, 0.0) for row in rows) for name in rows[0]["phases"]}
     print("median time per phase: " + ", ".join(f"{name} {seconds:.2f}s" for name, seconds in phases.items()))
     print(f"reaction latency over {len(reactions)} health events: median "

@@ -9,8 +9,8 @@ proxy's pool, so the only safe way out is forward. Decisions are pure functions 
 class carries them out through `Docker`.
 """
 
+import functools
 import shlex
-import threading
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -28,6 +28,7 @@ from docker_reroll.errors import (
 )
 from docker_reroll.interrupts import Interrupts, signal_name
 from docker_reroll.lock import EngineLock, Journal
+from docker_reroll.processes import concurrently
 from docker_reroll.progress import Progress
 from docker_reroll.settings import Options
 from docker_reroll.watch import (
@@ -46,6 +47,7 @@ LOG_TAIL_LINES = 20
 ROLLBACK_SETTLE_SECONDS = 0.5  # after an interrupted compose: let creations already sent to the engine land
 STALE_STATUSES = ("exited", "dead", "created")
 DEFAULT_STOP_TIMEOUT = 10  # the engine's grace period for a container that does not set one
+LAST_LOOKS_LEAD = 0.25  # the checks before a stop start this long before the drain ends (they take 30-200 ms)
 PRE_STOP_MIN_TIMEOUT = 10.0  # a pre-stop command may run for --healthcheck-timeout seconds, and at least this long
 
 
@@ -371,7 +373,7 @@ class Deployment:
         if not plan.first_start and plan.replicas > 1 and done_at_start:
             self.progress.info(f"compose starts the new containers itself, one by one: the service uses "
                                f"{', '.join(done_at_start)}, which compose sets up as it starts a container")
-        self.lock.verify()
+        self.lock.verify(journal=True)
         try:
             if plan.first_start:  # dependencies may not be up yet: let compose start them
                 self.docker.compose_up(self.service, scale=plan.replicas or None, no_deps=False,
@@ -499,19 +501,24 @@ class Deployment:
             self.progress.info(note)
         for warning in drain.warnings:
             self.progress.warn(warning)
-        if drain.draining:
-            self._drain(drain, rolling_back)
+        # Just before the stop, the last looks: the lock is still ours, and a new container still serves.
+        lock = self.lock
+        last_looks: List[Callable[[], None]] = [lock.verify]
         if replacements:
-            self._check_replacements_serve(replacements, current)
-        self.lock.verify()
+            last_looks.append(lambda: self._check_replacements_serve(replacements, current))
+        if drain.draining:
+            self._drain(drain, rolling_back, last_looks)
+        else:
+            concurrently(last_looks)
         self._enter(Phase.RETIRE, rolling_back)
         self._stop_and_remove(current)
 
-    def _drain(self, drain: Drain, rolling_back: bool) -> None:
+    def _drain(self, drain: Drain, rolling_back: bool, last_looks: List[Callable[[], None]]) -> None:
         """Pre-stop command, then keep the containers running through the floor and, for those that can, until
         Docker calls them unhealthy (whichever is later), then the pause. The floor counts from when the pre-stop
         commands finished: Docker may report "unhealthy" a few milliseconds after them, long before a proxy's next
-        check has seen the failure, and stopping then fails requests."""
+        check has seen the failure, and stopping then fails requests. The `last_looks` before the stop (docker
+        calls) are made during the end of the drain, so they cost it no time; it never ends before them."""
         assert self.watch is not None
         if drain.pre_stop:
             self._enter(Phase.PRE_STOP, rolling_back)
@@ -527,10 +534,15 @@ class Deployment:
             else:
                 self._wait_unhealthy(drain.wait_unhealthy)
         # The floor holds whatever else happens: it is the proxy's reaction time, not a wait a user can skip.
-        self.watch.hold(floor_ends - time.monotonic())
         if drain.pause > 0:
+            self.watch.hold(floor_ends - time.monotonic())
             self.progress.info(f"waiting {drain.pause:g}s after draining")
             self.watch.pause(drain.pause, interrupts_seen=self._further_interrupt())
+            concurrently(last_looks)
+        else:
+            self.watch.hold(floor_ends - LAST_LOOKS_LEAD - time.monotonic())
+            concurrently(last_looks)
+            self.watch.hold(floor_ends - time.monotonic())
 
     def _check_replacements_serve(self, replacements: Sequence[Container], old: List[Container]) -> None:
         """Past the point of no return, the last moment to keep the old containers: if not one new container is
@@ -623,11 +635,7 @@ class Deployment:
 
 def run_concurrently(action: Callable[[Container], None], containers: Sequence[Container]) -> None:
     """One thread per container: the engine works on them in parallel, and the slowest sets the pace."""
-    threads = [threading.Thread(target=action, args=(c,)) for c in containers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    concurrently([functools.partial(action, c) for c in containers])
 
 
 def names(containers: Sequence[Container]) -> str:

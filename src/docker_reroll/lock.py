@@ -23,6 +23,7 @@ from docker_reroll.engine import Docker
 from docker_reroll.errors import DockerCommandError, Interrupted, LockedError, LockLost, RefusedError, first_line
 from docker_reroll.host import System, identity, owner_is_gone, process_start
 from docker_reroll.interrupts import Interrupts
+from docker_reroll.processes import concurrently
 from docker_reroll.progress import Progress
 
 LOCK_IMAGE = "docker-reroll/lock:1"  # an empty image imported on first use: no registry needed
@@ -181,16 +182,17 @@ class EngineLock:
         self.journal = Journal(replicas, [c[:12] for c in serving], time.time())
         self._create_journal(self.journal)
 
-    def verify(self) -> None:
-        """Fencing, before a destructive step: is the lock still the one this run created? A lock or journal
-        that a prune removed is created again; a lock that another run holds now ends this one."""
+    def verify(self, journal: bool = False) -> None:
+        """Fencing, before a destructive step: is the lock still the one this run created? A lock that a prune
+        removed is created again (and, with `journal`, the journal too); a lock another run holds ends this one."""
         found = self._holder()
         if found is None:
             self._progress.warn(f"the deploy lock {self.name} was removed (by `docker container prune`?): "
                                 "taking it again")
             found = (self.lock_id, self.me) if self._create_lock() else self._holder()
+            journal = True
         if found is not None and found[0] == self.lock_id:
-            if self.journal is not None and self._read_journal() is None:
+            if journal and self.journal is not None and self._read_journal() is None:
                 self._progress.warn(f"the deploy journal {self.journal_name} was removed: writing it again")
                 self._create_journal(self.journal)
             return
@@ -209,9 +211,10 @@ class EngineLock:
         except LockLost as error:
             self._progress.warn(f"{error}; its lock and journal were left alone")
             return
-        failures = self._docker.remove([self.lock_id])
+        removals = [lambda: self._docker.remove([self.lock_id])]
         if not keep_journal and self.journal is not None:
-            failures += self._docker.remove_volumes([self.journal_name])
+            removals.append(lambda: self._docker.remove_volumes([self.journal_name]))
+        failures = [failure for found in concurrently(removals) for failure in found]
         self.lock_id = ""
         if failures:
             self._progress.warn(f"could not release the deploy lock: {'; '.join(failures)}; remove "

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import IO, Callable, Dict, List, Mapping, Optional, Sequence, TypeVar
 
 from docker_reroll.errors import DockerCommandError
 
@@ -106,6 +106,31 @@ class CommandRunner:
         if check and result.returncode != 0:
             raise DockerCommandError(list(argv), result.returncode, result.stderr)
         return result
+
+
+T = TypeVar("T")
+
+
+def concurrently(actions: Sequence[Callable[[], T]]) -> List[T]:
+    """Run the actions (docker calls, mostly) in threads of their own; their results in order. If any raised, the
+    first such error is raised once all have ended."""
+    results: List[Optional[T]] = [None] * len(actions)
+    errors: List[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            results[index] = actions[index]()
+        except BaseException as error:  # noqa: BLE001 - handed to the caller below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(actions))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results  # type: ignore[return-value]
 
 
 def _feed(process: "subprocess.Popen[bytes]", data: bytes) -> None:
