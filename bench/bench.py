@@ -15,7 +15,8 @@ the installed plugin, with the drain recipe, and prints per deploy and as median
   vs limit  wall time of `docker reroll` / limit: the tool's own cost on top of what the stack needs (target:
             within +10%); also given with the pre-stop commands' own time counted in the limit, since the user's
             command (ten concurrent `docker exec` take 0.3-0.5 s on 2 cores) is the stack's work, not the tool's
-plus `docker-cli-plugin-metadata` and `--help` start-up times and the deploy's peak RSS.
+plus `docker-cli-plugin-metadata` and `--help` start-up times and the deploy's peak RSS. A third series deploys the
+10 replicas in batches (--max-surge 2) and reports the time per batch.
 A benchmark, not a test: it prints numbers and exits 0; read them against the targets in the README.
 """
 
@@ -51,7 +52,7 @@ def time_command(argv, runs):
     return statistics.median(times), percentile(times, 0.95)
 
 
-def deploy_series(env, replicas, deploys):
+def deploy_series(env, replicas, deploys, *extra):
     project = new_project(env)
     rows = []
     try:
@@ -61,7 +62,7 @@ def deploy_series(env, replicas, deploys):
             tag = "v2" if number % 2 == 0 else "v1"
             before = {c.id for c in project.containers()}
             started = time.time()
-            run = project.reroll("web", *DRAIN, extra_env={"TAG": tag, "DOCKER_REROLL_STATS": stats_file})
+            run = project.reroll("web", *DRAIN, *extra, extra_env={"TAG": tag, "DOCKER_REROLL_STATS": stats_file})
             ended = time.time()
             if run.returncode != 0:
                 raise SystemExit(f"deploy failed:\n{run.stderr}")
@@ -83,6 +84,7 @@ def deploy_series(env, replicas, deploys):
                 "rss_mb": figures["max_rss_kb"] / 1024,
                 "polling": figures["used_polling"],
                 "phases": phases,
+                "batches": figures["batch_seconds"],
                 "drain": phases.get("pre-stop", 0.0) + phases.get("drain", 0.0),
                 "limit": limit,
                 "vs_limit": run.seconds / limit,  # both from outside: the CLI and Python start-up count too
@@ -156,6 +158,12 @@ def main():
         for replicas in (1, 10):
             medians[replicas] = print_series(replicas, deploy_series(env, replicas, args.deploys))
         print(f"\n10 replicas / 1 replica, median total: {medians[10]['total'] / medians[1]['total']:.2f}x")
+        rows = deploy_series(env, 10, args.deploys, "--max-surge", "2")
+        print("\nrolling update in batches (--max-surge 2):", end="")
+        print_series(10, rows)
+        per_batch = [seconds for row in rows for seconds in row["batches"]]
+        print(f"{len(rows[0]['batches'])} batches per deploy; time per batch (scale-up to last stop): median "
+              f"{statistics.median(per_batch):.2f}s, min {min(per_batch):.2f}s, max {max(per_batch):.2f}s")
     finally:
         shutil.rmtree(config, ignore_errors=True)
 

@@ -75,5 +75,5 @@ start_engine
 install_compose_v2
 install_compose_v1
 base_image
-apt_install busybox-static
+apt_install busybox-static tmux bash-completion  # the live display and completion are tested in a real terminal and bash
 log "ready: $(docker version --format 'engine {{.Server.Version}}'), $(docker compose version --short 2>/dev/null || echo 'no compose v2')"

@@ -14,7 +14,7 @@ import textwrap
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import pytest
 
@@ -107,6 +107,7 @@ class ComposeProject:
     service: str = "web"
     compose_file: str = "compose.yaml"
     runs: List[Run] = field(default_factory=list)
+    recorder: Optional["EventRecorder"] = None  # every container event of the project, from when it was made
 
     def write(self, text: str, filename: Optional[str] = None) -> str:
         path = os.path.join(self.directory, filename or self.compose_file)
@@ -154,12 +155,19 @@ class ComposeProject:
         self.compose("up", "-d", "--wait", "--scale", f"{self.service}={replicas}", self.service, extra_env=env)
         return self.containers()
 
+    def record_events(self) -> "ComposeProject":
+        self.recorder = EventRecorder(self)
+        return self
+
     def cleanup(self) -> None:
+        if self.recorder is not None:
+            self.recorder.stop()
         docker("compose", "-p", self.name, "down", "-v", "-t", "0", "--remove-orphans", env=self.env,
                cwd=self.directory, check=False)
-        lock = f"docker-reroll-lock.{self.name}.{self.service}"
-        docker("rm", "-f", lock, check=False)
-        docker("volume", "rm", "-f", f"{lock}.journal", check=False)
+        left = lock_and_journal(self)  # every service's lock (containers) and journal (volumes)
+        if left:
+            docker("rm", "-f", *left, check=False)
+            docker("volume", "rm", "-f", *left, check=False)
 
 
 def new_project(base_env: Dict[str, str], healthcheck: bool = True) -> ComposeProject:
@@ -260,8 +268,16 @@ def new_stack(base_env: Dict[str, str], *overrides: str) -> ComposeProject:
     return ComposeProject(directory=EXAMPLE, name=name, env=env, service="app")
 
 
-def stack_url(stack: ComposeProject) -> str:
-    return f"http://127.0.0.1:{stack.env['PROXY_PORT']}/"
+def new_release_stack(base_env: Dict[str, str]) -> ComposeProject:
+    """tests/stacks/release: app, worker and api behind one HAProxy (paths /app/, /worker/, /api/), a database
+    marked `docker-reroll.strategy=recreate` and an unchanging service, as a project of its own."""
+    name = "rr" + uuid.uuid4().hex[:10]
+    env = {**base_env, "COMPOSE_PROJECT_NAME": name, "PROXY_PORT": str(free_port())}
+    return ComposeProject(directory=os.path.join(STACKS, "release"), name=name, env=env, service="app")
+
+
+def stack_url(stack: ComposeProject, path: str = "/") -> str:
+    return f"http://127.0.0.1:{stack.env['PROXY_PORT']}{path}"
 
 
 def start_stack(stack: ComposeProject, replicas: int, **env: str) -> List[Container]:
@@ -284,9 +300,47 @@ def start_stack(stack: ComposeProject, replicas: int, **env: str) -> List[Contai
     return stack.containers()
 
 
+class EventRecorder:
+    """The project's container events, subscribed before a deploy and read as they come: a replay with `docker
+    events --since` holds only the engine's last 256 events, which health checks under load overrun in seconds."""
+
+    def __init__(self, project: ComposeProject, actions: Sequence[str] = ()) -> None:
+        import threading
+
+        self.events: List[tuple] = []
+        filters = [word for action in actions for word in ("--filter", f"event={action}")]
+        self._process = subprocess.Popen(
+            ["docker", "events", "--format", "{{json .}}", "--filter", "type=container",
+             "--filter", f"label=com.docker.compose.project={project.name}", *filters],
+            stdout=subprocess.PIPE, text=True, env=project.env)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            data = json.loads(line)
+            self.events.append((data["timeNano"] / 1e9, data["Actor"]["ID"], data["Action"]))
+
+    def stop(self) -> List[tuple]:
+        if self._process.poll() is None:
+            time.sleep(1.0)  # the last events of the deploy reach us
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._thread.join(timeout=5)
+        return sorted(self.events)
+
+    def between(self, since: float, until: float) -> List[tuple]:
+        time.sleep(0.3)  # events of the last moment still on their way
+        return sorted(event for event in list(self.events) if since <= event[0] <= until)
+
+
 def project_events(project: ComposeProject, since: float, until: float) -> List[tuple]:
     """(engine time, container id, action) for the project's containers, in order; exec actions keep their
-    command (`exec_start: touch /.dead`)."""
+    command (`exec_start: touch /.dead`). From the project's recorder when it has one (the stack fixtures start
+    it): a replay would hold only the engine's last 256 events."""
+    if project.recorder is not None:
+        return project.recorder.between(since, until)
     out = docker("events", "--since", f"{since:.3f}", "--until", f"{until:.3f}", "--format", "{{json .}}",
                  "--filter", "type=container", "--filter", f"label=com.docker.compose.project={project.name}").stdout
     events = []
@@ -302,11 +356,11 @@ DRAIN = ["--pre-stop-cmd", "docker exec {id} touch /.dead", "--pre-stop-wait-unt
 
 
 @contextlib.contextmanager
-def load_on(stack, settle=1.5, clients=LOAD_CLIENTS, rate=None, max_duration=240):
+def load_on(stack, settle=1.5, clients=LOAD_CLIENTS, rate=None, max_duration=240, path="/"):
     """8 clients (as fast as they go, or `rate` requests per second in all) against the proxy for the duration of
     the block (and `settle` seconds more, so the requests after the deploy show what serves now). The final report
     is `load.report()` after the block."""
-    load = LoadGenerator(stack_url(stack), clients=clients, max_duration=max_duration, rate=rate)
+    load = LoadGenerator(stack_url(stack, path), clients=clients, max_duration=max_duration, rate=rate)
     load.start()
     try:
         assert load.wait_for_requests(200, timeout=20), "the load generator could not reach the proxy"

@@ -12,26 +12,35 @@ from typing import TYPE_CHECKING
 
 from docker_reroll import __version__
 from docker_reroll.errors import EXIT_OK, EXIT_USAGE, UsageError
-from docker_reroll.settings import FROM_COMMAND_LINE, MAX_SECONDS, DockerFlag, Options
+from docker_reroll.settings import (
+    FROM_COMMAND_LINE,
+    PROGRESS_ENV,
+    PROGRESS_MODES,
+    STACK_ENV,
+    DockerFlag,
+    Options,
+    parse_seconds,
+)
 
 if TYPE_CHECKING:
     from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 PLUGIN_NAME = "reroll"
 METADATA_COMMAND = "docker-cli-plugin-metadata"
+COMPLETE_COMMAND = "__complete"  # cobra's shell completion protocol: docker runs `docker-reroll __complete reroll ..`
 # Printed as a literal: importing json would cost more than the rest of the metadata path.
 METADATA_JSON = (
     '{"SchemaVersion": "0.1.0", "Vendor": "docker-reroll", "Version": "' + __version__ + '", '
     '"ShortDescription": "Zero-downtime rolling deploy of a Docker Compose service"}'
 )
 
-USAGE = "Usage: docker reroll [OPTIONS] <SERVICE>"
+USAGE = "Usage: docker reroll [OPTIONS] <SERVICE>...\n       docker reroll [OPTIONS] --all"
 HELP = f"""Zero-downtime rolling deploy of a Docker Compose service
 
 {USAGE}
 
 Arguments:
-  <SERVICE>  Service to deploy
+  <SERVICE>...  Services to deploy, one after another in this order
 
 Options:
   -f, --file <FILE>
@@ -46,6 +55,8 @@ Options:
           Specify a profile to enable
       --pre-stop-cmd <PRE_STOP_CMD>
           Command to run before stopping old container. {{id}} will be replaced with container id
+      --pre-stop-exec <PRE_STOP_EXEC>
+          Command to run inside each old container (docker exec) before stopping it, e.g. 'touch /.dead'
       --pre-stop-wait-until-unhealthy
           Assuming there is a health check, after running the pre-stop command, wait until the old container is unhealthy before stopping it
       --healthcheck-timeout <HEALTHCHECK_TIMEOUT>
@@ -58,10 +69,22 @@ Options:
           After the pre-stop command (and the wait until unhealthy), wait additional X seconds before stopping old container, for proxies that react late [default: 0]
       --drain-time <DRAIN_TIME>
           Keep each old container running at least X seconds after its pre-stop command finished, so the proxy sees it fail, however soon Docker reports it unhealthy [default: 1]
+      --all
+          Deploy every service of the project in dependency order: roll those that can run twice, let compose recreate the others, skip those that run their current config
+      --max-surge <MAX_SURGE>
+          Replace at most X containers at a time: start X new ones, wait for them, retire X old ones, repeat [default: all at once, or deploy.update_config.parallelism]
       --scale <SERVICE=NUM>
           Scale SERVICE to NUM containers: the deploy ends with NUM containers on the new config, whatever ran before [default: as many as run now]
       --lock-timeout <LOCK_TIMEOUT>
           Wait up to X seconds for another deploy of the same service to finish [default: 0]
+      --stack <STACK>
+          Deploy the service of this Swarm stack (STACK_SERVICE) with Swarm's own rolling update [default: DOCKER_REROLL_STACK, or the stack that has the service when no compose project does]
+      --image <IMAGE>
+          With a stack: the new image [default: the image and environment of the -f files, else the current ones, tasks replaced]
+      --progress <PROGRESS>
+          Set type of progress output (auto, tty, plain, json, quiet) [default: auto, or DOCKER_REROLL_PROGRESS]
+      --dry-run
+          Show what the deploy would do (containers, batches, waits, pre-stop commands, lock) and change nothing
   -h, --help
           Print help
   -V, --version
@@ -88,7 +111,7 @@ class Option:
     def __init__(self, long: str, dest: str, kind: str, short: Optional[str] = None, value_name: str = "") -> None:
         self.long = long
         self.dest = dest
-        self.kind = kind  # "flag", "text", "texts" (repeatable, order kept), "seconds" or "scale" (repeatable)
+        self.kind = kind  # "flag", "text", "texts" (repeatable, order kept), "seconds", "count", "scale", "choice"
         self.short = short
         self.value_name = value_name
 
@@ -104,14 +127,21 @@ OPTIONS = [
     Option("--project-directory", "project_directory", "text", None, "PROJECT_DIRECTORY"),
     Option("--profile", "profiles", "texts", None, "PROFILE"),
     Option("--pre-stop-cmd", "pre_stop_cmd", "text", None, "PRE_STOP_CMD"),
+    Option("--pre-stop-exec", "pre_stop_exec", "text", None, "PRE_STOP_EXEC"),
     Option("--pre-stop-wait-until-unhealthy", "pre_stop_wait_until_unhealthy", "flag"),
     Option("--healthcheck-timeout", "healthcheck_timeout", "seconds", None, "HEALTHCHECK_TIMEOUT"),
     Option("--wait", "wait", "seconds", None, "WAIT"),
     Option("--wait-after-healthy", "wait_after_healthy", "seconds", None, "WAIT_AFTER_HEALTHY"),
     Option("--wait-after-unhealthy", "wait_after_unhealthy", "seconds", None, "WAIT_AFTER_UNHEALTHY"),
     Option("--drain-time", "drain_time", "seconds", None, "DRAIN_TIME"),
+    Option("--all", "all", "flag"),
+    Option("--max-surge", "max_surge", "count", None, "MAX_SURGE"),
     Option("--scale", "scale", "scale", None, "SERVICE=NUM"),
     Option("--lock-timeout", "lock_timeout", "seconds", None, "LOCK_TIMEOUT"),
+    Option("--stack", "stack", "text", None, "STACK"),
+    Option("--image", "image", "text", None, "IMAGE"),
+    Option("--progress", "progress", "choice", None, "PROGRESS"),
+    Option("--dry-run", "dry_run", "flag"),
     Option("--help", "help", "flag", "-h"),
     Option("--version", "version", "flag", "-V"),
 ]
@@ -234,18 +264,25 @@ def parse_args(args: Sequence[str]) -> Options:
         if option.dest in seen:
             raise UsageError(f"the argument '{option.display}' cannot be used multiple times")
         seen.add(option.dest)
-        options.set(option.dest, _seconds(option, value) if option.kind == "seconds" else value, FROM_COMMAND_LINE)
-    if not positionals:
-        raise UsageError("the following required arguments were not provided:\n  <SERVICE>")
-    if len(positionals) > 1:
-        raise UsageError(f"unexpected argument '{positionals[1]}' found")
-    options.service = positionals[0]
-    if not options.service.strip():
-        raise UsageError("invalid value '' for '<SERVICE>': a service name cannot be empty")
+        read = {"seconds": _seconds, "count": _count, "choice": _progress_mode}.get(option.kind)
+        options.set(option.dest, read(option, value) if read else value, FROM_COMMAND_LINE)
+    if options.pre_stop_cmd is not None and options.pre_stop_exec is not None:
+        raise UsageError("the argument '--pre-stop-cmd <PRE_STOP_CMD>' cannot be used with "
+                         "'--pre-stop-exec <PRE_STOP_EXEC>'")
+    if options.all and positionals:
+        raise UsageError(f"the argument '--all' cannot be used with '<SERVICE>...' (found '{positionals[0]}')")
+    if not positionals and not options.all:
+        raise UsageError("the following required arguments were not provided:\n  <SERVICE>...")
+    for service in positionals:
+        if not service.strip():
+            raise UsageError("invalid value '' for '<SERVICE>...': a service name cannot be empty")
+        if positionals.count(service) > 1:
+            raise UsageError(f"invalid value '{service}' for '<SERVICE>...': the service is named twice")
+    options.services = positionals
     for service, count in options.scale.items():
-        if service != options.service:
+        if positionals and service not in positionals:
             raise UsageError(f"invalid value '{service}={count}' for '--scale <SERVICE=NUM>': "
-                             f"'{service}' is not the service being deployed")
+                             f"'{service}' is not among the services deployed")
     return options
 
 
@@ -258,25 +295,24 @@ def _split_option_word(word: str) -> Tuple[str, Optional[str]]:
     return word, None
 
 
-def _is_decimal(value: str) -> bool:
-    """`2`, `2.5`, `.5` and `5.`, as a float parser reads them; no sign, exponent, inf or nan."""
-    whole, dot, fraction = value.partition(".")
-    return (bool(whole) or bool(fraction)) and _digits(whole) and (not dot or _digits(fraction))
-
-
-def _digits(text: str) -> bool:
-    return all("0" <= ch <= "9" for ch in text)
-
-
 def _seconds(option: Option, value: str) -> float:
-    if not _is_decimal(value):
-        raise UsageError(
-            f"invalid value '{value}' for '{option.display}': expected a non-negative number of seconds"
-        )
-    seconds = float(value)
-    if seconds > MAX_SECONDS:
-        raise UsageError(f"invalid value '{value}' for '{option.display}': at most {int(MAX_SECONDS)} seconds")
-    return seconds
+    try:
+        return parse_seconds(value)
+    except ValueError as error:
+        raise UsageError(f"invalid value '{value}' for '{option.display}': {error}") from None
+
+
+def _count(option: Option, value: str) -> int:
+    if not (value.isdigit() and int(value) >= 1):
+        raise UsageError(f"invalid value '{value}' for '{option.display}': expected a whole number, at least 1")
+    return int(value)
+
+
+def _progress_mode(option: Option, value: str) -> str:
+    if value not in PROGRESS_MODES:
+        raise UsageError(f"invalid value '{value}' for '{option.display}': expected one of "
+                         f"{', '.join(PROGRESS_MODES)}")
+    return value
 
 
 def _scale(option: Option, value: str) -> Tuple[str, int]:
@@ -290,9 +326,19 @@ def usage_error_text(message: str) -> str:
     return f"error: {message}\n\n{USAGE}\n\nFor more information, try '--help'.\n"
 
 
-def parse_command_line(argv: Sequence[str], plugin_mode: bool = True) -> Options:
+def parse_command_line(argv: Sequence[str], plugin_mode: bool = True,
+                       environ: Optional[Mapping[str, str]] = None) -> Options:
+    environ = {} if environ is None else environ
     docker_globals, args = split_argv(argv, plugin_mode)
     options = parse_args(args)
+    if "progress" not in options.sources and environ.get(PROGRESS_ENV):
+        mode = environ[PROGRESS_ENV]
+        if mode not in PROGRESS_MODES:
+            raise UsageError(f"invalid value '{mode}' for {PROGRESS_ENV}: expected one of "
+                             f"{', '.join(PROGRESS_MODES)}")
+        options.set("progress", mode, PROGRESS_ENV)
+    if options.stack is None and environ.get(STACK_ENV):
+        options.set("stack", environ[STACK_ENV], STACK_ENV)
     options.docker_globals = docker_globals
     options.args = list(args)
     return options
@@ -304,8 +350,14 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
     if argv[:1] == [METADATA_COMMAND]:
         sys.stdout.write(METADATA_JSON + "\n")
         return EXIT_OK
+    if argv[:1] == [COMPLETE_COMMAND]:
+        from docker_reroll.complete import complete  # deferred, like the deploy machinery
+
+        words = argv[2:] if argv[1:2] == [PLUGIN_NAME] else argv[1:]
+        sys.stdout.write(complete(words, environ))
+        return EXIT_OK
     try:
-        options = parse_command_line(argv, plugin_mode=PLUGIN_ENV in environ)
+        options = parse_command_line(argv, plugin_mode=PLUGIN_ENV in environ, environ=environ)
     except UsageError as error:
         sys.stderr.write(usage_error_text(str(error)))
         return EXIT_USAGE

@@ -1,12 +1,17 @@
-"""The rolling deploy: what to do, in which order, and what a failure or an interrupt means at each step.
+"""One service, from its old containers to its new ones: what to do in which order, and what a failure or an
+interrupt means at each step.
 
-    discover -> scale up (N -> 2N) -> wait until ready -> | pre-stop -> drain -> retire the old containers
-                 ^-- failure or interrupt: roll back ---^ | interrupt: finish (old ones may already be draining)
+    discover -> scale up (+K) -> wait until ready -> | pre-stop -> drain -> retire K old | -> next batch
+                 ^-- failure or interrupt: roll back -^ | interrupt: finish this batch      |
 
-Before the first pre-stop command nothing old has been touched, so any failure or interrupt rolls back: the new
-containers are retired and the old ones keep serving. After it, the old containers may already be leaving the
-proxy's pool, so the only safe way out is forward. Decisions are pure functions at the top; the `Deployment`
-class carries them out through `Docker`.
+Before a batch's first pre-stop command nothing old has been touched, so any failure or interrupt rolls that batch
+back: its new containers are retired and the old ones keep serving. After it, the old containers may already be
+leaving the proxy's pool, so the only safe way out of that batch is forward. With one batch (the default: all new
+containers at once) that is the whole deploy. With several (--max-surge, deploy.update_config), a failure in a
+later batch is handled as failure_action says: `rollback` brings the old config back for the batches already done
+(clones of the old containers, ready before the new ones are drained), `pause` stops with a consistent count; an
+interrupt stops before the next batch. The decisions are pure functions in planning.py; this carries them out
+through `Docker`.
 """
 
 import functools
@@ -14,38 +19,63 @@ import shlex
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, NoReturn, Optional, Sequence
 
-from docker_reroll.engine import Container, Docker, ProjectConfig, ServiceSpec
+from docker_reroll.clone import clone
+from docker_reroll.engine import Container, Docker, ServiceSpec
 from docker_reroll.errors import (
     DeployFailed,
     DockerCommandError,
     Incomplete,
     Interrupted,
     LockLost,
-    RefusedError,
+    RerollError,
     first_line,
 )
 from docker_reroll.interrupts import Interrupts, signal_name
-from docker_reroll.lock import EngineLock, Journal
+from docker_reroll.lock import EngineLock
+from docker_reroll.planning import (
+    Batch,
+    Drain,
+    Plan,
+    check_history,
+    describe,
+    describe_states,
+    names,
+    plan_batches,
+    plan_deploy,
+    plan_drain,
+    replica_target,
+    shown_pre_stop,
+)
 from docker_reroll.processes import concurrently
-from docker_reroll.progress import Progress
-from docker_reroll.settings import Options
+from docker_reroll.progress import (
+    CREATED,
+    DRAINING,
+    EXITED,
+    PAUSED,
+    RUNNING,
+    STARTING,
+    STOPPING,
+    WAITING_HEALTHY,
+    Progress,
+)
+from docker_reroll.progress import REMOVED as REMOVED_STATE
+from docker_reroll.settings import Options, settings_line
 from docker_reroll.watch import (
+    GONE_STATUSES,
     REMOVED,
     ContainerWatch,
     Outcome,
     WaitStats,
     all_healthy,
     all_unhealthy,
-    gone,
     serving,
     still_serving,
 )
 
 LOG_TAIL_LINES = 20
 ROLLBACK_SETTLE_SECONDS = 0.5  # after an interrupted compose: let creations already sent to the engine land
-STALE_STATUSES = ("exited", "dead", "created")
 DEFAULT_STOP_TIMEOUT = 10  # the engine's grace period for a container that does not set one
 LAST_LOOKS_LEAD = 0.25  # the checks before a stop start this long before the drain ends (they take 30-200 ms)
 PRE_STOP_MIN_TIMEOUT = 10.0  # a pre-stop command may run for --healthcheck-timeout seconds, and at least this long
@@ -68,186 +98,49 @@ def rolls_back(phase: Phase) -> bool:
     return phase in ROLLBACK_PHASES
 
 
-@dataclass(frozen=True)
-class Plan:
-    """What a deploy will do, decided from the service's containers before anything changes."""
-
-    stale: List[Container]  # exited, dead or never started: removed first, not counted as serving
-    old: List[Container]  # the containers serving now: retired once the new ones are ready
-    replicas: int  # how many containers the service has after the deploy
-
-    @property
-    def first_start(self) -> bool:
-        return not self.old
-
-    @property
-    def scale_to(self) -> int:
-        return len(self.old) + self.replicas
-
-    @property
-    def paused(self) -> List[Container]:
-        """Old containers a user paused: compose cannot scale the service while one is paused."""
-        return [c for c in self.old if c.status == "paused"]
-
-
-def plan_deploy(containers: Sequence[Container], journal: Optional[Journal] = None,
-                scale: Optional[int] = None) -> Plan:
-    """Split the service's containers into stale ones and the rest (running, restarting, paused: each a replica
-    to replace). The replica count after the deploy is --scale's if given, else what a journal from an
-    interrupted deploy says the service had before that deploy began, else the count of the rest."""
-    stale = [c for c in containers if c.status in STALE_STATUSES]
-    old = [c for c in containers if c.status not in STALE_STATUSES]
-    replicas = scale or (journal.replicas if journal else len(old))
-    return Plan(stale=stale, old=sorted(old, key=lambda c: c.number), replicas=replicas)
-
-
-def check_history(service: str, old: Sequence[Container], journal: Optional[Journal],
-                  scale: Optional[int]) -> None:
-    """Refuse to guess the replica count when the containers and the journal disagree; --scale settles it.
-
-    Without a journal, containers of two configs mean an earlier deploy was cut short and its journal lost (a
-    prune): counting them all would keep the service doubled. With one, more containers than its deploy could
-    have added, or fewer than it recorded, mean the service was changed by hand since."""
-    if scale is not None:
-        return
-    retry = f"say how many it should have: docker reroll {service} --scale {service}=N"
-    if journal is None:
-        configs: Dict[str, List[Container]] = {}
-        for container in old:
-            if container.config_hash:
-                configs.setdefault(container.config_hash, []).append(container)
-        if len(configs) > 1:
-            groups = "; ".join(names(group) for group in configs.values())
-            raise RefusedError(
-                f"{service} runs containers of {len(configs)} configs ({groups}) and no deploy journal says how "
-                f"many it had: an earlier deploy may have been cut short and its journal lost; {retry}")
-        return
-    if not journal.containers:
-        return
-    added = [c for c in old if c.id[:12] not in journal.containers]
-    if len(old) < journal.replicas or len(added) > journal.replicas:
-        raise RefusedError(
-            f"the journal of an interrupted deploy says {service} had {journal.replicas} container(s) "
-            f"({', '.join(journal.containers)}), but now it runs {len(old)} ({', '.join(c.short_id for c in old)}): "
-            f"it was changed by hand since; {retry}")
-
-
-def check_service(project: ProjectConfig, service: str, profile_services: Sequence[str]) -> None:
-    """Refuse a service that cannot be rolled, before anything is touched."""
-    spec = project.service
-    if spec is None:
-        if service in profile_services:
-            raise RefusedError(f"service '{service}' is disabled by its profiles: enable it with --profile")
-        defined = ", ".join(project.services) or "none"
-        raise RefusedError(f"no such service: '{service}' (defined services: {defined})")
-    if spec.container_name:
-        raise RefusedError(
-            f"service '{service}' sets container_name '{spec.container_name}': two of its containers cannot run "
-            "side by side, so it cannot be rolled; remove container_name"
-        )
-    if spec.network_mode == "host":
-        raise RefusedError(f"service '{service}' uses network_mode: host: the new and old containers would fight "
-                           "over the same ports; use a bridge network behind a proxy")
-    if spec.fixed_host_ports:
-        raise RefusedError(
-            f"service '{service}' publishes fixed host port(s) {', '.join(spec.fixed_host_ports)}: a new container "
-            "cannot bind them while the old one runs; put a proxy in front or publish a port range"
-        )
-
-
-@dataclass(frozen=True)
-class Drain:
-    """How to take containers out of a proxy's pool before they are stopped.
-
-    Each drained container keeps running until `floor` seconds after its pre-stop command finished and, if it is
-    in `wait_unhealthy`, until Docker reports it unhealthy, whichever comes later; then `pause` seconds more."""
-
-    containers: List[Container]  # the ones to drain
-    pre_stop: bool  # run --pre-stop-cmd for them
-    wait_unhealthy: List[Container]  # healthy now: wait until Docker calls these unhealthy
-    floor: float  # --drain-time: the proxy's time to see the failing check, however soon Docker reports it
-    pause: float  # then wait this long (--wait-after-unhealthy)
-    notes: List[str]  # said before the drain (info)
-    warnings: List[str]
-
-    @property
-    def draining(self) -> bool:
-        return bool(self.containers)
-
-
-NO_DRAIN = Drain([], False, [], 0.0, 0.0, [], [])
-
-
-def plan_drain(containers: Sequence[Container], options: Options, rolling_back: bool) -> Drain:
-    """Old containers at the end of a deploy are drained, and so are new ones on a roll-back: a proxy may already
-    route to them (HAProxy puts servers it learns from DNS in service before their first check, and its own check
-    need not agree with Docker's, so even an `unhealthy` one may be in its pool). Gone and never-started
-    containers need no drain.
-
-    Only a container that is healthy now is waited for until unhealthy: one already unhealthy has nothing left to
-    report, and one still `starting` has never been healthy, so within its start period Docker cannot report it
-    unhealthy at all; those get the pre-stop command and the floor only. On a roll-back without a pre-stop command
-    nothing would make a container fail its check, so there is nothing to drain."""
-    drained = [c for c in containers if not gone(c) and c.status != "created"]
-    if not drained or not (options.pre_stop_cmd or options.pre_stop_wait_until_unhealthy):
-        return NO_DRAIN
-    if rolling_back and not options.pre_stop_cmd:
-        return NO_DRAIN
-    wait: List[Container] = []
-    notes: List[str] = []
-    warnings: List[str] = []
-    floor = options.drain_time
-    if options.pre_stop_wait_until_unhealthy:
-        wait = [c for c in drained if c.health == "healthy"]
-        never = [c for c in drained if c.health == "starting"]
-        if never:
-            notes.append(f"{names(never)} never turned healthy, so Docker cannot report "
-                         f"{'it' if len(never) == 1 else 'them'} unhealthy: drained for --drain-time only")
-        if not options.pre_stop_cmd and not any(c.has_healthcheck for c in drained):
-            warnings.append("--pre-stop-wait-until-unhealthy: the containers have no health check, "
-                            "so there is nothing to wait for")
-    return Drain(drained, bool(options.pre_stop_cmd), wait, floor, options.wait_after_unhealthy, notes, warnings)
-
-
-def pre_stop_command(template: str, container_id: str) -> str:
-    """Only `{id}`, a hex id from the engine, is put into the user's shell command."""
-    if not all(ch in "0123456789abcdef" for ch in container_id):
-        raise ValueError(f"not a container id: {container_id!r}")
-    return template.replace("{id}", container_id)
-
-
 @dataclass
 class DeployReport:
-    """The outcome, for the summary line and the benchmark."""
+    """The outcome, for the summary and the benchmark."""
 
     old: List[str] = field(default_factory=list)
     new: List[str] = field(default_factory=list)
     replicas: int = 0
     first_start: bool = False
     completed: bool = False  # only new containers serve
+    batches: int = 1
+    batch_seconds: List[float] = field(default_factory=list)  # each batch, from its scale-up to its last stop
+    kept_old: List[str] = field(default_factory=list)  # old containers left in place of failed new ones
     phase_seconds: Dict[str, float] = field(default_factory=dict)
+    old_containers: List[Container] = field(default_factory=list)  # as found, for the summary
+    new_containers: List[Container] = field(default_factory=list)
+
+
+class StoppedBetweenBatches(RerollError):
+    """A later batch failed (failure_action: pause, or a tolerated failure) or was interrupted: the service holds
+    its replica count, partly old, partly new; the journal stays so the next run replaces them all."""
 
 
 class Deployment:
-    def __init__(self, options: Options, docker: Docker, progress: Progress, interrupts: Interrupts,
-                 command_line: str) -> None:
-        self.options = options
+    def __init__(self, options: Options, service: str, spec: Optional[ServiceSpec], project: str, docker: Docker,
+                 progress: Progress, interrupts: Interrupts, lock: EngineLock) -> None:
+        self.options = options  # this service's: the command line over its deploy.update_config
+        self.service = service
+        self.spec = spec
+        self.project = project
         self.docker = docker
         self.progress = progress
         self.interrupts = interrupts
-        self.command_line = command_line
-        self.service = options.service
+        self.lock = lock
         self.report = DeployReport()
         self._phase = Phase.PREPARE
-        self._phase_started = time.monotonic()
-        self.project = ""
-        self.spec: Optional[ServiceSpec] = None
-        self.lock: Optional[EngineLock] = None
+        self._roles: Dict[str, str] = {}  # container id -> old, new or stale: what the display calls it
+        self._marks: Dict[str, str] = {}  # container id -> draining or stopping: what we are doing to it
         self.watch: Optional[ContainerWatch] = None
         self.wait_stats: Optional[WaitStats] = None
         # False while old and new containers both exist: if we die then, the lock and journal stay behind so the
         # next run knows it must finish this deploy.
         self.consistent = True
+        self._keep_journal = False  # stopped between batches: the next run must replace the rest
 
     @property
     def phase(self) -> Phase:
@@ -255,24 +148,43 @@ class Deployment:
 
     @phase.setter
     def phase(self, phase: Phase) -> None:
-        """Enter a phase; the time spent in the one we leave goes into the report (for the benchmark)."""
-        now = time.monotonic()
-        spent = self.report.phase_seconds
-        spent[self._phase.value] = spent.get(self._phase.value, 0.0) + now - self._phase_started
-        self._phase, self._phase_started = phase, now
+        """Enter a phase: it decides what an interrupt means, and the progress display times it."""
+        self._phase = phase
+        self.progress.phase(phase.value, self.service)
+
+    # ------------------------------------------------------------------------------------------- the display
+
+    def _show(self, containers: Sequence[Container], role: Optional[str] = None, mark: Optional[str] = None,
+              state: Optional[str] = None) -> None:
+        """Tell the progress display about these containers: their role in the deploy (given once), what we are
+        doing to them until they are gone (`mark`: draining, stopping) or just now (`state`: starting), or else
+        their state as the engine reports it."""
+        for container in containers:
+            if role is not None:
+                self._roles[container.id] = role
+            if mark is not None:
+                self._marks[container.id] = mark
+            self._show_state(container, state)
+
+    def _show_state(self, container: Container, state: Optional[str] = None) -> None:
+        role = self._roles.get(container.id)
+        if role is None:
+            return  # not ours to show (yet)
+        if state is None:
+            state = container_state(container)
+            if container.status not in GONE_STATUSES and container.id in self._marks:
+                state = self._marks[container.id]
+        self.progress.container(self.service, container.id, container.name, role, state, container.image)
 
     # ------------------------------------------------------------------------------------------------- the story
 
     def run(self) -> DeployReport:
-        project = self.docker.load_project(self.service)
-        profile_services = self.docker.services_in_any_profile() if project.service is None else []
-        check_service(project, self.service, profile_services)
-        self.project = project.name
-        self.spec = project.service
-        self.lock = lock = EngineLock(self.docker, project.name, self.service, self.progress, self.command_line)
-        lock.acquire(self.options.lock_timeout, self.interrupts)
+        """The lock is taken by the caller (a release takes all of its locks first, in a fixed order)."""
+        lock = self.lock
         try:
-            with ContainerWatch(self.docker, project.name, self.service, self.interrupts) as self.watch:
+            self.progress.phase(Phase.PREPARE.value, self.service)
+            with ContainerWatch(self.docker, self.project, self.service, self.interrupts,
+                                on_change=self._show_state) as self.watch:
                 self.wait_stats = self.watch.stats
                 self._deploy(lock)
         except (Incomplete, LockLost):
@@ -283,44 +195,93 @@ class Deployment:
                                     "finish it (the lock and journal left on the engine tell it how)")
             raise
         finally:
-            self.phase = self.phase  # close the time account of the last phase
+            self.report.phase_seconds = self.progress.clock.seconds(self.service)
             if self.consistent:  # else lock and journal stay, for the next run to finish the deploy
                 # Rolled back after an interrupted deploy: the service still has that deploy's extra containers,
                 # so the journal must stay to tell the next run the real replica count.
-                lock.release(keep_journal=lock.journal_inherited and not self.report.completed)
+                lock.release(keep_journal=self._keep_journal or (lock.journal_inherited and not self.report.completed))
         return self.report
 
     def _deploy(self, lock: EngineLock) -> None:
-        scale = self.options.scale.get(self.service)
-        plan = plan_deploy(self._service_containers(), lock.journal, scale)
-        check_history(self.service, plan.old, lock.journal, scale)
-        if lock.journal is not None:
-            self.progress.warn(f"an earlier deploy of {self.service} was interrupted; finishing it: the service "
-                               f"goes to {plan.replicas} container(s), all on the current config")
-        if scale is not None and scale != len(plan.old):
-            self.progress.info(f"--scale: {self.service} goes from {len(plan.old)} to {scale} container(s)")
+        self.progress.info(f"settings for {self.service}: {settings_line(self.options)}")
+        plan = self._plan(lock)
         if plan.stale:
             self.progress.info(f"removing stopped containers: {names(plan.stale)}")
+            self._show(plan.stale, role="stale")
             failures = self.docker.remove([c.id for c in plan.stale])
             if failures:  # compose would count it toward --scale, and it could outlive the deploy
                 raise DeployFailed(f"could not remove stopped containers: {'; '.join(failures)}")
         self._check_interrupt()
         self.report.first_start = plan.first_start
         self.report.old = [c.id for c in plan.old]
+        self.report.old_containers = list(plan.old)
+        self._show(plan.old, role="old")
         self.report.replicas = plan.replicas
         if plan.first_start:
             self.progress.info(f"no running container of {self.service}: starting it")
+            batches = [Batch(plan.replicas, 0)]
         else:
             lock.write_journal(plan.replicas, [c.id for c in plan.old])
             self.progress.info(f"old containers: {describe(plan.old)}")
+            batches = plan_batches(len(plan.old), plan.replicas, self.options.max_surge)
+        self.report.batches = len(batches)
+        if len(batches) > 1:
+            self._check_restorable(plan)
+            self._say_batches(batches)
         self.consistent = False
-        new = self._roll_out(plan)
-        self.report.new = [c.id for c in new]
-        self.phase = Phase.PRE_STOP
-        self._retire(plan.old, rolling_back=False, replacements=new)
+        new = self._batches(plan, batches)
         self.consistent = True
-        self.report.completed = True
+        self.report.completed = not self.report.kept_old
+        if self.report.kept_old:
+            self._stop_between_batches(f"{len(self.report.kept_old)} old container(s) kept in place of new ones "
+                                       f"that failed (tolerated by failure_action/max_failure_ratio)")
         self.progress.info(f"deployed {self.service}: {len(new)} container(s) serving: {describe(new)}")
+
+    def _plan(self, lock: EngineLock) -> Plan:
+        """The replica count after the deploy: --scale, else an interrupted deploy's journal, else the compose
+        file's deploy.replicas/scale when it differs from what runs, else what runs."""
+        containers = self._service_containers()
+        scale = self.options.scale.get(self.service)
+        running = len([c for c in containers if c.status not in ("exited", "dead", "created")])
+        wanted = self.spec.replicas if self.spec is not None else None
+        target = replica_target(scale, lock.journal, wanted, running)
+        if target is not None and target != scale:
+            self.progress.info(f"the compose file sets {self.service} to {wanted} container(s) "
+                               f"({self.spec.replicas_key if self.spec else ''}); {running} run now: the deploy "
+                               f"ends with {wanted}")
+        plan = plan_deploy(containers, lock.journal, target)
+        check_history(self.service, plan.old, lock.journal, scale)
+        if lock.journal is not None:
+            self.progress.warn(f"an earlier deploy of {self.service} was interrupted; finishing it: the service "
+                               f"goes to {plan.replicas} container(s), all on the current config")
+        if scale is not None and scale != len(plan.old):
+            self.progress.info(f"--scale: {self.service} goes from {len(plan.old)} to {scale} container(s)")
+        return plan
+
+    def _check_restorable(self, plan: Plan) -> None:
+        """failure_action rollback across batches makes old containers again from what the engine knows of them;
+        when that cannot be faithful, say so now and pause on such a failure instead."""
+        if self.options.failure_action != "rollback":
+            return
+        missing = list(self.spec.done_at_start) if self.spec is not None else []
+        missing += clone(self.docker.inspect_raw([plan.old[0].id])[0], 0).unsupported
+        if missing:
+            self.progress.warn(f"failure_action rollback: the old containers use {', '.join(missing)}, which "
+                               "docker-reroll cannot make again by itself; a failure after the first batch pauses "
+                               "instead")
+            self.options.set("failure_action", "pause", "docker-reroll (old containers cannot be made again)")
+
+    def _say_batches(self, batches: List[Batch]) -> None:
+        options = self.options
+        source = options.source("max_surge")
+        self.progress.info(
+            f"rolling update in {len(batches)} batches of up to {options.max_surge} new container(s) ({source})"
+            + (f", {options.update_delay:g}s between batches" if options.update_delay else "")
+            + (f", each monitored {options.update_monitor:g}s" if options.update_monitor else "")
+            + f"; on a failure: {options.failure_action}")
+        if options.update_order == "stop-first":
+            self.progress.info("deploy.update_config.order is stop-first: treated as start-first (new containers "
+                               "start before old ones stop: that is what this tool is for)")
 
     def _service_containers(self) -> List[Container]:
         """Every container compose made for the service (one-off `run` containers excluded), inspected through
@@ -329,13 +290,118 @@ class Deployment:
         ids = self.docker.service_container_ids(self.project, self.service)
         return [c for c in self.watch.refresh(ids) if not c.oneoff and c.status != REMOVED]
 
-    def _roll_out(self, plan: Plan) -> List[Container]:
-        """Scale up and wait for the new containers; on any failure or interrupt, roll back and raise."""
+    # ------------------------------------------------------------------------------------------------ batches
+
+    def _batches(self, plan: Plan, batches: List[Batch]) -> List[Container]:
+        """Each batch: scale up, wait, then drain and retire old ones. Returns the new containers."""
+        old_left = list(plan.old)
+        kept: List[Container] = []  # old containers left in place of new ones whose failure was tolerated
+        done: List[Container] = []
+        retired: List[Dict[str, object]] = []  # what the engine knew of each retired old container: for clones
+        failed = 0
+        for index, batch in enumerate(batches):
+            if index:
+                self._between_batches(index, len(batches))
+            started = time.monotonic()
+            label = f"batch {index + 1} of {len(batches)}" if len(batches) > 1 else ""
+            try:
+                new = self._roll_out(plan, batch, keep=old_left + kept + done, label=label, paused=plan.paused)
+            except LockLost:
+                raise
+            except Interrupted as error:
+                if index == 0:
+                    raise
+                self._stop_between_batches(f"{error} (batch {index + 1} was rolled back)", error)
+            except RerollError as error:
+                if index == 0:
+                    raise
+                failed += batch.start
+                if self._tolerated(failed, plan.replicas):
+                    self.progress.warn(f"{label} failed ({error}); tolerated: its {batch.retire} old container(s) "
+                                       "stay, the update goes on")
+                    kept += old_left[:batch.retire]
+                    old_left = old_left[batch.retire:]
+                    self.report.kept_old = [c.id for c in kept]
+                    continue
+                if self.options.failure_action == "rollback":
+                    self._restore_old_config(retired, done, old_left + kept, cause=error)
+                    raise DeployFailed(f"{label} failed ({error}); failure_action rollback: every batch went back "
+                                       "to the old config") from None
+                self._stop_between_batches(f"{label} failed ({error}); failure_action pause")
+            retiring, old_left = old_left[:batch.retire], old_left[batch.retire:]
+            if retiring and self.options.failure_action == "rollback" and len(batches) > 1:
+                retired += self.docker.inspect_raw([c.id for c in retiring])
+            self.phase = Phase.PRE_STOP
+            self._retire(retiring, rolling_back=False, replacements=done + new)
+            done += new
+            self.report.new = [c.id for c in done]
+            self.report.new_containers = list(done)
+            self.report.batch_seconds.append(time.monotonic() - started)
+        return done
+
+    def _between_batches(self, index: int, count: int) -> None:
+        """The delay before the next batch (deploy.update_config.delay); an interrupt here stops the update."""
+        assert self.watch is not None
+        if self.options.update_delay > 0:
+            self.progress.info(f"waiting {self.options.update_delay:g}s before batch {index + 1} of {count}")
+            self.watch.pause(self.options.update_delay, interrupts_seen=0)
+        signum = self.interrupts.first_signal
+        if signum is not None:
+            self._stop_between_batches(f"interrupted by {signal_name(signum)} before batch {index + 1} of {count}",
+                                       Interrupted("", signum))
+
+    def _tolerated(self, failed: int, replicas: int) -> bool:
+        return self.options.failure_action == "continue" or failed / replicas <= self.options.max_failure_ratio
+
+    def _stop_between_batches(self, why: str, interrupt: Optional[Interrupted] = None) -> NoReturn:
+        """Stop with the service at its replica count, partly on the old config: the journal is written again
+        for what runs now, so the next run replaces them all; raises."""
+        current = [c for c in self._service_containers() if c.status not in ("exited", "dead", "created")]
+        self.lock.rewrite_journal(self.report.replicas, [c.id for c in current])
+        self._keep_journal = True
+        self.consistent = True
+        message = (f"{why}: stopped with {len(current)} container(s) of {self.service} serving, some still on the "
+                   f"old config; run `docker reroll {self.service}` again to replace them all")
+        if interrupt is not None:
+            raise Interrupted(message, interrupt.exit_code - 128, rolled_back=False)
+        raise StoppedBetweenBatches(message)
+
+    def _restore_old_config(self, retired: List[Dict[str, object]], done: List[Container],
+                            old_left: List[Container], cause: Exception) -> None:
+        """failure_action rollback after some batches: make the retired old containers again (clones of what the
+        engine knew of them), wait until they are ready, then drain and retire the new ones."""
+        assert self.watch is not None
+        self.progress.warn(f"rolling back every batch: {cause}")
+        self.progress.phase("roll back", self.service)
+        numbers = [c.number for c in self._service_containers()]
+        made = []
+        for offset, item in enumerate(retired, start=1):
+            made.append(self.docker.create_clone(item, max(numbers, default=0) + offset))
+        self.progress.info(f"made {len(made)} container(s) on the old config again; starting them")
+        self._show(self.watch.refresh(made), role="old")
+        try:
+            self._start_together(self.watch.refresh(made))
+            clones = self.watch.refresh(made)
+            self._wait_ready(clones)
+        except RerollError as error:
+            raise Incomplete(f"could not bring the old config back ({error}): {self.service} runs new and old "
+                             f"containers; run `docker reroll {self.service}` again") from None
+        self._retire(done, rolling_back=False, replacements=clones + old_left)
+        self.consistent = True
+        self.progress.info(f"rolled back: the old config serves again: {describe(clones + old_left)}")
+
+    # -------------------------------------------------------------------------------------------- one batch
+
+    def _roll_out(self, plan: Plan, batch: Batch, keep: List[Container], label: str,
+                  paused: List[Container]) -> List[Container]:
+        """Start this batch's new containers and wait for them; on any failure or interrupt, retire them (the
+        containers in `keep` were never touched) and raise."""
         new: List[Container] = []
         try:
             self.phase = Phase.SCALE_UP
-            self._unpause(plan.paused)
-            new = self._scale_up(plan)
+            if not keep or keep == plan.old:
+                self._unpause(paused)
+            new = self._scale_up(plan, batch, keep, label)
             self._check_interrupt()
             self.progress.info(f"new containers: {describe(new)}")
             self.phase = Phase.WAIT_READY
@@ -345,8 +411,9 @@ class Deployment:
         except LockLost:
             raise  # the service is another run's now: nothing may be rolled back
         except Exception as error:  # whatever went wrong, nothing old was touched yet: go back
-            self._roll_back(plan, error)
-            self.consistent = True
+            self._roll_back(keep, paused if keep == plan.old else [], error)
+            if keep == plan.old:
+                self.consistent = True
             raise
 
     def _unpause(self, paused: List[Container]) -> None:
@@ -360,34 +427,37 @@ class Deployment:
         if failures:
             raise DeployFailed(f"could not unpause {names(paused)}: {'; '.join(failures)}")
 
-    def _scale_up(self, plan: Plan) -> List[Container]:
-        """Have compose make the new containers; returns them, running.
+    def _scale_up(self, plan: Plan, batch: Batch, keep: List[Container], label: str) -> List[Container]:
+        """Have compose make the batch's new containers; returns them, running.
 
         Compose starts the containers of a scaled service one after another (about 0.3 s each on a small machine),
         so when several are new it only creates them (`up --no-start`) and we start them all at once, unless the
         service uses something compose does only as it starts a container itself (hooks, inline configs and
         secrets): then compose starts them, one by one."""
-        assert self.lock is not None
         done_at_start = self.spec.done_at_start if self.spec is not None else []
-        start_together = not plan.first_start and plan.replicas > 1 and not done_at_start
-        if not plan.first_start and plan.replicas > 1 and done_at_start:
+        start_together = not plan.first_start and batch.start > 1 and not done_at_start
+        if not plan.first_start and batch.start > 1 and done_at_start:
             self.progress.info(f"compose starts the new containers itself, one by one: the service uses "
                                f"{', '.join(done_at_start)}, which compose sets up as it starts a container")
         self.lock.verify(journal=True)
+        scale_to = len(keep) + batch.start
         try:
             if plan.first_start:  # dependencies may not be up yet: let compose start them
                 self.docker.compose_up(self.service, scale=plan.replicas or None, no_deps=False,
-                                       cancel=self.interrupts.requested)
+                                       cancel=self.interrupts.requested, on_line=self.progress.compose_output)
             else:
-                self.progress.info(f"scaling {self.service} from {len(plan.old)} to {plan.scale_to} containers")
-                self.docker.compose_up(self.service, scale=plan.scale_to, no_deps=True,
-                                       cancel=self.interrupts.requested, start=not start_together)
+                within = f" ({label})" if label else ""
+                self.progress.info(f"scaling {self.service} from {len(keep)} to {scale_to} containers{within}")
+                self.docker.compose_up(self.service, scale=scale_to, no_deps=True, cancel=self.interrupts.requested,
+                                       start=not start_together, on_line=self.progress.compose_output)
         except DockerCommandError:
             self._check_interrupt()  # compose failed because we stopped it: that is the interrupt, not an error
             raise
-        new = self._new_containers(plan)
-        if not new or (not plan.first_start and len(new) != plan.replicas):
-            raise DeployFailed(f"compose created {len(new)} new container(s), expected {plan.replicas}")
+        keep_ids = {c.id for c in keep}
+        new = sorted((c for c in self._service_containers() if c.id not in keep_ids), key=lambda c: c.number)
+        self._show(new, role="new")
+        if not new or (not plan.first_start and len(new) != batch.start):
+            raise DeployFailed(f"compose created {len(new)} new container(s), expected {batch.start}")
         if start_together:
             assert self.watch is not None
             self._start_together(new)
@@ -400,6 +470,7 @@ class Deployment:
 
     def _start_together(self, containers: List[Container]) -> None:
         self.progress.info(f"starting {len(containers)} new containers at once")
+        self._show(containers, state=STARTING)
         failures: List[str] = []
 
         def start(container: Container) -> None:
@@ -415,10 +486,6 @@ class Deployment:
         if failures:
             raise DeployFailed("could not start " + "; ".join(failures))
 
-    def _new_containers(self, plan: Plan) -> List[Container]:
-        old_ids = {c.id for c in plan.old}
-        return sorted((c for c in self._service_containers() if c.id not in old_ids), key=lambda c: c.number)
-
     def _wait_ready(self, new: List[Container]) -> None:
         assert self.watch is not None
         ids = [c.id for c in new]
@@ -432,6 +499,9 @@ class Deployment:
                 self._stay_up(ids, self.options.wait_after_healthy, "after healthy")
         else:
             self._stay_up(ids, self.options.wait, "(no health check) before checking the new containers")
+        monitor = self.options.update_monitor
+        if monitor > 0:  # deploy.update_config.monitor: a batch must stay healthy this long before it counts
+            self._stay_up(ids, monitor, f"monitoring them ({self.options.source('update_monitor')})")
 
     def _stay_up(self, ids: List[str], seconds: float, why: str) -> None:
         """Wait `seconds`; the new containers must keep serving all along. One that stops or turns unhealthy fails
@@ -468,24 +538,26 @@ class Deployment:
             self.progress.detail(f"last {LOG_TAIL_LINES} log lines of {container.name}",
                                  self.docker.logs_tail(container.id, LOG_TAIL_LINES))
 
-    def _roll_back(self, plan: Plan, cause: Exception) -> None:
-        """Retire every container that is not one of the old ones; the old ones were never touched (the paused
-        ones among them are paused again)."""
+    def _roll_back(self, keep: List[Container], paused: List[Container], cause: Exception) -> None:
+        """Retire every container not in `keep`; those were never touched (the paused ones among them are paused
+        again)."""
         self.progress.warn(f"rolling back: {cause}")
-        old_ids = {c.id for c in plan.old}
+        self.progress.phase("roll back", self.service)
+        keep_ids = {c.id for c in keep}
         if self.phase == Phase.SCALE_UP and self.interrupts.requested():
             time.sleep(ROLLBACK_SETTLE_SECONDS)
         for _ in range(2):  # a second look catches a container the engine finished creating after compose stopped
-            new = [c for c in self._service_containers() if c.id not in old_ids]
+            new = [c for c in self._service_containers() if c.id not in keep_ids]
             if not new:
                 break
+            self._show([c for c in new if c.id not in self._roles], role="new")
             self._retire(new, rolling_back=True)
-        if plan.paused:
-            self.progress.info(f"pausing {names(plan.paused)} again, as they were")
-            failures = self.docker.pause([c.id for c in plan.paused])
+        if paused:
+            self.progress.info(f"pausing {names(paused)} again, as they were")
+            failures = self.docker.pause([c.id for c in paused])
             if failures:
                 self.progress.warn(f"could not pause them again: {'; '.join(failures)}")
-        self.progress.info(f"rolled back: the old containers keep serving: {describe(plan.old)}")
+        self.progress.info(f"rolled back: the old containers keep serving: {describe(keep)}")
 
     def _retire(self, containers: List[Container], rolling_back: bool,
                 replacements: Sequence[Container] = ()) -> None:
@@ -520,6 +592,7 @@ class Deployment:
         check has seen the failure, and stopping then fails requests. The `last_looks` before the stop (docker
         calls) are made during the end of the drain, so they cost it no time; it never ends before them."""
         assert self.watch is not None
+        self._show(drain.containers, mark=DRAINING)
         if drain.pre_stop:
             self._enter(Phase.PRE_STOP, rolling_back)
             self._run_pre_stop(drain.containers)
@@ -569,6 +642,7 @@ class Deployment:
         if not ids:
             return
         self.progress.info(f"stopping {names(containers)}")
+        self._show(containers, mark=STOPPING)
         grace = max((c.stop_timeout or DEFAULT_STOP_TIMEOUT for c in containers), default=DEFAULT_STOP_TIMEOUT)
         stop = self.docker.stop(ids, grace_seconds=grace)
         if stop.returncode != 0:
@@ -577,27 +651,26 @@ class Deployment:
         failures = self.docker.remove(ids)
         if failures:
             raise DeployFailed(f"could not remove {names(containers)}: {'; '.join(failures)}")
+        self._show(self.watch.known(ids) if self.watch else [])
 
     def _run_pre_stop(self, containers: List[Container]) -> None:
         """The pre-stop command for every container at once; a failure is a warning, as in the original tool.
         Each is bounded (see PRE_STOP_MIN_TIMEOUT), and a further interrupt ends it, with all it started."""
-        template = self.options.pre_stop_cmd or ""
         timeout = max(self.options.healthcheck_timeout, PRE_STOP_MIN_TIMEOUT)
         env = self.docker.environment_for_user_commands()
         seen = self._further_interrupt()
 
         def one(container: Container) -> None:
-            command = pre_stop_command(template, container.id)
-            self.progress.info(f"running pre-stop command for {container.name}: {command}")
+            argv, shown = self._pre_stop_argv(container)
+            self.progress.info(f"running pre-stop command for {container.name}: {shown}")
             try:
-                result = self.docker.runner.run(["sh", "-c", command], check=False, capture=True, timeout=timeout,
+                result = self.docker.runner.run(argv, check=False, capture=True, timeout=timeout,
                                                 cancel=lambda: self.interrupts.count > seen, env=env)
             except DockerCommandError as error:
                 self.progress.warn(f"pre-stop command for {container.name} could not run: {error}")
                 return
-            output = (result.stdout + result.stderr).strip()
-            if output:
-                self.progress.detail(f"pre-stop output for {container.name}", output)
+            for line in (result.stdout + result.stderr).strip().splitlines():
+                self.progress.output("pre-stop", line, container.name)
             if result.ended == "timeout":
                 self.progress.warn(f"pre-stop command for {container.name} ran past {timeout:g}s: ended it")
             elif result.ended == "cancelled":
@@ -606,6 +679,14 @@ class Deployment:
                 self.progress.warn(f"pre-stop command for {container.name} exited with {result.returncode}")
 
         run_concurrently(one, containers)
+
+    def _pre_stop_argv(self, container: Container) -> "tuple[List[str], str]":
+        """--pre-stop-exec runs inside the container (docker exec, through our own docker and its flags);
+        --pre-stop-cmd through sh on this machine, with {id} filled in. The argv, and how to show it."""
+        shown = shown_pre_stop(self.options, container)
+        if self.options.pre_stop_exec:
+            return self.docker.docker("exec", container.id, *shlex.split(self.options.pre_stop_exec)), shown
+        return ["sh", "-c", shown], shown
 
     def _wait_unhealthy(self, containers: List[Container]) -> None:
         assert self.watch is not None
@@ -633,21 +714,22 @@ class Deployment:
             raise Interrupted(f"interrupted by {signal_name(signum)} during {self.phase.value}", signum)
 
 
+def container_state(container: Container) -> str:
+    """A container's state in the display's words (see progress.py)."""
+    if container.status == REMOVED:
+        return REMOVED_STATE
+    if container.status in ("exited", "dead"):
+        return EXITED
+    if container.status in (CREATED, PAUSED):
+        return container.status
+    if container.health == "starting":
+        return WAITING_HEALTHY
+    return container.health or RUNNING
+
+
 def run_concurrently(action: Callable[[Container], None], containers: Sequence[Container]) -> None:
     """One thread per container: the engine works on them in parallel, and the slowest sets the pace."""
     concurrently([functools.partial(action, c) for c in containers])
-
-
-def names(containers: Sequence[Container]) -> str:
-    return ", ".join(c.name for c in containers) or "none"
-
-
-def describe_states(containers: Sequence[Container]) -> str:
-    return ", ".join(f"{c.name} {c.health or c.status}" for c in containers) or "none"
-
-
-def describe(containers: Sequence[Container]) -> str:
-    return ", ".join(f"{c.name} ({c.short_id})" for c in containers) or "none"
 
 
 def quote_command(argv: Sequence[str]) -> str:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
+from docker_reroll.clone import clone, connect_args
 from docker_reroll.errors import DockerCommandError, RefusedError
 from docker_reroll.processes import CommandRunner, Result
 from docker_reroll.settings import DockerFlag, docker_flag_args
@@ -44,6 +45,7 @@ class Container:
     image_id: str = ""
     health_output: str = ""  # the last health probe's output: the first thing to read when a deploy fails
     stop_timeout: Optional[int] = None  # seconds, from stop_grace_period; None: the engine's default (10)
+    image: str = ""  # the image as the config names it (`app:v2`); image_id is what it resolved to
 
     @property
     def short_id(self) -> str:
@@ -67,6 +69,10 @@ class Container:
     @property
     def oneoff(self) -> bool:
         return self.labels.get(LABEL_ONEOFF, "False") == "True"
+
+    @property
+    def service(self) -> str:
+        return self.labels.get(LABEL_SERVICE, "")
 
     @property
     def config_hash(self) -> str:
@@ -93,6 +99,7 @@ def parse_inspect(text: str) -> List[Container]:
                 image_id=item.get("Image", ""),
                 health_output=(log[-1].get("Output") or "").strip() if log else "",
                 stop_timeout=config.get("StopTimeout"),
+                image=config.get("Image") or "",
             )
         )
     return containers
@@ -136,7 +143,7 @@ def parse_event(line: str, received: float = 0.0) -> Optional[ContainerEvent]:
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """What the compose file says about the service, as far as a rolling deploy cares."""
+    """What the compose file says about a service, as far as a rolling deploy cares."""
 
     name: str
     container_name: Optional[str] = None
@@ -145,38 +152,69 @@ class ServiceSpec:
     # What compose does only when it starts a container itself (hooks; inline configs and secrets, which it
     # copies in at start): a container started with `docker start` would miss it.
     done_at_start: List[str] = field(default_factory=list)
+    depends_on: List[str] = field(default_factory=list)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    replicas: Optional[int] = None  # deploy.replicas or scale: what a plain `up` would scale it to
+    replicas_key: str = ""  # which of the two set it
+    update_config: Mapping[str, object] = field(default_factory=dict)  # deploy.update_config, as compose gives it
+    known: bool = True  # False with compose v1, which tells only the service's name
+    image: str = ""
+    environment: Mapping[str, str] = field(default_factory=dict)
+    healthcheck: Optional[bool] = None  # set (True) or disabled (False) in the compose file; None: the image's
 
 
 @dataclass(frozen=True)
 class ProjectConfig:
     name: str
-    services: List[str]
-    service: Optional[ServiceSpec]  # None when the service is not defined (or disabled by profiles)
+    services: Mapping[str, ServiceSpec]  # the services compose enables (profiles applied)
+
+    def spec(self, service: str) -> Optional[ServiceSpec]:
+        return self.services.get(service)
 
 
 PORT_RANGE = re.compile(r"^\d+-\d+$")
 
 
-def parse_compose_config(text: str, service: str) -> ProjectConfig:
-    """`docker compose config --format json` into the project's name and the service's deploy-relevant facts."""
+def parse_compose_config(text: str) -> ProjectConfig:
+    """`docker compose config --format json` into the project's name and each service's deploy-relevant facts."""
     data = json.loads(text)
-    services = data.get("services") or {}
-    spec = None
-    if service in services:
-        definition = services[service] or {}
-        fixed = []
-        for port in definition.get("ports") or []:
-            published = str(port.get("published") or "") if isinstance(port, dict) else ""
-            if published and not PORT_RANGE.match(published):
-                fixed.append(f"{published}:{port.get('target')}")
-        spec = ServiceSpec(
-            name=service,
-            container_name=definition.get("container_name"),
-            network_mode=definition.get("network_mode"),
-            fixed_host_ports=fixed,
-            done_at_start=_done_at_start(data, definition),
-        )
-    return ProjectConfig(name=data.get("name") or "", services=sorted(services), service=spec)
+    services = {name: _service_spec(data, name, definition or {})
+                for name, definition in (data.get("services") or {}).items()}
+    return ProjectConfig(name=data.get("name") or "", services=services)
+
+
+def _service_spec(project: dict, name: str, definition: dict) -> ServiceSpec:
+    fixed = []
+    for port in definition.get("ports") or []:
+        published = str(port.get("published") or "") if isinstance(port, dict) else ""
+        if published and not PORT_RANGE.match(published):
+            fixed.append(f"{published}:{port.get('target')}")
+    deploy = definition.get("deploy") or {}
+    replicas, key = deploy.get("replicas"), "deploy.replicas"
+    if replicas is None:
+        replicas, key = definition.get("scale"), "scale"
+    return ServiceSpec(
+        name=name,
+        container_name=definition.get("container_name"),
+        network_mode=definition.get("network_mode"),
+        fixed_host_ports=fixed,
+        done_at_start=_done_at_start(project, definition),
+        depends_on=sorted(definition.get("depends_on") or {}),
+        labels={str(k): str(v) for k, v in (definition.get("labels") or {}).items()},
+        replicas=int(replicas) if replicas is not None else None,
+        replicas_key=key if replicas is not None else "",
+        update_config=deploy.get("update_config") or {},
+        image=str(definition.get("image") or ""),
+        environment={str(k): "" if v is None else str(v) for k, v in (definition.get("environment") or {}).items()},
+        healthcheck=_healthcheck(definition.get("healthcheck")),
+    )
+
+
+def _healthcheck(definition: Optional[dict]) -> Optional[bool]:
+    if not definition:
+        return None
+    test = definition.get("test") or []
+    return not (definition.get("disable") or test[:1] == ["NONE"])
 
 
 def _done_at_start(project: dict, service: dict) -> List[str]:
@@ -379,6 +417,11 @@ class Docker:
             shutil.rmtree(self._cert_dir, ignore_errors=True)
             self._cert_dir = None
 
+    def project_containers(self, project: str) -> List[Container]:
+        """Every container of the project's services, in any state (one-off `run` containers excluded)."""
+        ids = self.run("ps", "--all", "--quiet", "--no-trunc", "--filter", f"label={LABEL_PROJECT}={project}").stdout
+        return [c for c in self.inspect(ids.split()) if not c.oneoff and c.service]
+
     def service_container_ids(self, project: str, service: str) -> List[str]:
         """The ids of all containers with the service's compose labels, in any state."""
         return self.run("ps", "--all", "--quiet", "--no-trunc",
@@ -422,6 +465,26 @@ class Docker:
     def start(self, container_id: str) -> Result:
         return self.run("start", container_id, check=False)
 
+    def create_clone(self, item: Mapping[str, object], number: int) -> str:
+        """Make a container like `item` (its `docker inspect`), numbered `number`; returns its id, not started."""
+        made = clone(item, number)
+        container_id = self.run("container", "create", *made.args).stdout.strip()
+        for network in made.more_networks:
+            self.run(*connect_args(network, container_id))
+        return container_id
+
+    def inspect_raw(self, ids: Sequence[str]) -> List[Dict[str, object]]:
+        """`docker inspect` as the engine gives it (for what the dataclasses above leave out)."""
+        return json.loads(self.run("container", "inspect", *ids).stdout or "[]") if ids else []
+
+    def image_has_healthcheck(self, image: str) -> Optional[bool]:
+        """Whether the image defines a HEALTHCHECK; None when it is not on the engine (yet)."""
+        result = self.run("image", "inspect", "--format", "{{json .Config.Healthcheck}}", image, check=False)
+        if result.returncode != 0:
+            return None
+        test = (json.loads(result.stdout or "null") or {}).get("Test") or []
+        return bool(test) and test[:1] != ["NONE"]
+
     def pause(self, ids: Sequence[str]) -> List[str]:
         return self._failures(self.run("pause", *ids, check=False)) if ids else []
 
@@ -448,21 +511,21 @@ class Docker:
 
     # -- compose
 
-    def load_project(self, service: str) -> ProjectConfig:
+    def load_project(self) -> ProjectConfig:
         """Ask compose for the project (so its rules for names, files and profiles apply), with v2 if there is
         one, else the legacy v1."""
         v2 = Compose(self.docker("compose", *self.project_args))
         result = self.runner.run(v2.command("config", "--format", "json"), check=False, timeout=DOCKER_CALL_TIMEOUT)
         if result.returncode == 0:
             self.compose = v2
-            project = parse_compose_config(result.stdout, service)
+            project = parse_compose_config(result.stdout)
             if not project.name:
                 raise RefusedError("compose did not report the project's name: a newer compose v2 is needed")
             return project
         # Without the v2 plugin docker itself answers, and how depends on the flags (`unknown flag:
         # --project-name`): decide from a call with none, so a real compose error is never taken for "no v2".
         if any(marker in result.stderr for marker in NOT_A_DOCKER_COMMAND) and not self._has_compose_v2():
-            return self._load_legacy_project(service)
+            return self._load_legacy_project()
         raise self._cannot_load(result.stderr)
 
     def _has_compose_v2(self) -> bool:
@@ -478,7 +541,7 @@ class Docker:
             )
         return RefusedError(f"compose cannot load the project: {compose_message(stderr)}")
 
-    def _load_legacy_project(self, service: str) -> ProjectConfig:
+    def _load_legacy_project(self) -> ProjectConfig:
         legacy = legacy_compose(self.project_args, self.docker_globals, self.environ)
         try:
             result = self.runner.run(legacy.command("config", "--services"), check=False, env=legacy.env,
@@ -494,8 +557,7 @@ class Docker:
         name = legacy_project_name(_flag_value(self.project_args, "--project-name"),
                                    _flag_values(self.project_args, "--file"),
                                    _flag_value(self.project_args, "--project-directory"), self.environ)
-        spec = ServiceSpec(name=service) if service in services else None
-        return ProjectConfig(name=name, services=services, service=spec)
+        return ProjectConfig(name=name, services={s: ServiceSpec(name=s, known=False) for s in services})
 
     def services_in_any_profile(self) -> List[str]:
         assert self.compose is not None
@@ -505,23 +567,36 @@ class Docker:
                                  timeout=DOCKER_CALL_TIMEOUT)
         return result.stdout.split() if result.returncode == 0 else []
 
+    def config_hashes(self) -> Dict[str, str]:
+        """Per service, the config hash compose would label a container with now (v2 only; v1 cannot tell)."""
+        assert self.compose is not None
+        if self.compose.legacy:
+            return {}
+        result = self.runner.run(self.compose.command("config", "--hash", "*"), timeout=DOCKER_CALL_TIMEOUT)
+        return dict(line.split(None, 1) for line in result.stdout.splitlines() if len(line.split()) == 2)
+
     def compose_up(self, service: str, *, scale: Optional[int], no_deps: bool,
-                   cancel: Callable[[], bool], start: bool = True) -> None:
+                   cancel: Callable[[], bool], start: bool = True, recreate: bool = False,
+                   on_line: Optional[Callable[[str], None]] = None) -> None:
         """`up -d` for one service, at `scale` containers if given, leaving its dependencies alone if `no_deps`,
         and only creating the new containers if not `start`. `cancel` stops compose (with SIGINT, as Ctrl-C would:
         it then stops cleanly); it has no time limit, since it may be building an image.
 
-        Existing containers are never recreated (--no-recreate): new ones get the current config and image."""
+        Existing containers are never recreated (--no-recreate: new ones get the current config and image), unless
+        `recreate`: then compose replaces what changed its own way, stopping the old before starting the new.
+        Compose's output goes to our stderr, or, with `on_line`, line by line to it (the live display folds it
+        in)."""
         assert self.compose is not None
         # compose v1 refuses --no-start with --detach; without starting anything, up returns at once anyway.
-        args = ["up", "--no-recreate"] + (["--detach"] if start else ["--no-start"])
+        args = ["up"] + ([] if recreate else ["--no-recreate"]) + (["--detach"] if start else ["--no-start"])
         args += ["--no-deps"] if no_deps else []
         if scale is not None:
             args += ["--scale", f"{service}={scale}"]
-        result = self.runner.run(self.compose.command(*args, service), capture=False, cancel=cancel,
-                                 stop_signal=signal.SIGINT, check=False, env=self.compose.env)
+        result = self.runner.run(self.compose.command(*args, service), capture=on_line is not None, cancel=cancel,
+                                 stop_signal=signal.SIGINT, check=False, env=self.compose.env, on_line=on_line)
         if result.returncode != 0:
             raise DockerCommandError(self.compose.command(*args, service), result.returncode,
+                                     compose_message(result.stderr) if on_line else
                                      "compose exited with an error (its output is above)")
 
 
@@ -541,7 +616,9 @@ def _flag_value(args: Sequence[str], flag: str) -> Optional[str]:
 
 
 def docker_binary(environ: Mapping[str, str]) -> str:
-    """The docker CLI that ran us (plugin mode), else the one on PATH."""
-    return environ.get("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND") or "docker"
+    """The docker CLI that ran us (plugin mode), else the one on PATH. For `__complete` the CLI (28.x) names the
+    plugin itself there: that is no docker."""
+    path = environ.get("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND") or "docker"
+    return "docker" if os.path.basename(path).startswith("docker-") else path
 
 

@@ -61,9 +61,10 @@ class Incomplete(RerollError):
 class Interrupted(RerollError):
     """A signal (or the docker CLI cancelling the plugin) ended the deploy."""
 
-    def __init__(self, message: str, signum: int) -> None:
+    def __init__(self, message: str, signum: int, rolled_back: bool = True) -> None:
         super().__init__(message)
         self.exit_code = EXIT_SIGNAL_BASE + signum
+        self.rolled_back = rolled_back  # the old containers keep serving (else the message says what serves)
 
 
 class DockerCommandError(RerollError):

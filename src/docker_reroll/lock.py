@@ -165,6 +165,16 @@ class EngineLock:
                 announced = True
             interrupts.sleep(LOCK_RETRY_SECONDS)
 
+    def look(self) -> "tuple[Optional[str], Optional[str], Optional[Journal]]":
+        """For a dry run, without taking anything: who holds the lock (None: free), why that holder is certainly
+        gone (None: it may be deploying), and the journal an interrupted deploy left."""
+        holder = self._holder()
+        if holder is None:
+            return None, None, self._read_journal()
+        owner = holder[1]
+        return f"{owner.describe()}, `{owner.command}`", owner.stale_reason(self.me, self._system), \
+            self._read_journal()
+
     def _take_over(self, holder_id: str, owner: Owner, reason: str) -> bool:
         """Remove a dead owner's lock, by id: of two runs taking over, only one removes it, and the next create
         decides between them."""
@@ -179,6 +189,14 @@ class EngineLock:
         """Record the replica count and who serves, before the first change; an inherited journal is kept."""
         if self.journal is not None:
             return
+        self.journal = Journal(replicas, [c[:12] for c in serving], time.time())
+        self._create_journal(self.journal)
+
+    def rewrite_journal(self, replicas: int, serving: Sequence[str]) -> None:
+        """A deploy stopped between batches: the journal now records who serves, for the next run to replace."""
+        failures = self._docker.remove_volumes([self.journal_name])
+        if failures:
+            raise RefusedError(f"cannot rewrite the deploy journal {self.journal_name}: {'; '.join(failures)}")
         self.journal = Journal(replicas, [c[:12] for c in serving], time.time())
         self._create_journal(self.journal)
 

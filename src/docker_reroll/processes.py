@@ -74,8 +74,9 @@ class CommandRunner:
     def run(self, argv: Sequence[str], *, check: bool = True, capture: bool = True, input_bytes: bytes = b"",
             timeout: Optional[float] = None, cancel: Optional[Callable[[], bool]] = None,
             stop_signal: int = signal.SIGTERM, grace: float = CHILD_STOP_GRACE,
-            env: Optional[Mapping[str, str]] = None) -> Result:
-        """Run a command and collect its output (or, without `capture`, let it print to our stderr).
+            env: Optional[Mapping[str, str]] = None, on_line: Optional[Callable[[str], None]] = None) -> Result:
+        """Run a command and collect its output (or, without `capture`, let it print to our stderr); `on_line`
+        also gets each line of it, stdout or stderr, as it comes.
 
         It is ended, with its process group, when `timeout` seconds pass or `cancel()` turns true: `stop_signal`,
         then SIGKILL after `grace` seconds."""
@@ -95,7 +96,7 @@ class CommandRunner:
         try:
             if input_bytes:
                 _feed(process, input_bytes)
-            output, ended = _supervise(process, timeout, cancel, stop_signal, grace)
+            output, ended = _supervise(process, timeout, cancel, stop_signal, grace, on_line)
         finally:
             self.stats.end()
         stdout, stderr = (output.get(name, b"").decode(errors="replace") for name in ("stdout", "stderr"))
@@ -144,7 +145,8 @@ def _feed(process: "subprocess.Popen[bytes]", data: bytes) -> None:
 
 
 def _supervise(process: "subprocess.Popen[bytes]", timeout: Optional[float], cancel: Optional[Callable[[], bool]],
-               stop_signal: int, grace: float) -> "tuple[Dict[str, bytes], str]":
+               stop_signal: int, grace: float,
+               on_line: Optional[Callable[[str], None]] = None) -> "tuple[Dict[str, bytes], str]":
     """Read the output and keep the limits until the command has exited and its output is closed.
 
     Ending a running command: `stop_signal` to its group, SIGKILL `grace` seconds later. Once it has exited, what
@@ -154,6 +156,7 @@ def _supervise(process: "subprocess.Popen[bytes]", timeout: Optional[float], can
     pipes = {stream.fileno(): (name, stream) for name, stream in (("stdout", process.stdout),
                                                                   ("stderr", process.stderr)) if stream is not None}
     chunks: Dict[str, List[bytes]] = {name: [] for name, _ in pipes.values()}
+    lines = _Lines(on_line) if on_line else None
     ended = ""
     exited = False
     schedule: List["tuple[float, Optional[int]]"] = []  # (when, signal to the group; None: stop waiting)
@@ -181,7 +184,7 @@ def _supervise(process: "subprocess.Popen[bytes]", timeout: Optional[float], can
                     break  # everything sent and waited for: do not hang with what cannot be ended
                 _signal_group(process, signum)
             if pipes:
-                _read_some(pipes, chunks, POLL_SECONDS)
+                _read_some(pipes, chunks, POLL_SECONDS, lines)
             else:  # no output to read (or it closed first): wake the moment the command exits
                 try:
                     process.wait(POLL_SECONDS)
@@ -190,10 +193,33 @@ def _supervise(process: "subprocess.Popen[bytes]", timeout: Optional[float], can
     finally:
         for _, stream in pipes.values():
             stream.close()
+        if lines:
+            lines.flush()
     return {name: b"".join(parts) for name, parts in chunks.items()}, ended
 
 
-def _read_some(pipes: Dict[int, "tuple[str, IO[bytes]]"], chunks: Dict[str, List[bytes]], seconds: float) -> None:
+class _Lines:
+    """Output cut into lines for a callback, per stream, as it arrives."""
+
+    def __init__(self, on_line: Callable[[str], None]) -> None:
+        self._on_line = on_line
+        self._partial: Dict[str, bytes] = {}
+
+    def feed(self, name: str, data: bytes) -> None:
+        *complete, rest = (self._partial.get(name, b"") + data).split(b"\n")
+        self._partial[name] = rest
+        for line in complete:
+            self._on_line(line.decode(errors="replace").rstrip("\r"))
+
+    def flush(self) -> None:
+        for rest in self._partial.values():
+            if rest:
+                self._on_line(rest.decode(errors="replace"))
+        self._partial.clear()
+
+
+def _read_some(pipes: Dict[int, "tuple[str, IO[bytes]]"], chunks: Dict[str, List[bytes]], seconds: float,
+               lines: Optional[_Lines] = None) -> None:
     """Wait up to `seconds` for output and take what there is; a closed pipe leaves `pipes`."""
     ready, _, _ = select.select(list(pipes), [], [], seconds)
     for fd in ready:
@@ -201,6 +227,8 @@ def _read_some(pipes: Dict[int, "tuple[str, IO[bytes]]"], chunks: Dict[str, List
         name, stream = pipes[fd]
         if data:
             chunks[name].append(data)
+            if lines:
+                lines.feed(name, data)
         else:
             del pipes[fd]
             stream.close()

@@ -1,6 +1,7 @@
-"""Wire a deploy together and turn every way it can end into one summary line and an exit code."""
+"""Wire a release together and turn every way it can end into one summary line and an exit code."""
 
 import json
+import sys
 import time
 import traceback
 from typing import Mapping, Optional
@@ -18,7 +19,8 @@ from docker_reroll.errors import (
 )
 from docker_reroll.interrupts import Interrupts, signal_name
 from docker_reroll.processes import CallStats, CommandRunner
-from docker_reroll.progress import Progress
+from docker_reroll.progress import Progress, choose_writer
+from docker_reroll.release import Release
 from docker_reroll.settings import Options, docker_flag_args
 
 STATS_ENV = "DOCKER_REROLL_STATS"  # a file to write timing figures to (used by the benchmark)
@@ -26,22 +28,26 @@ DEBUG_ENV = "DOCKER_REROLL_DEBUG"
 
 
 def run(options: Options, environ: Mapping[str, str], progress: Optional[Progress] = None) -> int:
-    progress = progress or Progress()
+    title = "docker reroll " + (" ".join(options.services) if options.services else "--all") + \
+        (" (dry run)" if options.dry_run else "")
+    progress = progress or Progress(writer=choose_writer(options.progress, sys.stderr, title))
+    progress.phase("start")  # the project loaded, the plan made, the locks taken
     started = time.monotonic()
     stats = CallStats()
     docker = Docker(docker_binary(environ), options.docker_globals, options.compose_project_args(), environ,
                     CommandRunner(stats))
     interrupts = Interrupts()
     interrupts.install(environ)
-    deployment = Deployment(options, docker, progress, interrupts,
-                            command_line=quote_command(["docker", *docker_flag_args(options.docker_globals), "reroll",
-                                                        *options.args]))
+    release = Release(options, docker, progress, interrupts,
+                      command_line=quote_command(["docker", *docker_flag_args(options.docker_globals), "reroll",
+                                                  *options.args]))
     handed_over = False  # the lock was taken over: what the service holds is the other run's to report
     try:
-        deployment.run()
-        code = _finished_code(interrupts, progress)
+        code = release.run()
+        if code == EXIT_OK:
+            code = _finished_code(interrupts, progress)
     except Interrupted as error:
-        progress.error(f"{error}; the old containers keep serving")
+        progress.error(f"{error}; the old containers keep serving" if error.rolled_back else str(error))
         code = error.exit_code
     except LockLost as error:
         progress.error(str(error))
@@ -57,9 +63,13 @@ def run(options: Options, environ: Mapping[str, str], progress: Optional[Progres
     finally:
         interrupts.uninstall()
         docker.close()
-    if not deployment.consistent and not handed_over:
+    if not release.consistent and not handed_over:
         code = EXIT_INCOMPLETE  # whatever stopped it: old and new containers both exist until the next run
-    _write_stats(environ.get(STATS_ENV), deployment, stats, time.monotonic() - started)
+    line, outcome, services = release.summary(code, time.monotonic() - progress.started)
+    progress.summary(line, code, outcome, services)
+    progress.close()
+    if release.deployments:
+        _write_stats(environ.get(STATS_ENV), release.deployments[-1], stats, time.monotonic() - started)
     return code
 
 
@@ -88,6 +98,7 @@ def _write_stats(path: Optional[str], deployment: Deployment, stats: CallStats, 
         "used_polling": waits.used_polling if waits else False,
         "replicas": deployment.report.replicas,
         "phase_seconds": deployment.report.phase_seconds,
+        "batch_seconds": deployment.report.batch_seconds,
         "max_rss_kb": _max_rss_kb(),
     }
     with open(path, "w", encoding="utf-8") as handle:

@@ -50,8 +50,10 @@ class WaitStats:
 
 
 class ContainerWatch:
-    def __init__(self, docker: Docker, project: str, service: str, interrupts: Interrupts) -> None:
+    def __init__(self, docker: Docker, project: str, service: str, interrupts: Interrupts,
+                 on_change: Optional[Callable[[Container], None]] = None) -> None:
         self._docker = docker
+        self._on_change = on_change  # told of every state we learn, for the progress display
         self._project = project
         self._service = service
         self._interrupts = interrupts
@@ -92,8 +94,13 @@ class ContainerWatch:
         recent.append(event)
         del recent[:-RECENT_EVENTS_KEPT]
         if event.id in self._states:
-            self._states[event.id] = evolve(self._states[event.id], event)
+            self._learn(evolve(self._states[event.id], event))
             self._last_event = event
+
+    def _learn(self, state: Container) -> None:
+        self._states[state.id] = state
+        if self._on_change is not None:
+            self._on_change(state)
 
     def refresh(self, ids: Sequence[str]) -> List[Container]:
         """One inspect for all `ids`, then the events that arrived while it ran on top: they are newer."""
@@ -109,7 +116,7 @@ class ContainerWatch:
                 for event in self._recent_events.get(container_id, []):
                     if event.received >= started:
                         state = evolve(state, event)
-                self._states[container_id] = state
+                self._learn(state)
             return [self._states[i] for i in ids]
 
     def known(self, ids: Sequence[str]) -> List[Container]:

@@ -23,7 +23,7 @@ def base_env():
 
 @pytest.fixture
 def project(base_env):
-    project = new_project(base_env)
+    project = new_project(base_env).record_events()
     yield project
     project.cleanup()
     shutil.rmtree(project.directory, ignore_errors=True)
@@ -53,7 +53,7 @@ def make_stack(base_env, stack_images):
     made = []
 
     def make(*overrides):
-        made.append(new_stack(base_env, *overrides))
+        made.append(new_stack(base_env, *overrides).record_events())
         return made[-1]
 
     yield make
@@ -64,3 +64,12 @@ def make_stack(base_env, stack_images):
 @pytest.fixture
 def stack(make_stack):
     return make_stack()
+
+
+@pytest.fixture
+def release_stack(base_env, stack_images):
+    from dockerfixtures import new_release_stack
+
+    stack = new_release_stack(base_env).record_events()
+    yield stack
+    stack.cleanup()

@@ -4,7 +4,10 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import uuid
+
+import pytest
 
 from dockerfixtures import APP_IMAGE, docker, docker_without_compose
 
@@ -82,3 +85,30 @@ def test_legacy_docker_compose_v1_is_used_when_compose_v2_is_missing(project, tm
     assert "starting 2 new containers at once" in two.stderr
     final = project.containers()
     assert len(final) == 2 and all(project.image_of(c) == f"{APP_IMAGE}:v3" and c.running for c in final)
+
+
+@pytest.mark.parametrize("tool", ["pipx", "uv"])
+def test_pipx_and_uv_tool_installs_are_plugins_whose_version_agrees(base_env, tmp_path, tool):
+    """`pipx install .` / `uv tool install .` and a symlink into cli-plugins, as the README says; docker then
+    lists the plugin with the package's version and runs it."""
+    from docker_reroll import __version__
+    from dockerfixtures import ROOT
+
+    bin_dir = tmp_path / "bin"
+    env = {**base_env, "PIPX_HOME": str(tmp_path / "pipx"), "PIPX_BIN_DIR": str(bin_dir),
+           "UV_TOOL_DIR": str(tmp_path / "uv"), "UV_TOOL_BIN_DIR": str(bin_dir), "UV_CACHE_DIR": str(tmp_path / "c")}
+    command = [sys.executable, "-m", "pipx", "install", ROOT] if tool == "pipx" else \
+        [sys.executable, "-m", "uv", "tool", "install", ROOT]
+    subprocess.run(command, check=True, env=env, capture_output=True, timeout=600)
+    config = tmp_path / "docker-config"
+    (config / "cli-plugins").mkdir(parents=True)
+    os.symlink(bin_dir / "docker-reroll", config / "cli-plugins" / "docker-reroll")
+    env["DOCKER_CONFIG"] = str(config)
+
+    version = subprocess.run(["docker", "reroll", "--version"], capture_output=True, text=True, env=env)
+    listed = subprocess.run(["docker", "info", "--format", "{{json .ClientInfo.Plugins}}"], capture_output=True,
+                            text=True, env=env)
+
+    assert version.stdout == f"docker-reroll {__version__}\n", version.stderr
+    [plugin] = [p for p in json.loads(listed.stdout) if p["Name"] == "reroll"]
+    assert plugin["Version"] == __version__ and "Err" not in plugin

@@ -11,6 +11,7 @@ from docker_reroll.cli import (
     HELP,
     METADATA_COMMAND,
     PLUGIN_ENV,
+    USAGE,
     main,
     parse_args,
     parse_command_line,
@@ -42,8 +43,11 @@ def test_help_keeps_the_original_option_lines_and_documents_the_compose_flags():
     code, out, _ = run_main(["reroll", "--help"])
     assert code == 0 and out == HELP
     for line in [
-        "Usage: docker reroll [OPTIONS] <SERVICE>",
-        "  <SERVICE>  Service to deploy",
+        "Usage: docker reroll [OPTIONS] <SERVICE>...",
+        "       docker reroll [OPTIONS] --all",
+        "  <SERVICE>...  Services to deploy, one after another in this order",
+        "      --max-surge <MAX_SURGE>",
+        "      --all",
         "  -f, --file <FILE>",
         "          Compose configuration file",
         "      --env-file <ENV_FILE>",
@@ -72,7 +76,7 @@ def test_version(flag):
 
 def test_defaults():
     options = parse_args(["web"])
-    assert options.service == "web"
+    assert options.services == ["web"]
     assert (options.healthcheck_timeout, options.wait, options.wait_after_healthy, options.lock_timeout) == (
         60, 10, 0, 0)
     assert options.pre_stop_cmd is None and not options.pre_stop_wait_until_unhealthy
@@ -101,16 +105,18 @@ def test_every_option_in_every_spelling():
 
 
 def test_service_may_come_first_and_after_double_dash():
-    assert parse_args(["web", "--wait", "1"]).service == "web"
-    assert parse_args(["--", "-odd-name"]).service == "-odd-name"
+    assert parse_args(["web", "--wait", "1"]).services == ["web"]
+    assert parse_args(["--", "-odd-name"]).services == ["-odd-name"]
 
 
 @pytest.mark.parametrize("argv, message", [
-    ([], "the following required arguments were not provided:\n  <SERVICE>"),
+    ([], "the following required arguments were not provided:\n  <SERVICE>..."),
     (["--pre", "x", "web"], "unexpected argument '--pre' found"),
     (["--wait", "web"], "invalid value 'web' for '--wait <WAIT>'"),
     (["--bogus", "web"], "unexpected argument '--bogus' found"),
-    (["web", "api"], "unexpected argument 'api' found"),
+    (["web", "api", "web"], "invalid value 'web' for '<SERVICE>...': the service is named twice"),
+    (["--all", "web"], "the argument '--all' cannot be used with '<SERVICE>...' (found 'web')"),
+    (["--max-surge", "0", "web"], "invalid value '0' for '--max-surge <MAX_SURGE>': expected a whole number"),
     (["--wait", "abc", "web"], "invalid value 'abc' for '--wait <WAIT>'"),
     (["--wait", "-1", "web"], "invalid value '-1' for '--wait <WAIT>'"),
     (["--healthcheck-timeout", "1e3", "web"], "invalid value '1e3' for '--healthcheck-timeout"),
@@ -125,7 +131,7 @@ def test_usage_errors_are_clap_style_with_exit_2(argv, message):
     code, out, err = run_main(["reroll"] + argv)
     assert code == 2 and out == ""
     assert err.startswith("error: ") and message in err
-    assert "\n\nUsage: docker reroll [OPTIONS] <SERVICE>\n\nFor more information, try '--help'.\n" in err
+    assert f"\n\n{USAGE}\n\nFor more information, try '--help'.\n" in err
 
 
 def test_split_plugin_invocation_with_global_options():
@@ -177,7 +183,7 @@ def test_standalone_the_first_word_is_a_service_even_if_it_is_called_reroll():
     assert split_argv(["reroll"], plugin_mode=False) == ([], ["reroll"])
     assert split_argv(["reroll"], plugin_mode=True) == ([], [])
     options = parse_command_line(["--context", "prod", "reroll"], plugin_mode=False)
-    assert options.docker_globals == [("--context", "prod")] and options.service == "reroll"
+    assert options.docker_globals == [("--context", "prod")] and options.services == ["reroll"]
 
 
 @pytest.mark.parametrize("word, value", [("-f=compose.yml", "compose.yml"), ("-fcompose.yml", "compose.yml"),
@@ -192,10 +198,49 @@ def test_seconds_in_every_form_a_float_parser_reads(text, seconds):
     assert parse_args(["--wait", text, "web"]).wait == seconds
 
 
+def test_several_services_in_order_or_all_and_max_surge():
+    assert parse_args(["web", "worker", "api"]).services == ["web", "worker", "api"]
+    options = parse_args(["--all", "--max-surge", "2", "--scale", "api=3"])
+    assert options.all and options.services == [] and options.max_surge == 2 and options.scale == {"api": 3}
+    assert options.source("max_surge") == "command line"
+
+
 def test_scale_takes_composes_syntax_for_the_service_deployed():
     assert parse_args(["--scale", "web=3", "web"]).scale == {"web": 3}
     assert parse_args(["--scale=web=1", "web"]).scale == {"web": 1}
     for bad, message in [("web", "expected SERVICE=NUM"), ("web=0", "NUM at least 1"), ("web=x", "SERVICE=NUM"),
-                         ("=2", "SERVICE=NUM"), ("api=2", "'api' is not the service being deployed")]:
+                         ("=2", "SERVICE=NUM"), ("api=2", "'api' is not among the services deployed")]:
         with pytest.raises(UsageError, match=message):
             parse_args(["--scale", bad, "web"])
+
+
+def test_the_readmes_usage_is_the_help_text_word_for_word():
+    import os
+
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md"), encoding="utf-8").read()
+    body = HELP.split("\n\n", 1)[1].strip()
+    assert f"```\n{body}\n```" in readme
+
+
+def test_progress_mode_from_the_command_line_or_the_environment_and_dry_run():
+    from docker_reroll.cli import parse_command_line
+
+    assert parse_command_line(["--progress", "json", "web"], environ={}).progress == "json"
+    from_env = parse_command_line(["web"], environ={"DOCKER_REROLL_PROGRESS": "quiet"})
+    assert from_env.progress == "quiet" and from_env.source("progress") == "DOCKER_REROLL_PROGRESS"
+    assert parse_command_line(["--progress=tty", "web"], environ={"DOCKER_REROLL_PROGRESS": "quiet"}).progress == "tty"
+    assert parse_command_line(["web"], environ={}).progress == "auto"
+    assert parse_command_line(["--dry-run", "web"], environ={}).dry_run is True
+    with pytest.raises(UsageError, match="invalid value 'fancy' for '--progress <PROGRESS>'"):
+        parse_command_line(["--progress", "fancy", "web"], environ={})
+    with pytest.raises(UsageError, match="invalid value 'x' for DOCKER_REROLL_PROGRESS"):
+        parse_command_line(["web"], environ={"DOCKER_REROLL_PROGRESS": "x"})
+
+
+def test_version_and_metadata_agree_with_the_package():
+    from importlib.metadata import version
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        main(["docker-cli-plugin-metadata"], environ={})
+    assert json.loads(out.getvalue())["Version"] == __version__ == version("docker-reroll")

@@ -64,10 +64,9 @@ def test_non_container_or_broken_event_lines_are_ignored():
 
 
 def test_compose_config_gives_name_services_and_deploy_relevant_facts():
-    config = parse_compose_config(read("compose_config.json"), "web")
-    assert config.name == "p1" and config.services == ["web"]
-    assert config.service is not None and config.service.container_name is None
-    assert parse_compose_config(read("compose_config.json"), "nope").service is None
+    config = parse_compose_config(read("compose_config.json"))
+    assert config.name == "p1" and list(config.services) == ["web"]
+    assert config.spec("web").container_name is None and config.spec("nope") is None
 
 
 def test_fixed_host_ports_are_found_and_ranges_or_ephemeral_ports_are_fine():
@@ -76,9 +75,32 @@ def test_fixed_host_ports_are_found_and_ranges_or_ephemeral_ports_are_fine():
         "ports": [{"target": 80, "published": "8080"}, {"target": 81, "published": "9000-9010"},
                   {"target": 82}, {"target": 83, "published": ""}],
     }}}
-    spec = parse_compose_config(json.dumps(config), "web").service
+    spec = parse_compose_config(json.dumps(config)).spec("web")
     assert spec.fixed_host_ports == ["8080:80"]
     assert spec.container_name == "web1" and spec.network_mode == "host"
+
+
+def test_what_compose_does_at_start_dependencies_replicas_and_update_config():
+    """As compose 2.40.3 prints them; `pre_start` is from newer compose (2.40.3 refuses it), fed as it would be."""
+    config = {"name": "x", "configs": {"inline": {"content": "a"}, "onfile": {"file": "/a"}},
+              "secrets": {"token": {"environment": "TOKEN"}},
+              "services": {
+                  "web": {"configs": [{"source": "inline", "target": "/a"}, {"source": "onfile"}],
+                          "secrets": ["token"], "pre_start": [{"command": ["true"]}],
+                          "depends_on": {"db": {"condition": "service_started"}, "api": {}},
+                          "labels": {"docker-reroll.strategy": "recreate"},
+                          "deploy": {"replicas": 3, "update_config": {"parallelism": 2, "delay": "2s"}}},
+                  "api": {"scale": 2, "post_start": [{"command": ["true"]}]},
+                  "db": {},
+              }}
+    project = parse_compose_config(json.dumps(config))
+    web, api, db = project.spec("web"), project.spec("api"), project.spec("db")
+    assert web.done_at_start == ["pre_start hooks", "inline config 'inline'", "inline secret 'token'"]
+    assert api.done_at_start == ["post_start hooks"] and db.done_at_start == []
+    assert web.depends_on == ["api", "db"] and web.labels == {"docker-reroll.strategy": "recreate"}
+    assert (web.replicas, web.replicas_key) == (3, "deploy.replicas")
+    assert (api.replicas, api.replicas_key) == (2, "scale")
+    assert db.replicas is None and web.update_config == {"parallelism": 2, "delay": "2s"}
 
 
 def test_legacy_project_name_follows_compose_v1(tmp_path):

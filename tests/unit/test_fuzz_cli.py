@@ -33,7 +33,7 @@ def test_random_argv_never_tracebacks(argv):
         deploy.assert_not_called()
     elif deploy.called:
         options = deploy.call_args[0][0]
-        assert options.service and options.healthcheck_timeout >= 0 and options.wait >= 0
+        assert (options.services or options.all) and options.healthcheck_timeout >= 0 and options.wait >= 0
 
 
 # ---------------------------------------------------------------- every accepted spelling reads the same
@@ -102,7 +102,7 @@ def test_every_spelling_of_a_command_line_parses_to_its_meaning(globals_, ours, 
     parsed = cli.parse_command_line(argv, plugin_mode=plugin)
 
     assert parsed.docker_globals == expected_globals
-    assert parsed.service == service and parsed.wait == wait
+    assert parsed.services == [service] and parsed.wait == wait
     given_values = {name: [value for (option, value), _ in ours if option == name] for name in OUR_VALUES}
     assert parsed.files == given_values["--file"] and parsed.env_files == given_values["--env-file"]
     assert parsed.profiles == given_values["--profile"]

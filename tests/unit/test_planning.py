@@ -2,19 +2,21 @@
 
 import pytest
 
-from docker_reroll.deploy import (
-    NO_DRAIN,
-    Phase,
-    check_history,
-    check_service,
-    plan_deploy,
-    plan_drain,
-    pre_stop_command,
-    rolls_back,
-)
+from docker_reroll.deploy import Phase, rolls_back
 from docker_reroll.engine import Container, ProjectConfig, ServiceSpec
 from docker_reroll.errors import RefusedError
 from docker_reroll.lock import Journal
+from docker_reroll.planning import (
+    NO_DRAIN,
+    check_history,
+    check_service,
+    dependency_order,
+    plan_batches,
+    plan_deploy,
+    plan_drain,
+    plan_release,
+    pre_stop_command,
+)
 from docker_reroll.settings import DEFAULT_DRAIN_TIME, Options
 from docker_reroll.watch import REMOVED, all_healthy, all_unhealthy, serving, still_serving
 
@@ -95,8 +97,7 @@ def test_only_phases_before_the_first_pre_stop_roll_back():
 
 
 def config(**spec):
-    return ProjectConfig(name="p", services=["db", "web"], service=ServiceSpec(name="web", **spec) if spec
-                         is not None else None)
+    return ProjectConfig(name="p", services={"db": ServiceSpec(name="db"), "web": ServiceSpec(name="web", **spec)})
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -110,7 +111,7 @@ def test_services_that_cannot_run_twice_are_refused(spec, message):
 
 
 def test_unknown_service_lists_the_defined_ones_and_profiles_are_named():
-    missing = ProjectConfig(name="p", services=["db", "web"], service=None)
+    missing = config()
     with pytest.raises(RefusedError, match=r"no such service: 'api' \(defined services: db, web\)"):
         check_service(missing, "api", [])
     with pytest.raises(RefusedError, match="disabled by its profiles"):
@@ -211,3 +212,130 @@ def test_readiness_verdicts_keep_checking_after_healthy():
     assert still_serving([box(1, status="exited", exit_code=1)]).kind == "failed"
     assert serving(box(1)) and serving(box(2, health=None)) and not serving(box(3, health="starting"))
     assert not serving(box(4, health=None, status="exited"))
+
+
+# --------------------------------------------------------------------------------------------- batches
+
+
+@pytest.mark.parametrize("old, replicas, surge, batches", [
+    (4, 4, None, [(4, 4)]),  # the classic doubling: one batch
+    (4, 4, 1, [(1, 1), (1, 1), (1, 1), (1, 1)]),
+    (4, 4, 2, [(2, 2), (2, 2)]),
+    (4, 4, 3, [(3, 3), (1, 1)]),
+    (1, 3, None, [(3, 1)]),  # --scale web=3 from 1
+    (5, 3, None, [(3, 5)]),  # --scale web=3 from 5: the last batch retires every old one
+    (5, 3, 2, [(2, 2), (1, 3)]),
+    (1, 5, 2, [(2, 1), (2, 0), (1, 0)]),
+    (10, 10, 2, [(2, 2)] * 5),
+])
+def test_batches_start_and_retire_and_never_leave_fewer_ready_than_before(old, replicas, surge, batches):
+    planned = plan_batches(old, replicas, surge)
+    assert [(b.start, b.retire) for b in planned] == batches
+    ready, running_old = old, old
+    for batch in planned[:-1]:  # after each batch but the last: never fewer than it had
+        ready += batch.start - batch.retire
+        running_old -= batch.retire
+        assert ready >= old
+    assert sum(b.start for b in planned) == replicas and sum(b.retire for b in planned) == old
+
+
+# --------------------------------------------------------------------------------------------- a release
+
+
+def svc(name, **kwargs):
+    return ServiceSpec(name=name, **kwargs)
+
+
+def running(service, config, count=1, number=1, status="running"):
+    return [Container(id=f"{service}{i}".ljust(64, "0"), name=f"p-{service}-{i}", status=status, health=None,
+                      labels={"com.docker.compose.service": service, "com.docker.compose.config-hash": config,
+                              "com.docker.compose.container-number": str(i)})
+            for i in range(number, number + count)]
+
+
+def test_the_release_plan_rolls_recreates_and_skips_in_dependency_order():
+    project = ProjectConfig(name="p", services={
+        "proxy": svc("proxy", fixed_host_ports=["80:80"], depends_on=["web", "api"]),
+        "db": svc("db", labels={"docker-reroll.strategy": "recreate"}),
+        "api": svc("api", depends_on=["db"]),
+        "web": svc("web", depends_on=["api"]),
+        "docs": svc("docs"),
+        "job": svc("job"),
+    })
+    containers = {"proxy": running("proxy", "p0"), "db": running("db", "d1"), "api": running("api", "a0", 2),
+                  "web": running("web", "w1"), "docs": running("docs", "s1"),
+                  "job": running("job", "j1", status="exited")}
+    hashes = {"proxy": "p1", "db": "d1", "api": "a1", "web": "w1", "docs": "s1", "job": "j1"}
+
+    steps = plan_release(project, containers, hashes, {"web": 3})
+
+    assert [(s.service, s.action) for s in steps] == [
+        ("db", "skip"), ("api", "roll"), ("docs", "skip"), ("job", "recreate"), ("web", "roll"),
+        ("proxy", "recreate")]
+    reasons = {s.service: s.reason for s in steps}
+    assert reasons["api"] == "its config changed (2 of 2 container(s) on an older one)"
+    assert reasons["web"] == "1 container(s) run, 3 wanted"
+    assert reasons["proxy"].endswith("cannot be rolled, it publishes fixed host port(s) 80:80: recreated by compose")
+    assert "started by compose" in reasons["job"] and "run the current config" in reasons["docs"]
+    assert "marked docker-reroll.strategy=recreate" not in reasons["db"], "unchanged: skipped, not recreated"
+
+
+def test_a_changed_database_marked_recreate_is_left_to_compose_and_v1_rolls_everything():
+    project = ProjectConfig(name="p", services={"db": svc("db", labels={"docker-reroll.strategy": "recreate"}),
+                                                "web": svc("web")})
+    containers = {"db": running("db", "old"), "web": running("web", "w")}
+    [db, web] = plan_release(project, containers, {"db": "new", "web": "w"}, {})
+    assert (db.action, web.action) == ("recreate", "skip")
+    assert "marked docker-reroll.strategy=recreate" in db.reason
+    [db, web] = plan_release(project, containers, {}, {})  # compose v1: no hashes to compare
+    assert (db.action, web.action) == ("recreate", "roll") and "compose v1 cannot tell" in web.reason
+
+
+def test_a_dependency_cycle_is_refused():
+    project = ProjectConfig(name="p", services={"a": svc("a", depends_on=["b"]), "b": svc("b", depends_on=["a"])})
+    with pytest.raises(RefusedError, match="depends_on forms a cycle: a -> b -> a"):
+        dependency_order(project)
+
+
+def test_update_config_fills_in_what_the_command_line_left_out():
+    from docker_reroll.settings import Options
+
+    options = Options()
+    resolved = options.for_service("web", {"parallelism": 2, "delay": "1m30s", "monitor": "500ms",
+                                           "failure_action": "pause", "max_failure_ratio": 0.25,
+                                           "order": "stop-first"}, {})
+    assert (resolved.max_surge, resolved.update_delay, resolved.update_monitor) == (2, 90.0, 0.5)
+    assert (resolved.failure_action, resolved.max_failure_ratio, resolved.update_order) == ("pause", 0.25,
+                                                                                           "stop-first")
+    assert resolved.source("max_surge") == "deploy.update_config.parallelism"
+    options.set("max_surge", 1, "command line")
+    assert options.for_service("web", {"parallelism": 2}, {}).max_surge == 1, "the command line wins"
+    assert Options().for_service("web", {"parallelism": 0}, {}).max_surge is None, "0: all at once"
+    with pytest.raises(ValueError, match="deploy.update_config.failure_action: must be one of"):
+        Options().for_service("web", {"failure_action": "explode"}, {})
+
+
+def test_labels_fill_in_settings_and_the_command_line_wins():
+    from docker_reroll.errors import UsageError
+    from docker_reroll.settings import Options
+
+    labels = {"docker-reroll.pre-stop-exec": "touch /.dead", "docker-reroll.pre-stop-wait-until-unhealthy": "true",
+              "docker-reroll.drain-time": "2.5", "docker-reroll.wait": ".5", "other.label": "x"}
+    resolved = Options().for_service("web", {}, labels)
+    assert (resolved.pre_stop_exec, resolved.pre_stop_wait_until_unhealthy, resolved.drain_time, resolved.wait) == \
+        ("touch /.dead", True, 2.5, 0.5)
+    assert resolved.source("drain_time") == "label docker-reroll.drain-time" and resolved.pre_stop
+    given = Options()
+    given.set("pre_stop_cmd", "docker exec {id} kill -USR1 1", "command line")
+    given.set("drain_time", 4.0, "command line")
+    over = given.for_service("web", {}, labels)
+    assert over.pre_stop_exec is None and over.pre_stop_cmd == "docker exec {id} kill -USR1 1", \
+        "a pre-stop command on the command line replaces the label's, of either kind"
+    assert over.drain_time == 4.0 and over.source("drain_time") == "command line"
+    assert over.pre_stop_wait_until_unhealthy is True, "labels the command line did not set still count"
+    for label, value in [("docker-reroll.drain-time", "soon"), ("docker-reroll.pre-stop-wait-until-unhealthy", "sure"),
+                         ("docker-reroll.pre-stop-cmd", " ")]:
+        with pytest.raises(UsageError, match=f"invalid value '{value}' for label {label} of service 'web'"):
+            Options().for_service("web", {}, {label: value})
+    with pytest.raises(UsageError, match="sets both docker-reroll.pre-stop-cmd and docker-reroll.pre-stop-exec"):
+        Options().for_service("web", {}, {"docker-reroll.pre-stop-cmd": "x", "docker-reroll.pre-stop-exec": "y"})

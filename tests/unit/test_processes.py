@@ -121,3 +121,12 @@ def test_a_ctrl_c_to_our_process_group_never_kills_a_child_that_is_starting():
         time.sleep(0.001)
     spawned, killed = map(int, storm.stdout.read().split())
     assert spawned > 200 and killed == 0, (spawned, killed)
+
+
+def test_output_lines_reach_a_callback_as_they_come():
+    seen = []
+    started = time.monotonic()
+    result = CommandRunner().run(["sh", "-c", "echo one; echo two >&2; sleep 0.6; printf 'three'"],
+                                 on_line=lambda line: seen.append((line, time.monotonic() - started)))
+    assert [line for line, _ in seen] == ["one", "two", "three"] and result.stdout == "one\nthree"
+    assert seen[0][1] < 0.5 and seen[2][1] >= 0.6, "the first lines came before the command ended"

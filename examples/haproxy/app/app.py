@@ -8,7 +8,9 @@ GET /health  200 "ok" when ready, else 503 with the reason: "starting" (APP_STAR
 It listens at once on start: HAProxy 2.6 puts a server learned from DNS in service before its first check, so an
 app that is not listening yet would get refused connections; readiness is only ever told through /health.
 
-SIGTERM/SIGINT: close the listening socket (no new connections), let requests already read finish (answered with
+SIGTERM/SIGINT: with APP_LAME_DUCK=N, first N seconds of a lame duck (/health answers 503 "stopping", requests are
+still served: for Swarm, which has no pre-stop hook and sends SIGTERM as soon as a replacement runs); then close the
+listening socket (no new connections), let requests already read finish (answered with
 "Connection: close"), drop idle keep-alive connections, exit; bounded by APP_SHUTDOWN_GRACE (default 5 s), well under
 compose's 10 s stop timeout.
 
@@ -17,7 +19,8 @@ APP_DOCKER_CHECK_FAILS_AFTER=N the app writes /tmp/docker-check-fails N seconds 
 from then on, while /health (what HAProxy checks) stays 200, like a deeper dependency check that only Docker runs.
 
 Environment: APP_VERSION (v1), APP_STARTUP_DELAY (0), APP_BROKEN (0), APP_RESPONSE_DELAY (0, seconds added to GET /),
-APP_PORT (8080), APP_DEAD_FILE (/.dead), APP_SHUTDOWN_GRACE (5), APP_DOCKER_CHECK_FAILS_AFTER (unset).
+APP_PORT (8080), APP_DEAD_FILE (/.dead), APP_SHUTDOWN_GRACE (5), APP_DOCKER_CHECK_FAILS_AFTER (unset),
+APP_FAIL_FILE (unset: Docker's check also fails while this file exists, a switch for tests), APP_LAME_DUCK (0).
 """
 import os
 import select
@@ -43,6 +46,7 @@ RESPONSE_DELAY = _env_float("APP_RESPONSE_DELAY", 0)
 PORT = int(os.environ.get("APP_PORT", "") or 8080)
 DEAD_FILE = os.environ.get("APP_DEAD_FILE", "") or "/.dead"
 SHUTDOWN_GRACE = _env_float("APP_SHUTDOWN_GRACE", 5)
+LAME_DUCK = _env_float("APP_LAME_DUCK", 0)
 DOCKER_CHECK_FAILS_AFTER = _env_float("APP_DOCKER_CHECK_FAILS_AFTER", -1)
 DOCKER_CHECK_FAIL_FILE = "/tmp/docker-check-fails"
 HOSTNAME = socket.gethostname()
@@ -201,6 +205,9 @@ def main():
             open(DOCKER_CHECK_FAIL_FILE, "w").close()
             log("Docker's health check fails from now on (APP_DOCKER_CHECK_FAILS_AFTER)")
 
+    if LAME_DUCK > 0:  # Swarm has no pre-stop hook: fail /health first, serve on until the proxy has noticed
+        log(f"lame duck for {LAME_DUCK:g}s: /health says stopping, requests are still served")
+        time.sleep(LAME_DUCK)
     t0 = time.monotonic()
     server.shutdown()        # stop the accept loop ...
     server.server_close()    # ... and close the listening socket: new connections are refused

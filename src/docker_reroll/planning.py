@@ -1,0 +1,306 @@
+"""The decisions, without a daemon: what a deploy will do with a service's containers, how to drain them, in which
+batches to replace them, and what a release of several services does with each. Pure functions over what the engine
+reported; deploy.py and release.py carry them out.
+"""
+
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from docker_reroll.engine import Container, ProjectConfig, ServiceSpec
+from docker_reroll.errors import RefusedError
+from docker_reroll.lock import Journal
+from docker_reroll.settings import Options
+from docker_reroll.watch import gone
+
+STALE_STATUSES = ("exited", "dead", "created")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a deploy will do, decided from the service's containers before anything changes."""
+
+    stale: List[Container]  # exited, dead or never started: removed first, not counted as serving
+    old: List[Container]  # the containers serving now: retired once the new ones are ready
+    replicas: int  # how many containers the service has after the deploy
+
+    @property
+    def first_start(self) -> bool:
+        return not self.old
+
+    @property
+    def scale_to(self) -> int:
+        return len(self.old) + self.replicas
+
+    @property
+    def paused(self) -> List[Container]:
+        """Old containers a user paused: compose cannot scale the service while one is paused."""
+        return [c for c in self.old if c.status == "paused"]
+
+
+def plan_deploy(containers: Sequence[Container], journal: Optional[Journal] = None,
+                scale: Optional[int] = None) -> Plan:
+    """Split the service's containers into stale ones and the rest (running, restarting, paused: each a replica
+    to replace). The replica count after the deploy is --scale's if given, else what a journal from an
+    interrupted deploy says the service had before that deploy began, else the count of the rest."""
+    stale = [c for c in containers if c.status in STALE_STATUSES]
+    old = [c for c in containers if c.status not in STALE_STATUSES]
+    replicas = scale or (journal.replicas if journal else len(old))
+    return Plan(stale=stale, old=sorted(old, key=lambda c: c.number), replicas=replicas)
+
+
+def replica_target(scale: Optional[int], journal: Optional[Journal], wanted: Optional[int],
+                   running: int) -> Optional[int]:
+    """The replica count to ask plan_deploy for: --scale, else (without a journal, which knows better) the compose
+    file's deploy.replicas/scale when it differs from what runs; None: as many as run."""
+    if scale is None and journal is None and wanted is not None and running and wanted != running:
+        return wanted
+    return scale
+
+
+def check_history(service: str, old: Sequence[Container], journal: Optional[Journal],
+                  scale: Optional[int]) -> None:
+    """Refuse to guess the replica count when the containers and the journal disagree; --scale settles it.
+
+    Without a journal, containers of two configs mean an earlier deploy was cut short and its journal lost (a
+    prune): counting them all would keep the service doubled. With one, more containers than its deploy could
+    have added, or fewer than it recorded, mean the service was changed by hand since."""
+    if scale is not None:
+        return
+    retry = f"say how many it should have: docker reroll {service} --scale {service}=N"
+    if journal is None:
+        configs: Dict[str, List[Container]] = {}
+        for container in old:
+            if container.config_hash:
+                configs.setdefault(container.config_hash, []).append(container)
+        if len(configs) > 1:
+            groups = "; ".join(names(group) for group in configs.values())
+            raise RefusedError(
+                f"{service} runs containers of {len(configs)} configs ({groups}) and no deploy journal says how "
+                f"many it had: an earlier deploy may have been cut short and its journal lost; {retry}")
+        return
+    if not journal.containers:
+        return
+    added = [c for c in old if c.id[:12] not in journal.containers]
+    if len(old) < journal.replicas or len(added) > journal.replicas:
+        raise RefusedError(
+            f"the journal of an interrupted deploy says {service} had {journal.replicas} container(s) "
+            f"({', '.join(journal.containers)}), but now it runs {len(old)} ({', '.join(c.short_id for c in old)}): "
+            f"it was changed by hand since; {retry}")
+
+
+def cannot_run_twice(spec: ServiceSpec) -> Optional[Tuple[str, str]]:
+    """Why two containers of the service cannot run side by side (so it cannot be rolled), and what to do; or
+    None."""
+    if spec.container_name:
+        return (f"it sets container_name '{spec.container_name}'",
+                "two of its containers cannot run side by side; remove container_name")
+    if spec.network_mode == "host":
+        return ("it uses network_mode: host",
+                "the new and old containers would fight over the same ports; use a bridge network behind a proxy")
+    if spec.fixed_host_ports:
+        return (f"it publishes fixed host port(s) {', '.join(spec.fixed_host_ports)}",
+                "a new container cannot bind them while the old one runs; put a proxy in front or publish a range")
+    return None
+
+
+def check_service(project: ProjectConfig, service: str, profile_services: Sequence[str]) -> ServiceSpec:
+    """Refuse a service that cannot be rolled, before anything is touched; its spec otherwise."""
+    spec = project.spec(service)
+    if spec is None:
+        if service in profile_services:
+            raise RefusedError(f"service '{service}' is disabled by its profiles: enable it with --profile")
+        defined = ", ".join(sorted(project.services)) or "none"
+        raise RefusedError(f"no such service: '{service}' (defined services: {defined})")
+    reason = cannot_run_twice(spec)
+    if reason:
+        raise RefusedError(f"service '{service}' cannot be rolled: {reason[0]}: {reason[1]}")
+    return spec
+
+
+ROLL, RECREATE, SKIP = "roll", "recreate", "skip"
+STRATEGY_LABEL = "docker-reroll.strategy"  # `recreate`: never run two (a database); left to compose
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a release does with one service, and why."""
+
+    service: str
+    action: str  # ROLL, RECREATE or SKIP
+    reason: str
+
+
+def plan_release(project: ProjectConfig, containers: Mapping[str, Sequence[Container]],
+                 hashes: Mapping[str, str], scale: Mapping[str, int]) -> List[Step]:
+    """`--all`: the project as `docker compose up -d` would leave it, without downtime where that is possible.
+
+    In dependency order, each service is rolled if it can run twice and its config (compose's config hash) or its
+    replica count changed; left to `docker compose up -d --no-deps` if it cannot run twice, is marked
+    `docker-reroll.strategy=recreate`, or runs no container (a one-off job, or one never started), and only when
+    it changed; and skipped when its containers already run the current config."""
+    steps = []
+    for service in dependency_order(project):
+        spec = project.services[service]
+        running = [c for c in containers.get(service, ()) if c.status not in STALE_STATUSES]
+        current = hashes.get(service)
+        target = scale.get(service) or spec.replicas
+        if current is None:
+            change: Optional[str] = "compose v1 cannot tell whether its config changed"
+        elif not running:
+            change = "no container of it runs"
+        elif any(c.config_hash != current for c in running):
+            stale = [c for c in running if c.config_hash != current]
+            change = f"its config changed ({len(stale)} of {len(running)} container(s) on an older one)"
+        elif target is not None and target != len(running):
+            change = f"{len(running)} container(s) run, {target} wanted"
+        else:
+            change = None
+        held_back = _left_to_compose(spec, running)
+        if change is None:
+            steps.append(Step(service, SKIP, f"its {len(running)} container(s) run the current config"))
+        elif held_back:
+            steps.append(Step(service, RECREATE, f"{change}; {held_back}"))
+        else:
+            steps.append(Step(service, ROLL, change))
+    return steps
+
+
+def _left_to_compose(spec: ServiceSpec, running: Sequence[Container]) -> Optional[str]:
+    if spec.labels.get(STRATEGY_LABEL) == "recreate":
+        return f"marked {STRATEGY_LABEL}=recreate: recreated by compose"
+    reason = cannot_run_twice(spec)
+    if reason:
+        return f"cannot be rolled, {reason[0]}: recreated by compose"
+    if not running:
+        return "started by compose"
+    return None
+
+
+def dependency_order(project: ProjectConfig) -> List[str]:
+    """Services after those they depend on (depends_on), otherwise by name."""
+    order: List[str] = []
+    placed = set()
+
+    def place(service: str, path: Sequence[str]) -> None:
+        if service in placed or service not in project.services:
+            return
+        if service in path:
+            raise RefusedError(f"depends_on forms a cycle: {' -> '.join([*path, service])}")
+        for dependency in project.services[service].depends_on:
+            place(dependency, [*path, service])
+        placed.add(service)
+        order.append(service)
+
+    for service in sorted(project.services):
+        place(service, [])
+    return order
+
+
+@dataclass(frozen=True)
+class Drain:
+    """How to take containers out of a proxy's pool before they are stopped.
+
+    Each drained container keeps running until `floor` seconds after its pre-stop command finished and, if it is
+    in `wait_unhealthy`, until Docker reports it unhealthy, whichever comes later; then `pause` seconds more."""
+
+    containers: List[Container]  # the ones to drain
+    pre_stop: bool  # run --pre-stop-cmd for them
+    wait_unhealthy: List[Container]  # healthy now: wait until Docker calls these unhealthy
+    floor: float  # --drain-time: the proxy's time to see the failing check, however soon Docker reports it
+    pause: float  # then wait this long (--wait-after-unhealthy)
+    notes: List[str]  # said before the drain (info)
+    warnings: List[str]
+
+    @property
+    def draining(self) -> bool:
+        return bool(self.containers)
+
+
+NO_DRAIN = Drain([], False, [], 0.0, 0.0, [], [])
+
+
+def plan_drain(containers: Sequence[Container], options: Options, rolling_back: bool) -> Drain:
+    """Old containers at the end of a deploy are drained, and so are new ones on a roll-back: a proxy may already
+    route to them (HAProxy puts servers it learns from DNS in service before their first check, and its own check
+    need not agree with Docker's, so even an `unhealthy` one may be in its pool). Gone and never-started
+    containers need no drain.
+
+    Only a container that is healthy now is waited for until unhealthy: one already unhealthy has nothing left to
+    report, and one still `starting` has never been healthy, so within its start period Docker cannot report it
+    unhealthy at all; those get the pre-stop command and the floor only. On a roll-back without a pre-stop command
+    nothing would make a container fail its check, so there is nothing to drain."""
+    drained = [c for c in containers if not gone(c) and c.status != "created"]
+    if not drained or not (options.pre_stop or options.pre_stop_wait_until_unhealthy):
+        return NO_DRAIN
+    if rolling_back and not options.pre_stop:
+        return NO_DRAIN
+    wait: List[Container] = []
+    notes: List[str] = []
+    warnings: List[str] = []
+    floor = options.drain_time
+    if options.pre_stop_wait_until_unhealthy:
+        wait = [c for c in drained if c.health == "healthy"]
+        never = [c for c in drained if c.health == "starting"]
+        if never:
+            notes.append(f"{names(never)} never turned healthy, so Docker cannot report "
+                         f"{'it' if len(never) == 1 else 'them'} unhealthy: drained for --drain-time only")
+        if not options.pre_stop and not any(c.has_healthcheck for c in drained):
+            warnings.append("--pre-stop-wait-until-unhealthy: the containers have no health check, "
+                            "so there is nothing to wait for")
+    return Drain(drained, options.pre_stop, wait, floor, options.wait_after_unhealthy, notes, warnings)
+
+
+def shown_pre_stop(options: Options, container: Container) -> str:
+    """The pre-stop command for one container as the user would type it: --pre-stop-exec through docker exec,
+    --pre-stop-cmd with {id} filled in."""
+    if options.pre_stop_exec:
+        return f"docker exec {container.short_id} {options.pre_stop_exec}"
+    return pre_stop_command(options.pre_stop_cmd or "", container.id)
+
+
+def pre_stop_command(template: str, container_id: str) -> str:
+    """Only `{id}`, a hex id from the engine, is put into the user's shell command."""
+    if not all(ch in "0123456789abcdef" for ch in container_id):
+        raise ValueError(f"not a container id: {container_id!r}")
+    return template.replace("{id}", container_id)
+
+
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One step of a rolling update: start this many new containers, then retire this many old ones."""
+
+    start: int
+    retire: int
+
+
+def plan_batches(old: int, replicas: int, max_surge: Optional[int]) -> List[Batch]:
+    """Replace `old` containers by `replicas` new ones, at most `max_surge` new at a time (None: all at once, the
+    classic doubling). Each batch retires as many old containers as it started, and the last one retires whatever
+    old is left: so the service never has fewer ready containers than it had, except on purpose at the very end of
+    a scale-down."""
+    surge = replicas if not max_surge or max_surge >= replicas else max_surge
+    batches: List[Batch] = []
+    started, left = 0, old
+    while started < replicas or not batches:
+        count = min(surge, replicas - started)
+        started += count
+        retire = left if started >= replicas else min(count, left)
+        left -= retire
+        batches.append(Batch(count, retire))
+    return batches
+
+
+def names(containers: Sequence[Container]) -> str:
+    return ", ".join(c.name for c in containers) or "none"
+
+
+def describe_states(containers: Sequence[Container]) -> str:
+    return ", ".join(f"{c.name} {c.health or c.status}" for c in containers) or "none"
+
+
+def describe(containers: Sequence[Container]) -> str:
+    return ", ".join(f"{c.name} ({c.short_id})" for c in containers) or "none"
+
+

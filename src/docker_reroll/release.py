@@ -1,0 +1,298 @@
+"""A release: the services named on the command line, in that order, or with --all the whole project in dependency
+order, each one rolled as a `Deployment` (or left to compose, or skipped, as planned).
+
+Before anything changes: every named service is checked (a refusal changes nothing), the plan is printed, and the
+locks of all services that will change are taken in one fixed order (by name), so two releases of one project
+cannot deadlock. Then the steps run in turn; the first failure stops the release (that service is rolled back by
+its deployment, those before it stay deployed, those after it are not touched), and an interrupt ends the service
+in flight by the one-service rules and stops before the next. A summary says what happened to each.
+"""
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Union
+
+from docker_reroll.deploy import Deployment
+from docker_reroll.dryrun import DryRun, refused_plan
+from docker_reroll.engine import Container, Docker, ProjectConfig
+from docker_reroll.errors import (
+    EXIT_DEPLOY_FAILED,
+    EXIT_INCOMPLETE,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_SIGNAL_BASE,
+    EXIT_USAGE,
+    Interrupted,
+    RefusedError,
+    RerollError,
+    UsageError,
+)
+from docker_reroll.interrupts import Interrupts, signal_name
+from docker_reroll.lock import EngineLock
+from docker_reroll.planning import RECREATE, ROLL, SKIP, Step, check_service, plan_release
+from docker_reroll.progress import Progress
+from docker_reroll.settings import Options
+from docker_reroll.swarm import SwarmDeployment, SwarmEngine
+
+
+@dataclass
+class Outcome:
+    service: str
+    result: str  # deployed, recreated, skipped, failed, interrupted, not started
+
+
+class Release:
+    def __init__(self, options: Options, docker: Docker, progress: Progress, interrupts: Interrupts,
+                 command_line: str) -> None:
+        self.options = options
+        self.docker = docker
+        self.progress = progress
+        self.interrupts = interrupts
+        self.command_line = command_line
+        self.deployments: List[Deployment] = []
+        self.swarm_deployments: List[SwarmDeployment] = []
+        self.steps: List[Step] = []
+        self.outcomes: List[Outcome] = []
+        self._locks: Dict[str, EngineLock] = {}
+
+    @property
+    def consistent(self) -> bool:
+        """False when a service was left half-way (old and new containers; its lock and journal stay)."""
+        return all(d.consistent for d in self.deployments) and all(d.consistent for d in self.swarm_deployments)
+
+    def run(self) -> int:
+        """Deploy; returns the exit code of a dry run, else EXIT_OK (every failure raises)."""
+        project, stack = self._target()
+        if stack is not None:
+            self._run_swarm(stack, project)
+            return EXIT_OK
+        assert project is not None
+        try:
+            self.steps = steps = self._plan(project)
+        except RefusedError as error:
+            if self.options.dry_run:
+                refused_plan(self.progress, error)
+            raise
+        if self.options.dry_run:
+            return DryRun(self.options, self.docker, self.progress, self.command_line).run(project, steps)
+        if len(steps) > 1 or self.options.all:
+            self._say_plan(steps)
+        try:
+            self._take_locks(project.name, [s.service for s in steps if s.action != SKIP])
+            for step in steps:
+                self._run_step(project, step)
+        except BaseException as error:
+            self._finish_outcomes(error)
+            raise
+        finally:
+            for lock in self._locks.values():  # the services not reached; a deployment releases its own
+                if lock.held and not any(d.lock is lock and not d.consistent for d in self.deployments):
+                    lock.release()
+        return EXIT_OK
+
+    # -- compose or Swarm
+
+    def _target(self) -> "tuple[Optional[ProjectConfig], Optional[str]]":
+        """The compose project, or the Swarm stack whose service to deploy: --stack (or DOCKER_REROLL_STACK), else
+        a stack that has the services when the compose project (if there is one) does not."""
+        if self.options.stack:
+            return self._stack_file(), self.options.stack
+        try:
+            project: Optional[ProjectConfig] = self.docker.load_project()
+        except RefusedError as error:
+            project, load_error = None, error
+        missing = [s for s in self.options.services if project is None or s not in project.services]
+        if missing and not self.options.all:
+            stack = self._stack_with(missing)
+            if stack is not None:
+                return project, stack
+        if project is None:
+            raise load_error
+        if self.options.image:
+            raise RefusedError("--image applies to a Swarm stack service (--stack); a compose service takes its "
+                               "image from the compose file")
+        return project, None
+
+    def _stack_file(self) -> Optional[ProjectConfig]:
+        """With a stack: the compose file that gives the new config, -f's, else the one compose finds here, if
+        any (none: the service's current config, its tasks replaced)."""
+        try:
+            return self.docker.load_project()
+        except RefusedError:
+            if self.options.files:
+                raise
+            return None
+
+    def _stack_with(self, services: List[str]) -> Optional[str]:
+        engine = SwarmEngine(self.docker)
+        if not engine.is_manager():
+            return None
+        stacks = {name[:-len(s) - 1] for s in services for name in engine.stack_services(s)}
+        if len(stacks) > 1:
+            raise RefusedError(f"the stacks {', '.join(sorted(stacks))} all have {', '.join(services)}: choose one "
+                               "with --stack")
+        if stacks and all(engine.stack_services(s) for s in services):
+            return stacks.pop()
+        return None
+
+    def _run_swarm(self, stack: str, project: Optional[ProjectConfig]) -> None:
+        if self.options.all:
+            raise RefusedError("--all deploys a compose project; a stack is deployed with `docker stack deploy`")
+        if self.options.pre_stop:
+            raise RefusedError(
+                "--pre-stop-cmd/--pre-stop-exec have no Swarm equivalent: Swarm stops an old task as soon as its "
+                "replacement runs. Give the service a health check that fails on SIGTERM and keeps serving for a "
+                "moment (a lame duck) and a stop_grace_period longer than that, so the proxy drops it first")
+        if self.options.dry_run:
+            raise RefusedError("--dry-run is not available for a Swarm stack yet")
+        engine = SwarmEngine(self.docker)
+        self.steps = [Step(s, ROLL, f"Swarm service {stack}_{s}") for s in self.options.services]
+        try:
+            self._take_locks(stack, self.options.services)
+            for service in self.options.services:
+                self._run_swarm_service(engine, stack, service, project)
+        except BaseException as error:
+            self._finish_outcomes(error)
+            raise
+        finally:
+            for lock in self._locks.values():
+                lock.release()
+
+    def _run_swarm_service(self, engine: SwarmEngine, stack: str, service: str,
+                           project: Optional[ProjectConfig]) -> None:
+        signum = self.interrupts.first_signal
+        if signum is not None:
+            raise Interrupted(f"interrupted by {signal_name(signum)}: stopped before {service}", signum,
+                              rolled_back=False)
+        image: Optional[str] = self.options.image
+        env: Optional[Dict[str, str]] = None
+        if image is None and project is not None and service in project.services:
+            spec = project.services[service]
+            image, env = spec.image or None, dict(spec.environment)
+        deployment = SwarmDeployment(self.options, f"{stack}_{service}", service, engine, self.progress,
+                                     self.interrupts, self._locks[service], (image, env))
+        self.swarm_deployments.append(deployment)
+        deployment.run()
+        self.outcomes.append(Outcome(service, "deployed"))
+
+    # -- planning
+
+    def _plan(self, project: ProjectConfig) -> List[Step]:
+        unknown = [s for s in self.options.scale if s not in project.services]
+        if self.options.all:
+            if unknown:
+                raise UsageError(f"--scale names {', '.join(unknown)}, which the project does not define")
+            containers = self._containers_by_service(project)
+            return plan_release(project, containers, self.docker.config_hashes(), self.options.scale)
+        profiles = self.docker.services_in_any_profile() if any(
+            s not in project.services for s in self.options.services) else []
+        for service in self.options.services:  # every refusal before anything changes
+            check_service(project, service, profiles)
+        return [Step(service, ROLL, "named on the command line") for service in self.options.services]
+
+    def _containers_by_service(self, project: ProjectConfig) -> Dict[str, List[Container]]:
+        found: Dict[str, List[Container]] = {}
+        for container in self.docker.project_containers(project.name):
+            found.setdefault(container.service, []).append(container)
+        return found
+
+    def _say_plan(self, steps: List[Step]) -> None:
+        self.progress.info("plan:")
+        width = max(len(s.service) for s in steps) if steps else 0
+        for step in steps:
+            self.progress.info(f"  {step.service:<{width}}  {step.action:<8}  {step.reason}")
+
+    def _take_locks(self, project: str, services: List[str]) -> None:
+        for service in sorted(services):  # one order for every release: no two can wait for each other
+            lock = EngineLock(self.docker, project, service, self.progress, self.command_line)
+            lock.acquire(self.options.lock_timeout, self.interrupts)
+            self._locks[service] = lock
+
+    # -- running
+
+    def _run_step(self, project: ProjectConfig, step: Step) -> None:
+        signum = self.interrupts.first_signal
+        if signum is not None:
+            raise Interrupted(f"interrupted by {signal_name(signum)}: stopped before {step.service}", signum,
+                              rolled_back=False)
+        if step.action == SKIP:
+            self.outcomes.append(Outcome(step.service, "skipped (up to date)"))
+            return
+        lock = self._locks[step.service]
+        if step.action == RECREATE:
+            self.progress.phase("recreate", step.service)
+            self.progress.info(f"recreating {step.service} with compose (`docker compose up -d --no-deps "
+                               f"{step.service}`): {step.reason}")
+            lock.verify()
+            self.docker.compose_up(step.service, scale=self.options.scale.get(step.service), no_deps=True,
+                                   cancel=self.interrupts.requested, recreate=True,
+                                   on_line=self.progress.compose_output)
+            lock.release()
+            self.outcomes.append(Outcome(step.service, "recreated"))
+            return
+        spec = project.services[step.service]
+        try:
+            options = self.options.for_service(step.service, spec.update_config, spec.labels)
+        except ValueError as error:
+            raise RefusedError(f"service '{step.service}': {error}") from None
+        if len(self.options.services) > 1 or self.options.all:
+            self.progress.info(f"deploying {step.service}")
+        deployment = Deployment(options, step.service, spec, project.name, self.docker, self.progress,
+                                self.interrupts, lock)
+        self.deployments.append(deployment)
+        deployment.run()
+        self.outcomes.append(Outcome(step.service, "deployed"))
+
+    def _finish_outcomes(self, error: BaseException) -> None:
+        """The service in flight failed or was interrupted; the rest were not started."""
+        done = {o.service for o in self.outcomes}
+        flights: List[Union[Deployment, SwarmDeployment]] = [*self.deployments, *self.swarm_deployments]
+        in_flight = flights[-1].service if flights and flights[-1].service not in done else None
+        if in_flight:
+            rolled_back = isinstance(error, RerollError) and flights[-1].consistent
+            word = "interrupted" if isinstance(error, Interrupted) else "failed"
+            self.outcomes.append(Outcome(in_flight, f"{word}{' (rolled back)' if rolled_back else ''}"))
+        for step in self.steps:
+            if step.service not in done and step.service != in_flight:
+                self.outcomes.append(Outcome(step.service, "not started"))
+
+    # -- the summary
+
+    def summary(self, code: int, seconds: float) -> "tuple[str, str, List[Dict[str, object]]]":
+        """The one line every mode ends with, the outcome in a word, and what each service became."""
+        outcome = outcome_word(code, self.outcomes, self.options.dry_run)
+        services: List[Dict[str, object]] = []
+        for result in self.outcomes:
+            facts: Dict[str, object] = {"service": result.service, "result": result.result}
+            report = next((d.report for d in reversed(self.deployments) if d.service == result.service), None)
+            if report is not None:
+                facts["old"] = [_brief(c) for c in report.old_containers]
+                facts["new"] = [_brief(c) for c in report.new_containers]
+            swarm = next((d for d in self.swarm_deployments if d.service == result.service), None)
+            if swarm is not None:
+                facts["old"] = [{"id": t.id, "name": f"{swarm.name}.{t.slot}", "image": t.image}
+                                for t in swarm.old_tasks]
+                facts["new"] = [{"id": t.id, "name": f"{swarm.name}.{t.slot}", "image": t.image}
+                                for t in swarm.new_tasks]
+            services.append(facts)
+        said = "; ".join(f"{o.service} {o.result}" for o in self.outcomes)
+        if self.options.dry_run:
+            said = outcome
+        elif not said:
+            said = outcome + ("; nothing was changed" if code in (EXIT_USAGE, EXIT_REFUSED, EXIT_LOCKED) else "")
+        return f"summary: {said}; exit {code} after {seconds:.1f}s", outcome, services
+
+
+def outcome_word(code: int, outcomes: List[Outcome], dry_run: bool) -> str:
+    if dry_run:
+        return "dry run" + {EXIT_OK: "", EXIT_REFUSED: ": refused", EXIT_LOCKED: ": locked"}.get(code, ": failed")
+    if code >= EXIT_SIGNAL_BASE:
+        return "interrupted"
+    if code == EXIT_DEPLOY_FAILED and any("rolled back" in o.result for o in outcomes):
+        return "rolled back"
+    return {EXIT_OK: "deployed", EXIT_DEPLOY_FAILED: "failed", EXIT_USAGE: "usage error", EXIT_REFUSED: "refused",
+            EXIT_LOCKED: "locked", EXIT_INCOMPLETE: "incomplete"}.get(code, "failed")
+
+
+def _brief(container: Container) -> Dict[str, str]:
+    return {"id": container.id, "name": container.name, "image": container.image}

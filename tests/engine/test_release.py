@@ -1,0 +1,206 @@
+"""Releases under load, through HAProxy: several services in one run, the whole project (--all), rolling batches
+(--max-surge, deploy.update_config) with their failure action, and a new replica count (--scale)."""
+
+import contextlib
+import re
+import time
+
+from dockerfixtures import DRAIN, finish, load_on, project_events, read_until, start_reroll, start_stack
+
+PATHS = {"app": "/app/", "worker": "/worker/", "api": "/api/"}
+
+
+@contextlib.contextmanager
+def load_on_every_service(stack):
+    """4 clients per service path (app, worker, api), 150 requests/s each."""
+    with contextlib.ExitStack() as loads:
+        yield {service: loads.enter_context(load_on(stack, path=path, clients=4, rate=150))
+               for service, path in PATHS.items()}
+
+
+def ids(stack, service):
+    return sorted(c.id for c in stack.containers(service))
+
+
+def versions(stack, service):
+    return {stack.env_of(c)["APP_VERSION"] for c in stack.containers(service)}
+
+
+def assert_zero_failed(loads):
+    for service, load in loads.items():
+        report = load.report()
+        assert report.total > 100 and report.failed == 0, f"{service}: {report.summary()}"
+
+
+# ---------------------------------------------------------------------------------------------- several services
+
+
+def test_three_services_in_one_run_and_a_broken_second_stops_the_release(release_stack):
+    stack = release_stack
+    start_stack(stack, 1)
+    before = {service: ids(stack, service) for service in PATHS}
+
+    with load_on_every_service(stack) as loads:
+        run = stack.reroll("app", "worker", "api", *DRAIN, "--healthcheck-timeout", "6", extra_env={
+            "APP_VERSION": "v2", "WORKER_VERSION": "v2", "WORKER_BROKEN": "1", "API_VERSION": "v2"})
+
+    assert run.returncode == 1, run.stderr
+    assert "summary: app deployed; worker failed (rolled back); api not started" in run.stderr
+    assert ids(stack, "app") != before["app"] and versions(stack, "app") == {"v2"}, "the first stays new"
+    assert ids(stack, "worker") == before["worker"] and versions(stack, "worker") == {"v1"}, "rolled back"
+    assert ids(stack, "api") == before["api"], "the third untouched"
+    assert_zero_failed(loads)
+
+
+# ---------------------------------------------------------------------------------------------- the whole project
+
+
+def plan_lines(output):
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.endswith("INFO plan:"))
+    plan = []
+    for line in lines[start + 1:]:
+        found = re.match(r"^\S+ INFO   (\S+) +(roll|recreate|skip) +", line)
+        if not found:
+            break
+        plan.append((found.group(1), found.group(2)))
+    return start, plan
+
+
+def test_all_prints_the_plan_first_and_does_what_it_says(release_stack):
+    """A proxy on a fixed port, a database marked recreate, an unchanged service, and two app services that
+    change: the apps roll with zero failed requests, the database is recreated by compose, the rest untouched."""
+    stack = release_stack
+    start_stack(stack, 1)
+    before = {service: ids(stack, service) for service in ("db", "docs", "worker", "proxy", "app", "api")}
+
+    with load_on_every_service(stack) as loads:
+        run = stack.reroll("--all", *DRAIN, extra_env={"APP_VERSION": "v2", "API_VERSION": "v2",
+                                                       "DB_SETTING": "2"})
+
+    assert run.returncode == 0, run.stderr
+    start, plan = plan_lines(run.stderr)
+    assert plan == [("db", "recreate"), ("api", "roll"), ("app", "roll"), ("docs", "skip"), ("worker", "skip"),
+                    ("proxy", "skip")], "dependency order: db before api before app; proxy last"
+    first_action = min(i for i, line in enumerate(run.stderr.splitlines())
+                       if "recreating db" in line or "deploying" in line)
+    assert start < first_action, "the plan comes before anything changes"
+    assert "summary: db recreated; api deployed; app deployed; docs skipped (up to date); worker skipped " \
+           "(up to date); proxy skipped (up to date)" in run.stderr
+    for unchanged in ("docs", "worker", "proxy"):
+        assert ids(stack, unchanged) == before[unchanged], f"{unchanged} was touched"
+    assert ids(stack, "db") != before["db"]
+    assert [stack.env_of(c)["DB_SETTING"] for c in stack.containers("db")] == ["2"]
+    for rolled in ("app", "api"):
+        assert ids(stack, rolled) != before[rolled] and versions(stack, rolled) == {"v2"}
+    assert_zero_failed(loads)
+
+
+# ----------------------------------------------------------------------------------------------------- batches
+
+
+def fewest_healthy(events, initial):
+    """The fewest app containers healthy at any moment, from the engine's health and die events."""
+    healthy = set(initial)
+    fewest = len(healthy)
+    for moment, container, action in events:
+        if action == "health_status: healthy":
+            healthy.add(container)
+        elif action in ("health_status: unhealthy", "die"):
+            healthy.discard(container)
+        print(f"{moment:.3f} {container[:12]} {action:24} healthy: {len(healthy)}")
+        fewest = min(fewest, len(healthy))
+    return fewest
+
+
+def deploy_batches(stack, *args, **env):
+    old = start_stack(stack, 4)
+    since = time.time()
+    with load_on(stack) as load:
+        run = stack.reroll("app", *DRAIN, *args, extra_env={"APP_VERSION": "v2", **env})
+    events = project_events(stack, since, time.time() + 1)
+    return old, run, load.report(), fewest_healthy(events, [c.id for c in old])
+
+
+def test_four_replicas_one_at_a_time_never_fewer_than_four_healthy(make_stack):
+    stack = make_stack()
+    old, run, report, fewest = deploy_batches(stack, "--max-surge", "1")
+
+    assert run.returncode == 0, run.stderr
+    assert "rolling update in 4 batches of up to 1 new container(s) (command line)" in run.stderr
+    assert run.stderr.count("scaling app from 4 to 5 containers") == 4
+    assert fewest >= 4, f"only {fewest} healthy at one moment"
+    assert report.failed == 0, report.summary()
+    new = stack.containers()
+    assert len(new) == 4 and not {c.id for c in new} & {c.id for c in old} and versions(stack, "app") == {"v2"}
+
+
+def test_update_config_sets_the_batches_and_the_delay(make_stack):
+    stack = make_stack("batches")
+    old, run, report, fewest = deploy_batches(stack)
+
+    assert run.returncode == 0, run.stderr
+    assert "rolling update in 2 batches of up to 2 new container(s) (deploy.update_config.parallelism), 2s " \
+           "between batches; on a failure: rollback" in run.stderr
+    assert "waiting 2s before batch 2 of 2" in run.stderr
+    assert fewest >= 4, f"only {fewest} healthy at one moment"
+    assert report.failed == 0, report.summary()
+    assert len(stack.containers()) == 4 and versions(stack, "app") == {"v2"}
+
+
+def test_a_failure_in_the_second_batch_rolls_every_batch_back_with_zero_failed_requests(make_stack, tmp_path):
+    """failure_action: rollback. Batch 1 replaces two old containers; batch 2's new ones never get healthy (the
+    switch file is made between the batches). Every batch goes back: the two retired old containers are made
+    again from what the engine knew of them, ready before the first batch's new ones are drained."""
+    stack = make_stack("batches")
+    stack.env["SWITCH_DIR"] = str(tmp_path)
+    old = start_stack(stack, 4)
+
+    with load_on(stack) as load:
+        deploy = start_reroll(stack, "app", *DRAIN, "--healthcheck-timeout", "6",
+                              extra_env={"APP_VERSION": "v2", "APP_FAIL_FILE": "/switch/fail"})
+        read_until(deploy, "waiting 2s before batch 2 of 2")
+        (tmp_path / "fail").touch()
+        output = finish(deploy)
+    report = load.report()
+
+    assert deploy.returncode == 1, output
+    assert "failure_action rollback: every batch went back to the old config" in output
+    assert "made 2 container(s) on the old config again" in output
+    final = stack.containers()
+    assert len(final) == 4 and all(c.running and c.health == "healthy" for c in final)
+    assert versions(stack, "app") == {"v1"}, "four containers of the old config"
+    assert len({c.id for c in final} & {c.id for c in old}) == 2, "two old ones never left, two were made again"
+    assert report.failed == 0, report.summary()
+
+
+# ---------------------------------------------------------------------------------------------- a new count
+
+
+def test_scale_to_three_from_one_and_from_five(make_stack):
+    for start in (1, 5):
+        stack = make_stack()
+        old = start_stack(stack, start)
+        with load_on(stack) as load:
+            run = stack.reroll("app", *DRAIN, "--scale", "app=3", extra_env={"APP_VERSION": "v2"})
+        assert run.returncode == 0, run.stderr
+        assert f"--scale: app goes from {start} to 3 container(s)" in run.stderr
+        new = stack.containers()
+        assert len(new) == 3 and not {c.id for c in new} & {c.id for c in old}
+        assert versions(stack, "app") == {"v2"} and all(c.health == "healthy" for c in new)
+        assert load.report().failed == 0, load.report().summary()
+        stack.cleanup()
+
+
+def test_the_compose_files_replica_count_is_the_target_when_it_differs(make_stack, tmp_path):
+    stack = make_stack()
+    start_stack(stack, 1)
+    override = tmp_path / "replicas.yaml"
+    override.write_text("services:\n  app:\n    deploy:\n      replicas: 2\n")
+    stack.env["COMPOSE_FILE"] = f"compose.yaml:{override}"
+    with load_on(stack) as load:
+        run = stack.reroll("app", *DRAIN, extra_env={"APP_VERSION": "v2"})
+    assert run.returncode == 0, run.stderr
+    assert "the compose file sets app to 2 container(s) (deploy.replicas); 1 run now: the deploy ends with 2" \
+           in run.stderr
+    assert len(stack.containers()) == 2 and load.report().failed == 0
