@@ -6,7 +6,7 @@ The result is a plan event: its `lines` say it in words (plain and tty show them
 Exit 0 when the deploy could proceed, 3 when it would be refused, 4 when another deploy holds a service's lock.
 """
 
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from docker_reroll.engine import Container, Docker, ProjectConfig, ServiceSpec
 from docker_reroll.errors import EXIT_LOCKED, EXIT_OK, EXIT_REFUSED, RefusedError
@@ -25,6 +25,7 @@ from docker_reroll.planning import (
 )
 from docker_reroll.progress import Progress
 from docker_reroll.settings import Options, describe_settings
+from docker_reroll.swarm import IN_PROGRESS, SwarmEngine, plan_swarm_update
 
 
 class DryRun:
@@ -45,6 +46,50 @@ class DryRun:
         self.progress.plan({"dry_run": True, "project": project.name, "exit_code": self.exit_code,
                             "services": services, "lines": self.lines})
         return self.exit_code
+
+    def run_swarm(self, stack: str, services: Sequence[str], engine: SwarmEngine,
+                  new_config: Callable[[str], "tuple[Optional[str], Optional[Dict[str, str]]]"]) -> int:
+        """The same for a Swarm stack: the update docker-reroll would ask Swarm for, and what would stop it."""
+        self.lines.append(f"dry run: nothing is changed; Swarm stack {stack}")
+        facts = [self._swarm_service(stack, service, engine, new_config(service)) for service in services]
+        self.lines.append({EXIT_OK: "the deploy can proceed", EXIT_REFUSED: "the deploy would be refused",
+                           EXIT_LOCKED: "another deploy is at work: this one would exit 4"}[self.exit_code])
+        self.progress.plan({"dry_run": True, "stack": stack, "exit_code": self.exit_code, "services": facts,
+                            "lines": self.lines})
+        return self.exit_code
+
+    def _swarm_service(self, stack: str, service: str, engine: SwarmEngine,
+                       config: "tuple[Optional[str], Optional[Dict[str, str]]]") -> Dict[str, object]:
+        say = self.lines.append
+        name = f"{stack}_{service}"
+        facts: Dict[str, object] = {"service": service, "swarm_service": name}
+        current = engine.inspect(name)
+        if current is None:
+            facts["refused"] = f"no Swarm service {name}"
+            say(f"{service}: refused: no Swarm service {name}")
+            self._worst(EXIT_REFUSED)
+            return facts
+        plan = plan_swarm_update(self.options, current, *config)
+        tasks = [t for t in engine.tasks(name) if t.desired == "running"]
+        facts.update(image=current.image, replicas=current.replicas, update_state=current.update_state,
+                     args=plan.args, changes=plan.changes, deadline=plan.deadline,
+                     tasks=[{"id": t.id, "slot": t.slot, "state": t.state, "image": t.image} for t in tasks])
+        say(f"{service}: Swarm service {name}, {current.replicas} replica(s) of {current.image}")
+        say(f"  tasks: {', '.join(f'{name}.{t.slot} ({t.id[:12]}) {t.state}' for t in tasks) or 'none'}")
+        say(f"  change: {'; '.join(plan.changes)}")
+        say(f"  `docker service update --detach {' '.join(plan.args)} {name}`, followed for up to "
+            f"{plan.deadline:g}s, then rolled back")
+        lock = EngineLock(self.docker, stack, service, self.progress, self.command_line)
+        holder, stale_reason, _ = lock.look()
+        if current.update_state in IN_PROGRESS:
+            say(f"  Swarm is updating it now ({current.update_state} since {current.update_started}): exit 4")
+            self._worst(EXIT_LOCKED)
+        elif holder is not None and not stale_reason:
+            say(f"  lock: {lock.name} is held by {holder}: exit 4")
+            self._worst(EXIT_LOCKED)
+        else:
+            say(f"  lock: {lock.name} ({'free' if holder is None else 'stale: it would be taken over'})")
+        return facts
 
     def _step(self, project: ProjectConfig, step: Step) -> Dict[str, object]:
         say = self.lines.append

@@ -23,6 +23,7 @@ from docker_reroll.errors import (
     EXIT_SIGNAL_BASE,
     EXIT_USAGE,
     Interrupted,
+    LockedError,
     RefusedError,
     RerollError,
     UsageError,
@@ -64,8 +65,7 @@ class Release:
         """Deploy; returns the exit code of a dry run, else EXIT_OK (every failure raises)."""
         project, stack = self._target()
         if stack is not None:
-            self._run_swarm(stack, project)
-            return EXIT_OK
+            return self._run_swarm(stack, project)
         assert project is not None
         try:
             self.steps = steps = self._plan(project)
@@ -135,7 +135,7 @@ class Release:
             return stacks.pop()
         return None
 
-    def _run_swarm(self, stack: str, project: Optional[ProjectConfig]) -> None:
+    def _run_swarm(self, stack: str, project: Optional[ProjectConfig]) -> int:
         if self.options.all:
             raise RefusedError("--all deploys a compose project; a stack is deployed with `docker stack deploy`")
         if self.options.pre_stop:
@@ -143,9 +143,10 @@ class Release:
                 "--pre-stop-cmd/--pre-stop-exec have no Swarm equivalent: Swarm stops an old task as soon as its "
                 "replacement runs. Give the service a health check that fails on SIGTERM and keeps serving for a "
                 "moment (a lame duck) and a stop_grace_period longer than that, so the proxy drops it first")
-        if self.options.dry_run:
-            raise RefusedError("--dry-run is not available for a Swarm stack yet")
         engine = SwarmEngine(self.docker)
+        if self.options.dry_run:
+            return DryRun(self.options, self.docker, self.progress, self.command_line).run_swarm(
+                stack, self.options.services, engine, lambda service: self._new_swarm_config(service, project))
         self.steps = [Step(s, ROLL, f"Swarm service {stack}_{s}") for s in self.options.services]
         try:
             self._take_locks(stack, self.options.services)
@@ -157,6 +158,18 @@ class Release:
         finally:
             for lock in self._locks.values():
                 lock.release()
+        return EXIT_OK
+
+    def _new_swarm_config(self, service: str, project: Optional[ProjectConfig]
+                          ) -> "tuple[Optional[str], Optional[Dict[str, str]]]":
+        """--image; else the image and environment the compose file gives the service; else none (the current
+        config, its tasks replaced)."""
+        if self.options.image is not None:
+            return self.options.image, None
+        if project is not None and service in project.services:
+            spec = project.services[service]
+            return spec.image or None, dict(spec.environment)
+        return None, None
 
     def _run_swarm_service(self, engine: SwarmEngine, stack: str, service: str,
                            project: Optional[ProjectConfig]) -> None:
@@ -164,15 +177,10 @@ class Release:
         if signum is not None:
             raise Interrupted(f"interrupted by {signal_name(signum)}: stopped before {service}", signum,
                               rolled_back=False)
-        image: Optional[str] = self.options.image
-        env: Optional[Dict[str, str]] = None
-        if image is None and project is not None and service in project.services:
-            spec = project.services[service]
-            image, env = spec.image or None, dict(spec.environment)
         deployment = SwarmDeployment(self.options, f"{stack}_{service}", service, engine, self.progress,
-                                     self.interrupts, self._locks[service], (image, env))
+                                     self.interrupts, self._locks[service], self._new_swarm_config(service, project))
         self.swarm_deployments.append(deployment)
-        deployment.run()
+        deployment.run(deployment.check())
         self.outcomes.append(Outcome(service, "deployed"))
 
     # -- planning
@@ -248,7 +256,9 @@ class Release:
         done = {o.service for o in self.outcomes}
         flights: List[Union[Deployment, SwarmDeployment]] = [*self.deployments, *self.swarm_deployments]
         in_flight = flights[-1].service if flights and flights[-1].service not in done else None
-        if in_flight:
+        if in_flight and isinstance(error, (RefusedError, LockedError)):  # refused before it changed anything
+            self.outcomes.append(Outcome(in_flight, "refused" if isinstance(error, RefusedError) else "locked"))
+        elif in_flight:
             rolled_back = isinstance(error, RerollError) and flights[-1].consistent
             word = "interrupted" if isinstance(error, Interrupted) else "failed"
             self.outcomes.append(Outcome(in_flight, f"{word}{' (rolled back)' if rolled_back else ''}"))

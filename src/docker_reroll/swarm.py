@@ -183,7 +183,8 @@ class SwarmDeployment:
         self.new_tasks: List[Task] = []
         self.consistent = True
 
-    def run(self) -> None:
+    def check(self) -> SwarmService:
+        """The service as it is, unless it is no Swarm service or Swarm is updating it already."""
         self.progress.phase("prepare", self.service)
         current = self.engine.inspect(self.name)
         if current is None:
@@ -191,6 +192,9 @@ class SwarmDeployment:
         if current.update_state in IN_PROGRESS:
             raise LockedError(f"Swarm is already updating {self.name} ({current.update_state} since "
                               f"{current.update_started}): wait for it, or `docker service rollback {self.name}`")
+        return current
+
+    def run(self, current: SwarmService) -> None:
         plan = plan_swarm_update(self.options, current, self.new_image, self.new_env)
         before = {t.id for t in self.engine.tasks(self.name) if t.desired == "running"}
         self.old_tasks = [t for t in self.engine.tasks(self.name) if t.id in before]

@@ -168,7 +168,30 @@ def test_a_stack_service_is_found_without_stack_and_pre_stop_is_refused(swarm_st
     found = subprocess.run(["docker", "reroll", "--image", "reroll-example-app:latest", "app"],
                            capture_output=True, text=True, cwd=str(tmp_path), env=stack.env, timeout=240)
     refused = stack.reroll("--stack", stack.name, "--pre-stop-cmd", "true", "app")
+    before = stack.tasks()
+    dry = stack.reroll("--stack", stack.name, "--dry-run", "--image", "reroll-example-app:next", "app")
 
     assert found.returncode == 0, found.stderr
     assert f"updating Swarm service {stack.name}_app" in found.stderr
     assert refused.returncode == 3 and "stop_grace_period" in refused.stderr
+    assert dry.returncode == 0, dry.stderr
+    assert "docker service update --detach --update-order start-first" in dry.stderr
+    assert "--image reroll-example-app:next" in dry.stderr and "image reroll-example-app:latest -> " \
+        "reroll-example-app:next" in dry.stderr
+    assert stack.tasks() == before and "summary: dry run; exit 0" in dry.stderr
+
+
+def test_an_update_swarm_is_already_running_is_respected_with_exit_4(swarm_stack):
+    """Swarm keeps the state of an update, so that is what tells a run that another deploy is at work."""
+    stack = swarm_stack
+    docker("service", "update", "--detach", "--env-add", "APP_STARTUP_DELAY=6", "--env-add", "APP_VERSION=v3",
+           f"{stack.name}_app")
+
+    run = stack.reroll("--stack", stack.name, "--image", "reroll-example-app:latest", "app")
+    dry = stack.reroll("--stack", stack.name, "--dry-run", "app")
+
+    assert run.returncode == 4, run.stderr
+    assert f"Swarm is already updating {stack.name}_app" in run.stderr
+    assert "summary: app locked; exit 4" in run.stderr
+    assert dry.returncode == 4 and "Swarm is updating it now (updating since" in dry.stderr
+

@@ -125,3 +125,16 @@ def test_a_broken_stream_never_stops_the_deploy():
     progress.info("one")
     progress.summary("summary: web deployed; exit 0 after 1.0s", 0, "deployed", [])
     assert progress.finished
+
+
+def test_the_outcome_in_a_word_follows_the_exit_code_and_what_each_service_became():
+    from docker_reroll.release import Outcome, outcome_word
+
+    assert outcome_word(0, [Outcome("web", "deployed")], dry_run=False) == "deployed"
+    assert outcome_word(1, [Outcome("web", "failed (rolled back)")], dry_run=False) == "rolled back"
+    assert outcome_word(1, [Outcome("a", "deployed"), Outcome("b", "failed")], dry_run=False) == "failed"
+    assert outcome_word(130, [Outcome("web", "interrupted (rolled back)")], dry_run=False) == "interrupted"
+    assert [outcome_word(code, [], dry_run=False) for code in (2, 3, 4, 5)] == ["usage error", "refused", "locked",
+                                                                              "incomplete"]
+    assert [outcome_word(code, [], dry_run=True) for code in (0, 3, 4)] == ["dry run", "dry run: refused",
+                                                                          "dry run: locked"]
