@@ -40,6 +40,7 @@ from docker_reroll.planning import (
     Plan,
     check_history,
     describe,
+    describe_batches,
     describe_states,
     names,
     plan_batches,
@@ -118,6 +119,8 @@ class DeployReport:
 class StoppedBetweenBatches(RerollError):
     """A later batch failed (failure_action: pause, or a tolerated failure) or was interrupted: the service holds
     its replica count, partly old, partly new; the journal stays so the next run replaces them all."""
+
+    rolled_back = False
 
 
 class Deployment:
@@ -273,12 +276,7 @@ class Deployment:
 
     def _say_batches(self, batches: List[Batch]) -> None:
         options = self.options
-        source = options.source("max_surge")
-        self.progress.info(
-            f"rolling update in {len(batches)} batches of up to {options.max_surge} new container(s) ({source})"
-            + (f", {options.update_delay:g}s between batches" if options.update_delay else "")
-            + (f", each monitored {options.update_monitor:g}s" if options.update_monitor else "")
-            + f"; on a failure: {options.failure_action}")
+        self.progress.info(describe_batches(options, len(batches)))
         if options.update_order == "stop-first":
             self.progress.info("deploy.update_config.order is stop-first: treated as start-first (new containers "
                                "start before old ones stop: that is what this tool is for)")

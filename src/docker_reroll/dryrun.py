@@ -6,16 +6,17 @@ The result is a plan event: its `lines` say it in words (plain and tty show them
 Exit 0 when the deploy could proceed, 3 when it would be refused, 4 when another deploy holds a service's lock.
 """
 
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from docker_reroll.engine import Container, Docker, ProjectConfig, ServiceSpec
 from docker_reroll.errors import EXIT_LOCKED, EXIT_OK, EXIT_REFUSED, RefusedError
-from docker_reroll.lock import EngineLock
+from docker_reroll.lock import EngineLock, Journal
 from docker_reroll.planning import (
     RECREATE,
     SKIP,
     Step,
     check_history,
+    describe_batches,
     names,
     plan_batches,
     plan_deploy,
@@ -37,9 +38,10 @@ class DryRun:
         self.lines: List[str] = []
         self.exit_code = EXIT_OK
 
-    def run(self, project: ProjectConfig, steps: Sequence[Step]) -> int:
+    def run(self, project: ProjectConfig, steps: Sequence[Step], options: Mapping[str, Options]) -> int:
+        """`options`: each rolled service's own, as the deploy would resolve them."""
         self.lines.append(f"dry run: nothing is changed; project {project.name}")
-        services = [self._step(project, step) for step in steps]
+        services = [self._step(project, step, options.get(step.service, self.options)) for step in steps]
         verdict = {EXIT_OK: "the deploy can proceed", EXIT_REFUSED: "the deploy would be refused",
                    EXIT_LOCKED: "another deploy holds a lock: this one would wait or exit 4"}[self.exit_code]
         self.lines.append(verdict)
@@ -47,18 +49,20 @@ class DryRun:
                             "services": services, "lines": self.lines})
         return self.exit_code
 
-    def run_swarm(self, stack: str, services: Sequence[str], engine: SwarmEngine,
+    def run_swarm(self, stack: str, services: Mapping[str, Options], engine: SwarmEngine,
                   new_config: Callable[[str], "tuple[Optional[str], Optional[Dict[str, str]]]"]) -> int:
-        """The same for a Swarm stack: the update docker-reroll would ask Swarm for, and what would stop it."""
+        """The same for a Swarm stack (`services`: each with its options): the update docker-reroll would ask
+        Swarm for, and what would stop it."""
         self.lines.append(f"dry run: nothing is changed; Swarm stack {stack}")
-        facts = [self._swarm_service(stack, service, engine, new_config(service)) for service in services]
+        facts = [self._swarm_service(stack, service, options, engine, new_config(service))
+                 for service, options in services.items()]
         self.lines.append({EXIT_OK: "the deploy can proceed", EXIT_REFUSED: "the deploy would be refused",
                            EXIT_LOCKED: "another deploy is at work: this one would exit 4"}[self.exit_code])
         self.progress.plan({"dry_run": True, "stack": stack, "exit_code": self.exit_code, "services": facts,
                             "lines": self.lines})
         return self.exit_code
 
-    def _swarm_service(self, stack: str, service: str, engine: SwarmEngine,
+    def _swarm_service(self, stack: str, service: str, options: Options, engine: SwarmEngine,
                        config: "tuple[Optional[str], Optional[Dict[str, str]]]") -> Dict[str, object]:
         say = self.lines.append
         name = f"{stack}_{service}"
@@ -69,7 +73,7 @@ class DryRun:
             say(f"{service}: refused: no Swarm service {name}")
             self._worst(EXIT_REFUSED)
             return facts
-        plan = plan_swarm_update(self.options, current, *config)
+        plan = plan_swarm_update(options, current, *config)
         tasks = [t for t in engine.tasks(name) if t.desired == "running"]
         facts.update(image=current.image, replicas=current.replicas, update_state=current.update_state,
                      args=plan.args, changes=plan.changes, deadline=plan.deadline,
@@ -91,7 +95,7 @@ class DryRun:
             say(f"  lock: {lock.name} ({'free' if holder is None else 'stale: it would be taken over'})")
         return facts
 
-    def _step(self, project: ProjectConfig, step: Step) -> Dict[str, object]:
+    def _step(self, project: ProjectConfig, step: Step, options: Options) -> Dict[str, object]:
         say = self.lines.append
         say(f"{step.service}: {step.action} ({step.reason})")
         facts: Dict[str, object] = {"service": step.service, "action": step.action, "reason": step.reason}
@@ -99,22 +103,12 @@ class DryRun:
             return facts
         if step.action == RECREATE:
             say(f"  `docker compose up -d --no-deps {step.service}` recreates it (stop, then start)")
+            self._look_at_lock(project.name, step.service, options, facts)
             return facts
         spec = project.services[step.service]
-        options = self.options.for_service(step.service, spec.update_config, spec.labels)
         facts["settings"] = [{"setting": f, "value": v, "source": s} for f, v, s in describe_settings(options)]
         say("  settings: " + ", ".join(f"{f} {v} ({s})" for f, v, s in describe_settings(options)))
-        lock = EngineLock(self.docker, project.name, step.service, self.progress, self.command_line)
-        holder, stale_reason, journal = lock.look()
-        facts["lock"] = {"name": lock.name, "holder": holder, "stale": stale_reason}
-        if holder is None:
-            say(f"  lock: {lock.name} (free: it would be taken)")
-        elif stale_reason:
-            say(f"  lock: {lock.name} is held by {holder}, which is gone ({stale_reason}): it would be taken over")
-        else:
-            say(f"  lock: {lock.name} is held by {holder}: this deploy would wait for it (--lock-timeout "
-                f"{options.lock_timeout:g}s), then exit 4")
-            self._worst(EXIT_LOCKED)
+        journal = self._look_at_lock(project.name, step.service, options, facts)
         containers = [c for c in self.docker.inspect(self.docker.service_container_ids(project.name, step.service))
                       if not c.oneoff]
         running = [c for c in containers if c.status not in ("exited", "dead", "created")]
@@ -138,6 +132,23 @@ class DryRun:
         self._rollout(step.service, spec, options, plan.old, plan.replicas, facts)
         return facts
 
+    def _look_at_lock(self, project: str, service: str, options: Options, facts: Dict[str, object]
+                      ) -> Optional[Journal]:
+        """The service's lock as the deploy would find it; returns the journal an interrupted deploy left."""
+        say = self.lines.append
+        lock = EngineLock(self.docker, project, service, self.progress, self.command_line)
+        holder, stale_reason, journal = lock.look()
+        facts["lock"] = {"name": lock.name, "holder": holder, "stale": stale_reason}
+        if holder is None:
+            say(f"  lock: {lock.name} (free: it would be taken)")
+        elif stale_reason:
+            say(f"  lock: {lock.name} is held by {holder}, which is gone ({stale_reason}): it would be taken over")
+        else:
+            say(f"  lock: {lock.name} is held by {holder}: this deploy would wait for it (--lock-timeout "
+                f"{options.lock_timeout:g}s), then exit 4")
+            self._worst(EXIT_LOCKED)
+        return journal
+
     def _rollout(self, service: str, spec: ServiceSpec, options: Options, old: List[Container], replicas: int,
                  facts: Dict[str, object]) -> None:
         say = self.lines.append
@@ -148,8 +159,9 @@ class DryRun:
         facts["batches"] = [{"start": b.start, "retire": b.retire} for b in batches]
         scale_to = len(old) + batches[0].start
         say(f"  scale: {len(old)} -> {scale_to} (`docker compose up -d --no-deps --no-recreate --scale "
-            f"{service}={scale_to} {service}`), then {replicas} on the new config"
-            + (f", in {len(batches)} batches of up to {batches[0].start}" if len(batches) > 1 else ""))
+            f"{service}={scale_to} {service}`), then {replicas} on the new config")
+        if len(batches) > 1:
+            say(f"  {describe_batches(options, len(batches))}")
         healthcheck = spec.healthcheck if spec.healthcheck is not None else \
             self.docker.image_has_healthcheck(spec.image) if spec.image else None
         facts["healthcheck"] = healthcheck

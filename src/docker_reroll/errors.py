@@ -20,6 +20,7 @@ class RerollError(Exception):
     """Base of all expected failures: a one-line message and an exit code."""
 
     exit_code = EXIT_DEPLOY_FAILED
+    rolled_back = True  # if the service is consistent after it: what ran before serves (not a mix, not a pause)
 
 
 class UsageError(RerollError):

@@ -292,6 +292,15 @@ def plan_batches(old: int, replicas: int, max_surge: Optional[int]) -> List[Batc
     return batches
 
 
+def describe_batches(options: Options, count: int) -> str:
+    """The rolling update in words, for the deploy and its dry run alike."""
+    return (f"rolling update in {count} batches of up to {options.max_surge} new container(s) "
+            f"({options.source('max_surge')})"
+            + (f", {options.update_delay:g}s between batches" if options.update_delay else "")
+            + (f", each monitored {options.update_monitor:g}s" if options.update_monitor else "")
+            + f"; on a failure: {options.failure_action}")
+
+
 def names(containers: Sequence[Container]) -> str:
     return ", ".join(c.name for c in containers) or "none"
 

@@ -55,6 +55,9 @@ class Release:
         self.steps: List[Step] = []
         self.outcomes: List[Outcome] = []
         self._locks: Dict[str, EngineLock] = {}
+        self._options: Dict[str, Options] = {}  # per service rolled: the command line, then its compose file
+        self._in_flight: Optional[str] = None  # the service being changed now
+        self._flight: Optional[Union[Deployment, SwarmDeployment]] = None  # its deployment (none for a recreate)
 
     @property
     def consistent(self) -> bool:
@@ -69,12 +72,15 @@ class Release:
         assert project is not None
         try:
             self.steps = steps = self._plan(project)
+            # a bad label or update_config refuses the release before its first service changes
+            self._options = {s.service: self._options_for(project, s.service) for s in steps if s.action == ROLL}
         except RefusedError as error:
             if self.options.dry_run:
                 refused_plan(self.progress, error)
             raise
         if self.options.dry_run:
-            return DryRun(self.options, self.docker, self.progress, self.command_line).run(project, steps)
+            return DryRun(self.options, self.docker, self.progress, self.command_line).run(project, steps,
+                                                                                             self._options)
         if len(steps) > 1 or self.options.all:
             self._say_plan(steps)
         try:
@@ -138,20 +144,29 @@ class Release:
     def _run_swarm(self, stack: str, project: Optional[ProjectConfig]) -> int:
         if self.options.all:
             raise RefusedError("--all deploys a compose project; a stack is deployed with `docker stack deploy`")
-        if self.options.pre_stop:
+        self._options = {s: self._options_for(project, s) for s in self.options.services}
+        if any(options.pre_stop for options in self._options.values()):
             raise RefusedError(
-                "--pre-stop-cmd/--pre-stop-exec have no Swarm equivalent: Swarm stops an old task as soon as its "
-                "replacement runs. Give the service a health check that fails on SIGTERM and keeps serving for a "
-                "moment (a lame duck) and a stop_grace_period longer than that, so the proxy drops it first")
+                "--pre-stop-cmd/--pre-stop-exec (or their labels) have no Swarm equivalent: Swarm stops an old task "
+                "as soon as its replacement runs. Give the service a health check that fails on SIGTERM and keeps "
+                "serving for a moment (a lame duck) and a stop_grace_period longer than that, so the proxy drops "
+                "it first")
         engine = SwarmEngine(self.docker)
         if self.options.dry_run:
             return DryRun(self.options, self.docker, self.progress, self.command_line).run_swarm(
-                stack, self.options.services, engine, lambda service: self._new_swarm_config(service, project))
+                stack, self._options, engine, lambda service: self._new_swarm_config(service, project))
         self.steps = [Step(s, ROLL, f"Swarm service {stack}_{s}") for s in self.options.services]
         try:
             self._take_locks(stack, self.options.services)
-            for service in self.options.services:
-                self._run_swarm_service(engine, stack, service, project)
+            deployments = [SwarmDeployment(self._options[s], f"{stack}_{s}", s, engine, self.progress,
+                                           self.interrupts, self._locks[s], self._new_swarm_config(s, project))
+                           for s in self.options.services]
+            for deployment in deployments:  # every service refused or locked before the first update
+                self._in_flight = deployment.service
+                deployment.check()
+            self._in_flight = None
+            for deployment in deployments:
+                self._run_swarm_service(deployment)
         except BaseException as error:
             self._finish_outcomes(error)
             raise
@@ -171,17 +186,22 @@ class Release:
             return spec.image or None, dict(spec.environment)
         return None, None
 
-    def _run_swarm_service(self, engine: SwarmEngine, stack: str, service: str,
-                           project: Optional[ProjectConfig]) -> None:
-        signum = self.interrupts.first_signal
-        if signum is not None:
-            raise Interrupted(f"interrupted by {signal_name(signum)}: stopped before {service}", signum,
-                              rolled_back=False)
-        deployment = SwarmDeployment(self.options, f"{stack}_{service}", service, engine, self.progress,
-                                     self.interrupts, self._locks[service], self._new_swarm_config(service, project))
+    def _run_swarm_service(self, deployment: SwarmDeployment) -> None:
+        self._stop_if_interrupted(deployment.service)
         self.swarm_deployments.append(deployment)
+        self._in_flight, self._flight = deployment.service, deployment
         deployment.run(deployment.check())
-        self.outcomes.append(Outcome(service, "deployed"))
+        self._done(deployment.service, "deployed")
+
+    def _options_for(self, project: Optional[ProjectConfig], service: str) -> Options:
+        """The command line's options for one service, filled in from its labels and deploy.update_config."""
+        spec = project.services.get(service) if project is not None else None
+        if spec is None:
+            return self.options
+        try:
+            return self.options.for_service(service, spec.update_config, spec.labels)
+        except ValueError as error:
+            raise RefusedError(f"service '{service}': {error}") from None
 
     # -- planning
 
@@ -219,51 +239,69 @@ class Release:
     # -- running
 
     def _run_step(self, project: ProjectConfig, step: Step) -> None:
-        signum = self.interrupts.first_signal
-        if signum is not None:
-            raise Interrupted(f"interrupted by {signal_name(signum)}: stopped before {step.service}", signum,
-                              rolled_back=False)
+        self._stop_if_interrupted(step.service)
         if step.action == SKIP:
-            self.outcomes.append(Outcome(step.service, "skipped (up to date)"))
+            self._done(step.service, "skipped (up to date)")
             return
         lock = self._locks[step.service]
+        self._in_flight = step.service
         if step.action == RECREATE:
-            self.progress.phase("recreate", step.service)
-            self.progress.info(f"recreating {step.service} with compose (`docker compose up -d --no-deps "
-                               f"{step.service}`): {step.reason}")
-            lock.verify()
-            self.docker.compose_up(step.service, scale=self.options.scale.get(step.service), no_deps=True,
-                                   cancel=self.interrupts.requested, recreate=True,
-                                   on_line=self.progress.compose_output)
-            lock.release()
-            self.outcomes.append(Outcome(step.service, "recreated"))
+            self._recreate(step, lock)
             return
-        spec = project.services[step.service]
-        try:
-            options = self.options.for_service(step.service, spec.update_config, spec.labels)
-        except ValueError as error:
-            raise RefusedError(f"service '{step.service}': {error}") from None
         if len(self.options.services) > 1 or self.options.all:
             self.progress.info(f"deploying {step.service}")
-        deployment = Deployment(options, step.service, spec, project.name, self.docker, self.progress,
-                                self.interrupts, lock)
+        deployment = Deployment(self._options[step.service], step.service, project.services[step.service],
+                                project.name, self.docker, self.progress, self.interrupts, lock)
         self.deployments.append(deployment)
+        self._flight = deployment
         deployment.run()
-        self.outcomes.append(Outcome(step.service, "deployed"))
+        self._done(step.service, "deployed")
+
+    def _recreate(self, step: Step, lock: EngineLock) -> None:
+        """Compose's own stop-then-start. It is not cut short by the first interrupt, which would leave the service
+        stopped: the release stops after it; a second interrupt stops compose too."""
+        self.progress.phase("recreate", step.service)
+        self.progress.info(f"recreating {step.service} with compose (`docker compose up -d --no-deps "
+                           f"{step.service}`): {step.reason}")
+        lock.verify()
+        try:
+            self.docker.compose_up(step.service, scale=self.options.scale.get(step.service), no_deps=True,
+                                   cancel=lambda: self.interrupts.count > 1, recreate=True,
+                                   on_line=self.progress.compose_output)
+        except RerollError as error:
+            signum = self.interrupts.first_signal
+            if signum is None:
+                raise
+            raise Interrupted(f"interrupted by {signal_name(signum)} while compose recreated {step.service}: "
+                              f"{error}; check it with `docker compose ps {step.service}`", signum,
+                              rolled_back=False) from None
+        lock.release()
+        self._done(step.service, "recreated")
+
+    def _stop_if_interrupted(self, service: str) -> None:
+        signum = self.interrupts.first_signal
+        if signum is not None:
+            raise Interrupted(f"interrupted by {signal_name(signum)}: stopped before {service}", signum,
+                              rolled_back=False)
+
+    def _done(self, service: str, result: str) -> None:
+        self.outcomes.append(Outcome(service, result))
+        self._in_flight, self._flight = None, None
 
     def _finish_outcomes(self, error: BaseException) -> None:
-        """The service in flight failed or was interrupted; the rest were not started."""
-        done = {o.service for o in self.outcomes}
-        flights: List[Union[Deployment, SwarmDeployment]] = [*self.deployments, *self.swarm_deployments]
-        in_flight = flights[-1].service if flights and flights[-1].service not in done else None
+        """The service in flight failed, was refused or was interrupted; the rest were not started."""
+        in_flight = self._in_flight
         if in_flight and isinstance(error, (RefusedError, LockedError)):  # refused before it changed anything
             self.outcomes.append(Outcome(in_flight, "refused" if isinstance(error, RefusedError) else "locked"))
         elif in_flight:
-            rolled_back = isinstance(error, RerollError) and flights[-1].consistent
+            # rolled back: the deployment left the service consistent, on what ran before (not a mix, not paused)
+            rolled_back = isinstance(error, RerollError) and error.rolled_back and self._flight is not None \
+                and self._flight.consistent
             word = "interrupted" if isinstance(error, Interrupted) else "failed"
             self.outcomes.append(Outcome(in_flight, f"{word}{' (rolled back)' if rolled_back else ''}"))
+        done = {o.service for o in self.outcomes}
         for step in self.steps:
-            if step.service not in done and step.service != in_flight:
+            if step.service not in done:
                 self.outcomes.append(Outcome(step.service, "not started"))
 
     # -- the summary

@@ -12,7 +12,7 @@ starts means another deploy is at work (exit 4). The engine lock still keeps two
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set
 
 from docker_reroll.engine import Docker, compose_message
 from docker_reroll.errors import DeployFailed, Interrupted, LockedError, RefusedError
@@ -58,6 +58,11 @@ class SwarmService:
                    version=int((item.get("Version") or {}).get("Index") or 0))
 
 
+# Swarm's task states in the container states the progress modes know (scheduled and not yet started: created)
+TASK_STATES = {"starting": "starting", "running": "running", "shutdown": "removed", "remove": "removed",
+               "complete": "exited", "failed": "exited", "rejected": "exited", "orphaned": "exited"}
+
+
 @dataclass
 class Task:
     id: str
@@ -100,7 +105,15 @@ class SwarmEngine:
         """The names of every stack's service called `service` (`STACK_service`)."""
         result = self.docker.run("service", "ls", "--filter", f"label={STACK_LABEL}", "--format",
                                  "{{.Name}}", check=False)
-        return sorted(name for name in result.stdout.split() if name.endswith(f"_{service}"))
+        candidates = [name for name in result.stdout.split() if name.endswith(f"_{service}")]
+        if not candidates:
+            return []
+        # by the stack's own label: `shop_admin_web` is stack shop's `admin_web`, not stack shop_admin's `web`
+        result = self.docker.run("service", "inspect", "--format",
+                                 f'{{{{.Spec.Name}}}} {{{{index .Spec.Labels "{STACK_LABEL}"}}}}', *candidates,
+                                 check=False)
+        named = (line.split() for line in result.stdout.splitlines())
+        return sorted(fields[0] for fields in named if len(fields) == 2 and fields[0] == f"{fields[1]}_{service}")
 
     def inspect(self, name: str) -> Optional[SwarmService]:
         result = self.docker.run("service", "inspect", name, check=False)
@@ -181,7 +194,8 @@ class SwarmDeployment:
         self.new_image, self.new_env = new_config
         self.old_tasks: List[Task] = []
         self.new_tasks: List[Task] = []
-        self.consistent = True
+        self._history: Set[str] = set()
+        self.consistent = True  # Swarm keeps the state: a service it updates or rolls back is never left half-way
 
     def check(self) -> SwarmService:
         """The service as it is, unless it is no Swarm service or Swarm is updating it already."""
@@ -196,8 +210,10 @@ class SwarmDeployment:
 
     def run(self, current: SwarmService) -> None:
         plan = plan_swarm_update(self.options, current, self.new_image, self.new_env)
-        before = {t.id for t in self.engine.tasks(self.name) if t.desired == "running"}
-        self.old_tasks = [t for t in self.engine.tasks(self.name) if t.id in before]
+        tasks = self.engine.tasks(self.name)
+        self.old_tasks = [t for t in tasks if t.desired == "running"]
+        self._history = {t.id for t in tasks} - {t.id for t in self.old_tasks}  # earlier deploys' tasks: not shown
+        before = {t.id for t in self.old_tasks}
         self.progress.info(f"updating Swarm service {self.name} ({current.replicas} replica(s)): "
                            f"{'; '.join(plan.changes)}; start-first, on a failure: {self.options.failure_action}")
         self._check_interrupt()
@@ -247,17 +263,19 @@ class SwarmDeployment:
 
     def _show_tasks(self, old_ids: set) -> None:
         for task in self.engine.tasks(self.name):
+            if task.id in self._history:
+                continue
             role = "old" if task.id in old_ids else "new"
             if role == "new" and task.desired != "running" and task.state in ("new", "pending"):
                 continue
-            state = {"running": "running", "starting": "starting", "shutdown": "removed", "complete": "exited",
-                     "failed": "exited", "rejected": "exited"}.get(task.state, task.state)
+            state = TASK_STATES.get(task.state, "created")
             self.progress.container(self.service, task.id, f"{self.name}.{task.slot}.{task.id[:6]}", role, state,
                                     task.image)
 
     def _failed(self, outcome: str) -> None:
+        old_ids = {t.id for t in self.old_tasks}
         errors = sorted({f"{self.name}.{t.slot}: {t.error}" for t in self.engine.tasks(self.name)
-                         if t.error and t.image == (self.new_image or t.image)})
+                         if t.error and t.id not in self._history and t.id not in old_ids})
         for error in errors:
             self.progress.error(error)
         current = self.engine.inspect(self.name)
@@ -265,13 +283,17 @@ class SwarmDeployment:
         if outcome == "interrupted":
             signum = self.interrupts.first_signal or 0
             raise Interrupted(f"interrupted by {signal_name(signum)}: Swarm rolled {self.name} back", signum)
-        if outcome == "abandoned":
-            self.consistent = False
-            raise DeployFailed(f"stopped following {self.name} while Swarm rolls it back ({message}); see "
-                               f"`docker service ps {self.name}`")
+        if outcome == "abandoned":  # Swarm keeps rolling it back on its own; its state, not ours, says where
+            why = f"stopped following {self.name} while Swarm rolls it back ({message}); see " \
+                  f"`docker service ps {self.name}`"
+            if self.interrupts.count > 1:
+                raise Interrupted(f"interrupted twice: {why}", self.interrupts.first_signal or 0, rolled_back=False)
+            raise DeployFailed(why)
         if outcome in ("paused", "rollback_paused"):
-            raise DeployFailed(f"Swarm paused the update of {self.name}: {message}; `docker service rollback "
-                               f"{self.name}` or fix and deploy again")
+            paused = DeployFailed(f"Swarm paused the update of {self.name}: {message}; `docker service rollback "
+                                  f"{self.name}` or fix and deploy again")
+            paused.rolled_back = False
+            raise paused
         raise DeployFailed(f"Swarm rolled {self.name} back: {message or outcome}" +
                            (f" ({'; '.join(errors)})" if errors else ""))
 

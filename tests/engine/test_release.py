@@ -52,6 +52,19 @@ def test_three_services_in_one_run_and_a_broken_second_stops_the_release(release
     assert_zero_failed(loads)
 
 
+def test_a_bad_label_on_a_later_service_refuses_the_release_before_the_first_changes(release_stack):
+    stack = release_stack
+    start_stack(stack, 1)
+    before = {service: ids(stack, service) for service in PATHS}
+
+    run = stack.reroll("app", "worker", extra_env={"APP_VERSION": "v2", "WORKER_WAIT": "soon"})
+
+    assert run.returncode == 2, run.stderr
+    assert "invalid value 'soon' for label docker-reroll.wait of service 'worker'" in run.stderr
+    assert {service: ids(stack, service) for service in PATHS} == before, "nothing changed"
+    assert "summary: usage error; nothing was changed; exit 2" in run.stderr
+
+
 # ---------------------------------------------------------------------------------------------- the whole project
 
 

@@ -170,6 +170,8 @@ def test_a_stack_service_is_found_without_stack_and_pre_stop_is_refused(swarm_st
     refused = stack.reroll("--stack", stack.name, "--pre-stop-cmd", "true", "app")
     before = stack.tasks()
     dry = stack.reroll("--stack", stack.name, "--dry-run", "--image", "reroll-example-app:next", "app")
+    batched = stack.reroll("--stack", stack.name, "-f", "stack.yaml", "--dry-run", "app",
+                           extra_env={"UPDATE_PARALLELISM": "1", "APP_VERSION": "v2"})
 
     assert found.returncode == 0, found.stderr
     assert f"updating Swarm service {stack.name}_app" in found.stderr
@@ -179,6 +181,8 @@ def test_a_stack_service_is_found_without_stack_and_pre_stop_is_refused(swarm_st
     assert "--image reroll-example-app:next" in dry.stderr and "image reroll-example-app:latest -> " \
         "reroll-example-app:next" in dry.stderr
     assert stack.tasks() == before and "summary: dry run; exit 0" in dry.stderr
+    assert batched.returncode == 0, batched.stderr
+    assert "--update-parallelism 1 " in batched.stderr and "APP_VERSION=v2" in batched.stderr, "the file's settings"
 
 
 def test_an_update_swarm_is_already_running_is_respected_with_exit_4(swarm_stack):

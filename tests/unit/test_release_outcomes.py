@@ -1,0 +1,81 @@
+"""What a release's summary says of the service in flight, per-service settings resolved before anything changes, and
+a stack's service found by the stack's own label, without a daemon."""
+
+import io
+import signal
+import subprocess
+from types import SimpleNamespace
+
+import pytest
+
+from docker_reroll.deploy import StoppedBetweenBatches
+from docker_reroll.engine import ServiceSpec
+from docker_reroll.errors import DeployFailed, Interrupted, LockedError, RefusedError
+from docker_reroll.interrupts import Interrupts
+from docker_reroll.planning import ROLL, Step
+from docker_reroll.progress import Progress
+from docker_reroll.release import Release
+from docker_reroll.settings import Options
+from docker_reroll.swarm import SwarmEngine
+
+
+def release_in_flight(flight_consistent=True, recreate=False):
+    release = Release(Options(), None, Progress(io.StringIO()), Interrupts(), "docker reroll a b c")
+    release.steps = [Step(s, ROLL, "named on the command line") for s in ("a", "b", "c")]
+    release._done("a", "deployed")
+    release._in_flight = "b"
+    release._flight = None if recreate else SimpleNamespace(service="b", consistent=flight_consistent)
+    return release
+
+
+@pytest.mark.parametrize("error, result", [
+    (DeployFailed("never healthy"), "failed (rolled back)"),
+    (Interrupted("Ctrl-C", signal.SIGINT), "interrupted (rolled back)"),
+    (Interrupted("Ctrl-C between batches", signal.SIGINT, rolled_back=False), "interrupted"),
+    (StoppedBetweenBatches("batch 2 failed: paused"), "failed"),
+    (RefusedError("no such service"), "refused"),
+    (LockedError("Swarm is updating it"), "locked"),
+])
+def test_the_service_in_flight_is_said_rolled_back_only_when_it_was(error, result):
+    release = release_in_flight()
+    release._finish_outcomes(error)
+    assert [(o.service, o.result) for o in release.outcomes] == [("a", "deployed"), ("b", result),
+                                                                ("c", "not started")]
+
+
+def test_a_half_way_service_or_an_interrupted_recreate_is_not_said_rolled_back():
+    half_way = release_in_flight(flight_consistent=False)
+    half_way._finish_outcomes(DeployFailed("the roll-back failed"))
+    recreate = release_in_flight(recreate=True)
+    recreate._finish_outcomes(Interrupted("while compose recreated b", signal.SIGTERM, rolled_back=False))
+    assert half_way.outcomes[1].result == "failed" and recreate.outcomes[1].result == "interrupted"
+
+
+def test_a_bad_update_config_is_a_refusal_that_names_the_service_and_the_key():
+    release = Release(Options(), None, Progress(io.StringIO()), Interrupts(), "docker reroll web")
+    spec = ServiceSpec(name="web", update_config={"parallelism": -1})
+    project = SimpleNamespace(services={"web": spec})
+    with pytest.raises(RefusedError, match=r"service 'web': deploy\.update_config\.parallelism"):
+        release._options_for(project, "web")
+    assert release._options_for(project, "other") is release.options  # not in the file: the command line's
+
+
+class ServiceListing:
+    """`docker service ls` and `docker service inspect --format` as the engine answers them."""
+
+    def __init__(self, namespaces):
+        self.namespaces = namespaces  # service name -> its stack's label
+
+    def run(self, *args, **kwargs):
+        if args[:2] == ("service", "ls"):
+            out = "\n".join(self.namespaces)
+        else:
+            out = "\n".join(f"{name} {self.namespaces[name]}" for name in args[4:])
+        return subprocess.CompletedProcess(args, 0, out + "\n", "")
+
+
+def test_a_stack_service_is_matched_by_its_stacks_label_not_by_the_end_of_its_name():
+    engine = SwarmEngine(ServiceListing({"shop_web": "shop", "shop_admin_web": "shop", "blog_web": "blog"}))
+    assert engine.stack_services("web") == ["blog_web", "shop_web"]  # shop_admin_web is shop's admin_web
+    assert engine.stack_services("admin_web") == ["shop_admin_web"]
+    assert engine.stack_services("api") == []
