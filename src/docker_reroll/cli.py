@@ -19,6 +19,7 @@ from docker_reroll.settings import (
     STACK_ENV,
     DockerFlag,
     Options,
+    exec_command,
     parse_seconds,
 )
 
@@ -111,7 +112,9 @@ class Option:
     def __init__(self, long: str, dest: str, kind: str, short: Optional[str] = None, value_name: str = "") -> None:
         self.long = long
         self.dest = dest
-        self.kind = kind  # "flag", "text", "texts" (repeatable, order kept), "seconds", "count", "scale", "choice"
+        # "flag", "text", "texts" (repeatable, order kept), "seconds", "count", "scale", "choice", "exec" (a command
+        # in words)
+        self.kind = kind
         self.short = short
         self.value_name = value_name
 
@@ -127,7 +130,7 @@ OPTIONS = [
     Option("--project-directory", "project_directory", "text", None, "PROJECT_DIRECTORY"),
     Option("--profile", "profiles", "texts", None, "PROFILE"),
     Option("--pre-stop-cmd", "pre_stop_cmd", "text", None, "PRE_STOP_CMD"),
-    Option("--pre-stop-exec", "pre_stop_exec", "text", None, "PRE_STOP_EXEC"),
+    Option("--pre-stop-exec", "pre_stop_exec", "exec", None, "PRE_STOP_EXEC"),
     Option("--pre-stop-wait-until-unhealthy", "pre_stop_wait_until_unhealthy", "flag"),
     Option("--healthcheck-timeout", "healthcheck_timeout", "seconds", None, "HEALTHCHECK_TIMEOUT"),
     Option("--wait", "wait", "seconds", None, "WAIT"),
@@ -237,7 +240,7 @@ def parse_args(args: Sequence[str]) -> Options:
         if not word.startswith("-") or word == "-":
             positionals.append(word)
             continue
-        name, value = _split_option_word(word)
+        name, value = split_option_word(word)
         option = OPTIONS_BY_NAME.get(name)
         if option is None:
             raise UsageError(f"unexpected argument '{name}' found")
@@ -249,7 +252,7 @@ def parse_args(args: Sequence[str]) -> Options:
                 return options  # like clap: help and version win over everything else
             continue
         if value is None:
-            if i >= len(args):
+            if i >= len(args) or _is_our_option(args[i]):  # `--pre-stop-cmd $UNSET --dry-run`: not a value
                 raise UsageError(f"a value is required for '{option.display}' but none was supplied")
             value = args[i]
             i += 1
@@ -264,7 +267,7 @@ def parse_args(args: Sequence[str]) -> Options:
         if option.dest in seen:
             raise UsageError(f"the argument '{option.display}' cannot be used multiple times")
         seen.add(option.dest)
-        read = {"seconds": _seconds, "count": _count, "choice": _progress_mode}.get(option.kind)
+        read = {"seconds": _seconds, "count": _count, "choice": _progress_mode, "exec": _exec}.get(option.kind)
         options.set(option.dest, read(option, value) if read else value, FROM_COMMAND_LINE)
     if options.pre_stop_cmd is not None and options.pre_stop_exec is not None:
         raise UsageError("the argument '--pre-stop-cmd <PRE_STOP_CMD>' cannot be used with "
@@ -286,13 +289,24 @@ def parse_args(args: Sequence[str]) -> Options:
     return options
 
 
-def _split_option_word(word: str) -> Tuple[str, Optional[str]]:
+def split_option_word(word: str) -> Tuple[str, Optional[str]]:
     if word.startswith("--"):
         name, eq, value = word.partition("=")
         return name, (value if eq else None)
     if len(word) > 2:  # -fcompose.yaml, or clap's -f=compose.yaml
         return word[:2], word[3:] if word[2] == "=" else word[2:]
     return word, None
+
+
+def _is_our_option(word: str) -> bool:
+    return word.startswith("-") and split_option_word(word)[0] in OPTIONS_BY_NAME
+
+
+def _exec(option: Option, value: str) -> str:
+    try:
+        return exec_command(value)
+    except ValueError as error:
+        raise UsageError(f"invalid value '{value}' for '{option.display}': {error}") from None
 
 
 def _seconds(option: Option, value: str) -> float:
@@ -303,7 +317,7 @@ def _seconds(option: Option, value: str) -> float:
 
 
 def _count(option: Option, value: str) -> int:
-    if not (value.isdigit() and int(value) >= 1):
+    if not (value.isascii() and value.isdigit() and int(value) >= 1):
         raise UsageError(f"invalid value '{value}' for '{option.display}': expected a whole number, at least 1")
     return int(value)
 
@@ -317,7 +331,7 @@ def _progress_mode(option: Option, value: str) -> str:
 
 def _scale(option: Option, value: str) -> Tuple[str, int]:
     service, eq, count = value.partition("=")
-    if not (service and eq and count.isdigit() and int(count) >= 1):
+    if not (service and eq and count.isascii() and count.isdigit() and int(count) >= 1):
         raise UsageError(f"invalid value '{value}' for '{option.display}': expected SERVICE=NUM, NUM at least 1")
     return service, int(count)
 
@@ -331,6 +345,8 @@ def parse_command_line(argv: Sequence[str], plugin_mode: bool = True,
     environ = {} if environ is None else environ
     docker_globals, args = split_argv(argv, plugin_mode)
     options = parse_args(args)
+    if options.help or options.version:
+        return options  # nothing else matters, and a bad environment must not hide the help
     if "progress" not in options.sources and environ.get(PROGRESS_ENV):
         mode = environ[PROGRESS_ENV]
         if mode not in PROGRESS_MODES:

@@ -9,7 +9,7 @@ of `--progress`, and the services of the compose project that the options typed 
 
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from docker_reroll.cli import HELP, OPTIONS, OPTIONS_BY_NAME
+from docker_reroll.cli import HELP, OPTIONS, OPTIONS_BY_NAME, split_option_word
 from docker_reroll.errors import RerollError
 from docker_reroll.processes import CommandRunner
 from docker_reroll.settings import PROGRESS_MODES
@@ -86,11 +86,9 @@ def _awaiting_value(typed: List[str]) -> Optional[str]:
     """The option whose value is being typed (`--progress <TAB>`), if the last word typed is one that takes one."""
     if not typed:
         return None
-    option = OPTIONS_BY_NAME.get(typed[-1])
+    option = OPTIONS_BY_NAME.get(typed[-1])  # never a value itself: an option's value is not one of our options
     if option is None or option.kind == "flag":
         return None
-    if len(typed) > 1 and _awaiting_value(typed[:-1]) is not None:
-        return None  # it is itself the value of the option before it
     return option.long
 
 
@@ -113,10 +111,11 @@ def project_args(typed: List[str]) -> List[str]:
     i = 0
     while i < len(typed):
         word = typed[i]
-        name, eq, value = word.partition("=") if word.startswith("--") else (word, "", "")
+        name, given = split_option_word(word) if word.startswith("-") else (word, None)
+        value = given or ""
         option = OPTIONS_BY_NAME.get(name)
         if option is not None and option.long in PROJECT_FLAGS:
-            if not eq:
+            if given is None:
                 if i + 1 >= len(typed):
                     break
                 value = typed[i + 1]

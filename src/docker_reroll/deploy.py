@@ -304,7 +304,7 @@ class Deployment:
             label = f"batch {index + 1} of {len(batches)}" if len(batches) > 1 else ""
             try:
                 new = self._roll_out(plan, batch, keep=old_left + kept + done, label=label, paused=plan.paused)
-            except LockLost:
+            except (LockLost, Incomplete):
                 raise
             except Interrupted as error:
                 if index == 0:
@@ -380,7 +380,7 @@ class Deployment:
         try:
             self._start_together(self.watch.refresh(made))
             clones = self.watch.refresh(made)
-            self._wait_ready(clones)
+            self._wait_ready(clones, interrupts_seen=self._further_interrupt())  # Ctrl-C now means: finish it
         except RerollError as error:
             raise Incomplete(f"could not bring the old config back ({error}): {self.service} runs new and old "
                              f"containers; run `docker reroll {self.service}` again") from None
@@ -409,7 +409,13 @@ class Deployment:
         except LockLost:
             raise  # the service is another run's now: nothing may be rolled back
         except Exception as error:  # whatever went wrong, nothing old was touched yet: go back
-            self._roll_back(keep, paused if keep == plan.old else [], error)
+            try:
+                self._roll_back(keep, paused if keep == plan.old else [], error)
+            except (LockLost, Incomplete, Interrupted):
+                raise
+            except RerollError as failure:  # not a batch that failed: the service now has too many containers
+                raise Incomplete(f"the roll-back failed ({failure}) after: {error}; {self.service} runs old and new "
+                                 f"containers: run `docker reroll {self.service}` again") from None
             if keep == plan.old:
                 self.consistent = True
             raise
@@ -484,29 +490,32 @@ class Deployment:
         if failures:
             raise DeployFailed("could not start " + "; ".join(failures))
 
-    def _wait_ready(self, new: List[Container]) -> None:
+    def _wait_ready(self, new: List[Container], interrupts_seen: int = 0) -> None:
+        """Until the new containers are ready; an interrupt beyond the first `interrupts_seen` ends the wait."""
         assert self.watch is not None
         ids = [c.id for c in new]
         if any(c.has_healthcheck for c in new):  # the new config decides: it may add or drop a health check
             timeout = self.options.healthcheck_timeout
             self.progress.info(f"waiting up to {timeout:g}s for {len(ids)} new container(s) to be healthy")
-            outcome = self.watch.wait(ids, all_healthy, timeout, interrupts_seen=0)
+            outcome = self.watch.wait(ids, all_healthy, timeout, interrupts_seen=interrupts_seen)
             self._raise_unless_done(outcome, ids, f"not healthy after {timeout:g}s")
             self.progress.info(f"{len(ids)}/{len(ids)} new container(s) healthy")
             if self.options.wait_after_healthy > 0:
-                self._stay_up(ids, self.options.wait_after_healthy, "after healthy")
+                self._stay_up(ids, self.options.wait_after_healthy, "after healthy", interrupts_seen)
         else:
-            self._stay_up(ids, self.options.wait, "(no health check) before checking the new containers")
+            self._stay_up(ids, self.options.wait, "(no health check) before checking the new containers",
+                          interrupts_seen)
         monitor = self.options.update_monitor
         if monitor > 0:  # deploy.update_config.monitor: a batch must stay healthy this long before it counts
-            self._stay_up(ids, monitor, f"monitoring them ({self.options.source('update_monitor')})")
+            self._stay_up(ids, monitor, f"monitoring them ({self.options.source('update_monitor')})",
+                          interrupts_seen)
 
-    def _stay_up(self, ids: List[str], seconds: float, why: str) -> None:
+    def _stay_up(self, ids: List[str], seconds: float, why: str, interrupts_seen: int = 0) -> None:
         """Wait `seconds`; the new containers must keep serving all along. One that stops or turns unhealthy fails
         the deploy at once, and any interrupt (we are before the point of no return) ends the wait."""
         assert self.watch is not None
         self.progress.info(f"waiting {seconds:g}s {why}")
-        outcome = self.watch.wait(ids, still_serving, seconds, interrupts_seen=0)
+        outcome = self.watch.wait(ids, still_serving, seconds, interrupts_seen=interrupts_seen)
         if outcome.kind != "timeout":  # here the time running out is the success
             self._raise_unless_done(outcome, ids, "")
         # One last look through the engine itself, not only its events: this decides whether the old ones go.

@@ -20,7 +20,15 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 from docker_reroll.engine import Docker
-from docker_reroll.errors import DockerCommandError, Interrupted, LockedError, LockLost, RefusedError, first_line
+from docker_reroll.errors import (
+    DockerCommandError,
+    Interrupted,
+    LockedError,
+    LockLost,
+    RefusedError,
+    RerollError,
+    first_line,
+)
 from docker_reroll.host import System, identity, owner_is_gone, process_start
 from docker_reroll.interrupts import Interrupts
 from docker_reroll.processes import concurrently
@@ -140,7 +148,11 @@ class EngineLock:
         announced = False
         while True:
             if self._create_lock():
-                self.journal = self._read_journal()
+                try:
+                    self.journal = self._read_journal()
+                except BaseException:
+                    self.release(keep_journal=True)  # not left behind to block every later deploy
+                    raise
                 self.journal_inherited = self.journal is not None
                 return
             if interrupts.requested():
@@ -228,6 +240,11 @@ class EngineLock:
             self.verify()
         except LockLost as error:
             self._progress.warn(f"{error}; its lock and journal were left alone")
+            return
+        except RerollError as error:  # the engine failed to answer: the deploy's own outcome stands
+            self._progress.warn(f"could not check the deploy lock before releasing it: {error}; remove {self.name} "
+                                f"(container) and {self.journal_name} (volume) by hand once the service is settled")
+            self.lock_id = ""
             return
         removals = [lambda: self._docker.remove([self.lock_id])]
         if not keep_journal and self.journal is not None:

@@ -184,6 +184,10 @@ class Progress:
         try:
             self._writer.write(event)
         except (OSError, ValueError):
+            if isinstance(self._writer, TtyWriter):  # the live block failed: the same stream, in plain lines
+                self._writer = PlainWriter(self._writer.abandon())
+                self._write(event)
+                return
             # A closed pipe or a hung-up terminal (EIO) must never stop a deploy half-way: go on silently.
             self._writer = Writer()
 
@@ -295,6 +299,15 @@ class TtyWriter(Writer):
             if not self._closed.is_set():
                 self._finish("")
 
+    def abandon(self) -> TextIO:
+        """Stop redrawing, below whatever is on the screen; returns the stream for plain lines."""
+        self._closed.set()
+        try:
+            self._stream.write("\n\x1b[?25h")
+        except (OSError, ValueError):
+            pass
+        return self._stream
+
     def _apply(self, event: Event) -> None:
         fields = event.fields
         now = event.clock
@@ -335,7 +348,7 @@ class TtyWriter(Writer):
     def _lines(self, final: bool) -> List[str]:
         now = time.monotonic()
         spin = SPINNER[self._frame % len(SPINNER)]
-        width = _columns(self._stream) - 1
+        width = max(MIN_TTY_COLUMNS, _columns(self._stream)) - 1  # narrower since the start: lines wrap
         lines: List["tuple[str, Optional[float], str]"] = [
             (f"[+] {self._title}", now - self._started, "" if final else spin)]
         for index, row in enumerate(self._phases):
@@ -377,7 +390,7 @@ class TtyWriter(Writer):
 def _fit(text: str, seconds: Optional[float], suffix: str, width: int) -> str:
     """One line of the block, cut to the terminal's width, with its time at the right edge."""
     right = (f"{seconds:.1f}s" if seconds is not None else "") + (f" {suffix}" if suffix else "")
-    room = width - len(right) - 1
+    room = max(1, width - len(right) - 1)
     if len(text) > room:
         text = text[:max(0, room - 1)] + "…"
     return f"{text:<{room}} {right}" if right else text
@@ -405,10 +418,11 @@ def is_terminal(stream: TextIO) -> bool:
 
 
 def choose_writer(mode: str, stream: TextIO, title: str = "") -> Writer:
-    """`auto` is tty on a terminal, else plain; tty on something that is no terminal, or one narrower than
-    MIN_TTY_COLUMNS, is plain too."""
+    """`auto` is tty on a terminal, else plain; tty on something that is no terminal, one narrower than
+    MIN_TTY_COLUMNS, or one that cannot show the block's symbols (not UTF-8), is plain too."""
     if mode in ("auto", "tty"):
-        tty = is_terminal(stream) and _columns(stream) >= MIN_TTY_COLUMNS and os.environ.get("TERM") != "dumb"
+        utf8 = (getattr(stream, "encoding", None) or "").lower().replace("-", "") == "utf8"
+        tty = is_terminal(stream) and utf8 and _columns(stream) >= MIN_TTY_COLUMNS and os.environ.get("TERM") != "dumb"
         return TtyWriter(stream, title) if tty else PlainWriter(stream)
     if mode == "json":
         return JsonWriter(stream)

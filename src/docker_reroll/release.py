@@ -93,7 +93,7 @@ class Release:
         finally:
             for lock in self._locks.values():  # the services not reached; a deployment releases its own
                 if lock.held and not any(d.lock is lock and not d.consistent for d in self.deployments):
-                    lock.release()
+                    lock.release(keep_journal=lock.journal_inherited)  # an earlier deploy's, for the next run
         return EXIT_OK
 
     # -- compose or Swarm

@@ -232,11 +232,24 @@ def _text(text: str) -> str:
     return text
 
 
+def exec_command(text: str) -> str:
+    """A command run inside a container (`--pre-stop-exec`): it must split into words as a shell would."""
+    import shlex  # here, not at the top: the metadata and --help path stays fast
+
+    try:
+        words = shlex.split(text)
+    except ValueError as error:
+        raise ValueError(f"it does not split into words ({str(error).lower()})") from None
+    if not words:
+        raise ValueError("expected a command")
+    return text
+
+
 LABEL_PREFIX = "docker-reroll."
 # A service's deploy settings as labels in the compose file: the label's name after the prefix -> the setting.
 LABEL_SETTINGS: Dict[str, Tuple[str, Callable[[str], object]]] = {
     "pre-stop-cmd": ("pre_stop_cmd", _text),
-    "pre-stop-exec": ("pre_stop_exec", _text),
+    "pre-stop-exec": ("pre_stop_exec", exec_command),
     "pre-stop-wait-until-unhealthy": ("pre_stop_wait_until_unhealthy", _flag),
     "drain-time": ("drain_time", parse_seconds),
     "wait-after-unhealthy": ("wait_after_unhealthy", parse_seconds),

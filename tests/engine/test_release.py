@@ -5,7 +5,17 @@ import contextlib
 import re
 import time
 
-from dockerfixtures import DRAIN, finish, load_on, project_events, read_until, start_reroll, start_stack
+from dockerfixtures import (
+    DRAIN,
+    docker,
+    finish,
+    load_on,
+    lock_and_journal,
+    project_events,
+    read_until,
+    start_reroll,
+    start_stack,
+)
 
 PATHS = {"app": "/app/", "worker": "/worker/", "api": "/api/"}
 
@@ -63,6 +73,27 @@ def test_a_bad_label_on_a_later_service_refuses_the_release_before_the_first_cha
     assert "invalid value 'soon' for label docker-reroll.wait of service 'worker'" in run.stderr
     assert {service: ids(stack, service) for service in PATHS} == before, "nothing changed"
     assert "summary: usage error; nothing was changed; exit 2" in run.stderr
+
+
+def test_a_journal_left_for_a_later_service_survives_a_release_that_stops_before_it(release_stack):
+    """api's journal (an earlier deploy of it was killed) is the next `docker reroll api`'s only record of its
+    replica count: a release that fails on worker and never reaches api must leave it."""
+    stack = release_stack
+    start_stack(stack, 1)
+    [api] = stack.containers("api")
+    journal = f"docker-reroll-lock.{stack.name}.api.journal"
+    docker("volume", "create", "--label", "io.docker-reroll.replicas=1", "--label",
+           f"io.docker-reroll.containers={api.id[:12]}", "--label", f"io.docker-reroll.since={time.time():.3f}",
+           journal)
+
+    run = stack.reroll("worker", "api", *DRAIN, "--healthcheck-timeout", "5",
+                       extra_env={"WORKER_VERSION": "v2", "WORKER_BROKEN": "1", "API_VERSION": "v2"})
+
+    assert run.returncode == 1, run.stderr
+    assert "summary: worker failed (rolled back); api not started" in run.stderr
+    assert f"docker-reroll-lock.{stack.name}.api.journal" in lock_and_journal(stack), "the journal stays"
+    assert f"docker-reroll-lock.{stack.name}.api" not in lock_and_journal(stack), "the lock does not"
+    assert [c.id for c in stack.containers("api")] == [api.id]
 
 
 # ---------------------------------------------------------------------------------------------- the whole project

@@ -126,6 +126,13 @@ def test_service_may_come_first_and_after_double_dash():
     (["--wait", "1", "--wait", "2", "web"], "the argument '--wait <WAIT>' cannot be used multiple times"),
     (["--pre-stop-wait-until-unhealthy=yes", "web"], "unexpected value 'yes'"),
     ([""], "a service name cannot be empty"),
+    # a missing value (`--pre-stop-cmd $UNSET --dry-run web`) must not swallow the next option: a real deploy
+    (["--pre-stop-cmd", "--dry-run", "web"], "a value is required for '--pre-stop-cmd <PRE_STOP_CMD>'"),
+    (["-p", "--all"], "a value is required for '--project-name <PROJECT_NAME>'"),
+    (["--pre-stop-exec", "touch '/x", "web"], "it does not split into words (no closing quotation)"),
+    (["--pre-stop-exec", "  ", "web"], "expected a command"),
+    (["--max-surge", "²", "web"], "invalid value '²' for '--max-surge <MAX_SURGE>'"),
+    (["--scale", "web=²", "web"], "invalid value 'web=²' for '--scale <SERVICE=NUM>'"),
 ])
 def test_usage_errors_are_clap_style_with_exit_2(argv, message):
     code, out, err = run_main(["reroll"] + argv)
@@ -244,3 +251,9 @@ def test_version_and_metadata_agree_with_the_package():
     with redirect_stdout(out):
         main(["docker-cli-plugin-metadata"], environ={})
     assert json.loads(out.getvalue())["Version"] == __version__ == version("docker-reroll")
+
+
+def test_help_and_version_are_not_hidden_by_a_bad_environment():
+    for flag in ("--help", "-V"):
+        options = parse_command_line(["docker-reroll", "reroll", flag], environ={"DOCKER_REROLL_PROGRESS": "fancy"})
+        assert options.help or options.version

@@ -38,6 +38,12 @@ def test_options_values_and_services(services):
                             ("config", "--services"))
 
 
-def test_a_value_that_looks_like_an_option_name_is_still_a_value(services):
-    # `--pre-stop-cmd --wait <TAB>`: --wait is the command here, so what comes next is a service
-    assert candidates_for(["--pre-stop-cmd", "--wait"], "", {}) == (["api", "web"], NO_FILE)
+def test_an_option_name_is_never_taken_as_the_value_of_the_option_before_it(services):
+    # as the parser reads `--pre-stop-cmd --wait`: --pre-stop-cmd lacks its value, and --wait's comes next
+    assert candidates_for(["--pre-stop-cmd", "--wait"], "", {}) == ([], NO_FILE)
+    assert candidates_for(["--pre-stop-cmd", "true"], "", {}) == (["api", "web"], NO_FILE)
+
+
+@pytest.mark.parametrize("typed", [["-fx.yaml", "-pdemo"], ["-f=x.yaml", "-p=demo"], ["--file=x.yaml", "-p", "demo"]])
+def test_the_project_is_selected_by_every_form_the_parser_accepts(typed):
+    assert project_args(typed) == ["--file", "x.yaml", "--project-name", "demo"]

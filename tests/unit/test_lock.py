@@ -216,3 +216,70 @@ def test_a_takeover_whose_removal_fails_says_why_waits_between_tries_and_respect
     assert engine.removals <= 4, "one try per retry interval, not a spin"
     assert "could not remove the stale lock docker-reroll-lock.p.web: Error response from daemon: permission " \
            "denied" in out.getvalue()
+
+
+class FlakyEngine:
+    """The few engine calls a lock makes, with the journal read and the lock inspect failing on demand."""
+
+    def __init__(self, journal_fails=False, inspect_fails=False):
+        self.journal_fails = journal_fails
+        self.inspect_fails = inspect_fails
+        self.removed = []
+
+    def run(self, *args, check=True, **kwargs):
+        from docker_reroll.errors import RefusedError
+
+        if args[0] == "create":
+            return subprocess.CompletedProcess(args, 0, "lock-id\n", "")
+        if args[:2] == ("volume", "inspect") and self.journal_fails:
+            raise RefusedError("cannot read the deploy journal: context deadline exceeded")
+        return subprocess.CompletedProcess(args, 1, "", "no such volume")
+
+    def inspect(self, names):
+        from docker_reroll.errors import DockerCommandError
+
+        if self.inspect_fails:
+            raise DockerCommandError(["docker", "inspect"], 1, "context deadline exceeded")
+        return [type("Found", (), {"id": "lock-id", "labels": {}})()]
+
+    def remove(self, ids):
+        self.removed += ids
+        return []
+
+    def remove_volumes(self, names):
+        self.removed += names
+        return []
+
+
+def engine_lock(engine):
+    import io
+
+    from docker_reroll.interrupts import Interrupts
+    from docker_reroll.lock import EngineLock
+    from docker_reroll.progress import Progress
+
+    stream = io.StringIO()
+    lock = EngineLock(engine, "p", "web", Progress(stream), "docker reroll web", system=LINUX)
+    return lock, stream, Interrupts()
+
+
+def test_a_lock_whose_journal_cannot_be_read_is_not_left_behind():
+    import pytest
+
+    from docker_reroll.errors import RefusedError
+
+    engine = FlakyEngine(journal_fails=True)
+    lock, _, interrupts = engine_lock(engine)
+    with pytest.raises(RefusedError):
+        lock.acquire(0, interrupts)
+    assert engine.removed == ["lock-id"] and not lock.held
+
+
+def test_an_engine_error_at_release_is_a_warning_not_the_deploys_outcome():
+    engine = FlakyEngine()
+    lock, stream, interrupts = engine_lock(engine)
+    lock.acquire(0, interrupts)
+    engine.inspect_fails = True
+    lock.release()  # must not raise: the deploy's own result stands
+    assert not lock.held and "could not check the deploy lock before releasing it" in stream.getvalue()
+    assert engine.removed == [], "what could not be checked as ours is not removed"

@@ -74,6 +74,8 @@ def test_the_phase_clock_is_contiguous_so_phases_sum_to_the_total():
 
 
 class FakeTerminal(io.StringIO):
+    encoding = "utf-8"  # a StringIO has none
+
     def isatty(self):
         return True
 
@@ -114,6 +116,43 @@ def test_auto_on_a_terminal_is_the_live_block_unless_it_is_too_narrow(monkeypatc
     writer.close()
     monkeypatch.setattr(progress_module, "_columns", lambda stream: 30)
     assert type(choose_writer("auto", FakeTerminal())) is PlainWriter
+
+
+def test_the_live_block_needs_a_utf8_terminal(monkeypatch):
+    monkeypatch.delenv("TERM", raising=False)
+    monkeypatch.setattr(progress_module, "_columns", lambda stream: 120)
+    latin = io.TextIOWrapper(io.BytesIO(), encoding="latin-1")
+    latin.isatty = lambda: True
+    assert type(choose_writer("auto", latin)) is PlainWriter
+
+
+def test_a_terminal_narrowed_mid_run_keeps_the_block_and_the_summary(monkeypatch):
+    monkeypatch.setattr(progress_module, "_rows", lambda stream: 40)
+    monkeypatch.setattr(progress_module, "_columns", lambda stream: 100)
+    screen = FakeTerminal()
+    progress = Progress(writer=TtyWriter(screen, "docker reroll web"))
+    monkeypatch.setattr(progress_module, "_columns", lambda stream: 6)
+    run_a_deploy(progress)
+    text = screen.getvalue()
+    assert text.rstrip("\x1b[?25h").rstrip().endswith("summary: web deployed; exit 0 after 1.0s")
+    assert "ERROR web-3 is unhealthy" in text
+
+
+def test_a_failing_live_block_falls_back_to_plain_lines(monkeypatch):
+    monkeypatch.setattr(progress_module, "_columns", lambda stream: 100)
+    screen = FakeTerminal()
+    writer = TtyWriter(screen, "docker reroll web")
+
+    def broken(final=False):
+        raise ValueError("a drawing bug")
+
+    monkeypatch.setattr(writer, "_draw", broken)
+    progress = Progress(writer=writer)
+    progress.error("web-3 is unhealthy")
+    progress.summary("summary: web failed; exit 1 after 1.0s", 1, "failed", [])
+    text = screen.getvalue()
+    assert "\x1b[?25h" in text and " ERROR web-3 is unhealthy\n" in text
+    assert text.rstrip().endswith("INFO summary: web failed; exit 1 after 1.0s")
 
 
 def test_a_broken_stream_never_stops_the_deploy():
