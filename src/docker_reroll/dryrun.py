@@ -83,16 +83,10 @@ class DryRun:
         say(f"  change: {'; '.join(plan.changes)}")
         say(f"  `docker service update --detach {' '.join(plan.args)} {name}`, followed for up to "
             f"{plan.deadline:g}s, then rolled back")
-        lock = EngineLock(self.docker, stack, service, self.progress, self.command_line)
-        holder, stale_reason, _ = lock.look()
+        self._look_at_lock(stack, service, options, facts)  # the same engine lock as a compose service's
         if current.update_state in IN_PROGRESS:
             say(f"  Swarm is updating it now ({current.update_state} since {current.update_started}): exit 4")
             self._worst(EXIT_LOCKED)
-        elif holder is not None and not stale_reason:
-            say(f"  lock: {lock.name} is held by {holder}: exit 4")
-            self._worst(EXIT_LOCKED)
-        else:
-            say(f"  lock: {lock.name} ({'free' if holder is None else 'stale: it would be taken over'})")
         return facts
 
     def _step(self, project: ProjectConfig, step: Step, options: Options) -> Dict[str, object]:
