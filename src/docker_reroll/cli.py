@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from docker_reroll import __version__
 from docker_reroll.errors import EXIT_OK, EXIT_USAGE, UsageError
 from docker_reroll.settings import (
+    ALLOW_LABEL_CMD_ENV,
     FROM_COMMAND_LINE,
     PROGRESS_ENV,
     PROGRESS_MODES,
@@ -60,6 +61,8 @@ Options:
           Command to run inside each old container (docker exec) before stopping it, e.g. 'touch /.dead'
       --pre-stop-wait-until-unhealthy
           Assuming there is a health check, after running the pre-stop command, wait until the old container is unhealthy before stopping it
+      --allow-label-cmd
+          Run the command of a docker-reroll.pre-stop-cmd label on this machine (a compose file's host commands are refused otherwise) [default: DOCKER_REROLL_ALLOW_LABEL_CMD, or false]
       --healthcheck-timeout <HEALTHCHECK_TIMEOUT>
           Health check timeout (in seconds) [default: 60]
       --wait <WAIT>
@@ -101,6 +104,7 @@ DOCKER_BOOL_FLAGS = ("--debug", "--tls", "--tlsverify")
 DOCKER_SHORTHANDS = {"c": "--context", "H": "--host", "l": "--log-level", "D": "--debug"}
 BOOL_WORDS = {"1": True, "t": True, "T": True, "true": True, "TRUE": True, "True": True,
               "0": False, "f": False, "F": False, "false": False, "FALSE": False, "False": False}  # Go's ParseBool
+ENV_BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 PLUGIN_ENV = "DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND"  # set by the docker CLI when it runs a plugin
 
 
@@ -132,6 +136,7 @@ OPTIONS = [
     Option("--pre-stop-cmd", "pre_stop_cmd", "text", None, "PRE_STOP_CMD"),
     Option("--pre-stop-exec", "pre_stop_exec", "exec", None, "PRE_STOP_EXEC"),
     Option("--pre-stop-wait-until-unhealthy", "pre_stop_wait_until_unhealthy", "flag"),
+    Option("--allow-label-cmd", "allow_label_cmd", "flag"),
     Option("--healthcheck-timeout", "healthcheck_timeout", "seconds", None, "HEALTHCHECK_TIMEOUT"),
     Option("--wait", "wait", "seconds", None, "WAIT"),
     Option("--wait-after-healthy", "wait_after_healthy", "seconds", None, "WAIT_AFTER_HEALTHY"),
@@ -353,6 +358,11 @@ def parse_command_line(argv: Sequence[str], plugin_mode: bool = True,
             raise UsageError(f"invalid value '{mode}' for {PROGRESS_ENV}: expected one of "
                              f"{', '.join(PROGRESS_MODES)}")
         options.set("progress", mode, PROGRESS_ENV)
+    if "allow_label_cmd" not in options.sources and environ.get(ALLOW_LABEL_CMD_ENV):
+        allowed = environ[ALLOW_LABEL_CMD_ENV]
+        if allowed.lower() not in ENV_BOOLEANS:
+            raise UsageError(f"invalid value '{allowed}' for {ALLOW_LABEL_CMD_ENV}: expected 1 or 0 (true or false)")
+        options.set("allow_label_cmd", ENV_BOOLEANS[allowed.lower()], ALLOW_LABEL_CMD_ENV)
     if options.stack is None and environ.get(STACK_ENV):
         options.set("stack", environ[STACK_ENV], STACK_ENV)
     options.docker_globals = docker_globals

@@ -92,7 +92,10 @@ class DryRun:
     def _step(self, project: ProjectConfig, step: Step, options: Options) -> Dict[str, object]:
         say = self.lines.append
         say(f"{step.service}: {step.action} ({step.reason})")
-        facts: Dict[str, object] = {"service": step.service, "action": step.action, "reason": step.reason}
+        facts: Dict[str, object] = {"service": step.service, "action": step.action, "reason": step.reason,
+                                    "warnings": list(step.warnings)}
+        for warning in step.warnings:
+            say(f"  warning: {warning}")
         if step.action == SKIP:
             return facts
         if step.action == RECREATE:

@@ -477,6 +477,17 @@ class Docker:
         """`docker inspect` as the engine gives it (for what the dataclasses above leave out)."""
         return json.loads(self.run("container", "inspect", *ids).stdout or "[]") if ids else []
 
+    def image_ids(self, names: Sequence[str]) -> Dict[str, Optional[str]]:
+        """The id each image name resolves to on the engine now (None: no such image there), one call per name,
+        all at once."""
+        from docker_reroll.processes import concurrently
+
+        def image_id(name: str) -> Optional[str]:
+            result = self.run("image", "inspect", "--format", "{{.Id}}", name, check=False)
+            return result.stdout.strip() or None if result.returncode == 0 else None
+
+        return dict(zip(names, concurrently([lambda n=name: image_id(n) for name in names])))
+
     def image_has_healthcheck(self, image: str) -> Optional[bool]:
         """Whether the image defines a HEALTHCHECK; None when it is not on the engine (yet)."""
         result = self.run("image", "inspect", "--format", "{{json .Config.Healthcheck}}", image, check=False)

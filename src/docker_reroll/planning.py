@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from docker_reroll.engine import Container, ProjectConfig, ServiceSpec
-from docker_reroll.errors import RefusedError
+from docker_reroll.errors import RefusedError, UsageError
 from docker_reroll.lock import Journal
-from docker_reroll.settings import Options
+from docker_reroll.settings import KNOWN_LABELS, LABEL_PREFIX, Options
 from docker_reroll.watch import gone
 
 STALE_STATUSES = ("exited", "dead", "created")
@@ -63,7 +63,8 @@ def check_history(service: str, old: Sequence[Container], journal: Optional[Jour
 
     Without a journal, containers of two configs mean an earlier deploy was cut short and its journal lost (a
     prune): counting them all would keep the service doubled. With one, more containers than its deploy could
-    have added, or fewer than it recorded, mean the service was changed by hand since."""
+    have added mean the service was changed by hand since. Fewer than its target is what a deploy killed during its
+    scale-up (or paused between batches) leaves: the next run finishes it."""
     if scale is not None:
         return
     retry = f"say how many it should have: docker reroll {service} --scale {service}=N"
@@ -80,12 +81,16 @@ def check_history(service: str, old: Sequence[Container], journal: Optional[Jour
         return
     if not journal.containers:
         return
+    # An interrupted deploy starts at most `replicas` new containers (fewer if it was cut short), and a roll-back
+    # across batches makes at most one old-config container again for each old one it retired.
     added = [c for c in old if c.id[:12] not in journal.containers]
-    if len(old) < journal.replicas or len(added) > journal.replicas:
+    retired = [i for i in journal.containers if i not in {c.id[:12] for c in old}]
+    if len(added) > journal.replicas + len(retired):
         raise RefusedError(
-            f"the journal of an interrupted deploy says {service} had {journal.replicas} container(s) "
-            f"({', '.join(journal.containers)}), but now it runs {len(old)} ({', '.join(c.short_id for c in old)}): "
-            f"it was changed by hand since; {retry}")
+            f"the journal of an interrupted deploy says it took {service} from {len(journal.containers)} "
+            f"container(s) ({', '.join(journal.containers)}) to {journal.replicas}, but now it runs {len(old)} "
+            f"({', '.join(c.short_id for c in old)}), more than that deploy could have started: it was changed by "
+            f"hand since; {retry}")
 
 
 def cannot_run_twice(spec: ServiceSpec) -> Optional[Tuple[str, str]]:
@@ -103,22 +108,20 @@ def cannot_run_twice(spec: ServiceSpec) -> Optional[Tuple[str, str]]:
     return None
 
 
-def check_service(project: ProjectConfig, service: str, profile_services: Sequence[str]) -> ServiceSpec:
-    """Refuse a service that cannot be rolled, before anything is touched; its spec otherwise."""
+def check_exists(project: ProjectConfig, service: str, profile_services: Sequence[str]) -> ServiceSpec:
+    """Refuse a service the project does not define (or its profiles disable), before anything is touched."""
     spec = project.spec(service)
     if spec is None:
         if service in profile_services:
             raise RefusedError(f"service '{service}' is disabled by its profiles: enable it with --profile")
         defined = ", ".join(sorted(project.services)) or "none"
         raise RefusedError(f"no such service: '{service}' (defined services: {defined})")
-    reason = cannot_run_twice(spec)
-    if reason:
-        raise RefusedError(f"service '{service}' cannot be rolled: {reason[0]}: {reason[1]}")
     return spec
 
 
 ROLL, RECREATE, SKIP = "roll", "recreate", "skip"
 STRATEGY_LABEL = "docker-reroll.strategy"  # `recreate`: never run two (a database); left to compose
+STRATEGIES = (ROLL, RECREATE)
 
 
 @dataclass(frozen=True)
@@ -128,45 +131,107 @@ class Step:
     service: str
     action: str  # ROLL, RECREATE or SKIP
     reason: str
+    warnings: Tuple[str, ...] = ()  # said with the plan, before anything changes
 
 
-def plan_release(project: ProjectConfig, containers: Mapping[str, Sequence[Container]],
-                 hashes: Mapping[str, str], scale: Mapping[str, int]) -> List[Step]:
-    """`--all`: the project as `docker compose up -d` would leave it, without downtime where that is possible.
+@dataclass(frozen=True)
+class ReleaseFacts:
+    """What the engine says about a project, for planning a release: each service's containers (any state), the
+    config hash compose would give it now (v2 only), and the image id each image name resolves to now (None: not
+    on the engine)."""
 
-    In dependency order, each service is rolled if it can run twice and its config (compose's config hash) or its
-    replica count changed; left to `docker compose up -d --no-deps` if it cannot run twice, is marked
-    `docker-reroll.strategy=recreate`, or runs no container (a one-off job, or one never started), and only when
-    it changed; and skipped when its containers already run the current config."""
+    containers: Mapping[str, Sequence[Container]]
+    hashes: Mapping[str, str]
+    image_ids: Mapping[str, Optional[str]]
+
+
+def plan_release(project: ProjectConfig, facts: ReleaseFacts, scale: Mapping[str, int],
+                 named: Optional[Sequence[str]] = None, profile_services: Sequence[str] = ()) -> List[Step]:
+    """What to do with each service: the `named` ones in the order given, else (`--all`) the whole project in
+    dependency order. A service marked `docker-reroll.strategy=recreate` is left to compose however it was
+    selected; a named service is otherwise rolled (refused if it cannot run twice), while `--all` skips what runs
+    the current config and leaves to compose what cannot be rolled. Every refusal comes before anything changes."""
+    if named is not None:
+        for service in named:
+            check_exists(project, service, profile_services)
     steps = []
-    for service in dependency_order(project):
+    for service in named if named is not None else dependency_order(project):
         spec = project.services[service]
-        running = [c for c in containers.get(service, ()) if c.status not in STALE_STATUSES]
-        current = hashes.get(service)
-        target = scale.get(service) or spec.replicas
-        if current is None:
-            change: Optional[str] = "compose v1 cannot tell whether its config changed"
-        elif not running:
-            change = "no container of it runs"
-        elif any(c.config_hash != current for c in running):
-            stale = [c for c in running if c.config_hash != current]
-            change = f"its config changed ({len(stale)} of {len(running)} container(s) on an older one)"
-        elif target is not None and target != len(running):
-            change = f"{len(running)} container(s) run, {target} wanted"
+        running = [c for c in facts.containers.get(service, ()) if c.status not in STALE_STATUSES]
+        strategy, warnings = service_strategy(spec, running)
+        wanted = scale.get(service, spec.replicas)
+        if named is not None:
+            step = _named_step(spec, running, strategy, wanted)
         else:
-            change = None
-        held_back = _left_to_compose(spec, running)
-        if change is None:
-            steps.append(Step(service, SKIP, f"its {len(running)} container(s) run the current config"))
-        elif held_back:
-            steps.append(Step(service, RECREATE, f"{change}; {held_back}"))
-        else:
-            steps.append(Step(service, ROLL, change))
+            step = _whole_project_step(spec, running, strategy, wanted, facts)
+        steps.append(Step(step.service, step.action, step.reason, tuple(warnings) + unknown_labels(spec)))
     return steps
 
 
-def _left_to_compose(spec: ServiceSpec, running: Sequence[Container]) -> Optional[str]:
-    if spec.labels.get(STRATEGY_LABEL) == "recreate":
+def _named_step(spec: ServiceSpec, running: Sequence[Container], strategy: str, wanted: Optional[int]) -> Step:
+    if wanted == 0:
+        return _scaled_to_zero(spec, running)
+    if strategy == RECREATE:
+        return Step(spec.name, RECREATE, f"marked {STRATEGY_LABEL}=recreate: compose recreates it if it changed "
+                                         "(stop, then start)")
+    reason = cannot_run_twice(spec)
+    if reason:
+        raise RefusedError(f"service '{spec.name}' cannot be rolled: {reason[0]}: {reason[1]}")
+    return Step(spec.name, ROLL, "named on the command line")
+
+
+def _whole_project_step(spec: ServiceSpec, running: Sequence[Container], strategy: str, wanted: Optional[int],
+                        facts: ReleaseFacts) -> Step:
+    """`--all`: the project as `docker compose up -d` would leave it, without downtime where that is possible."""
+    if wanted == 0:
+        return _scaled_to_zero(spec, running)
+    change = what_changed(spec, running, facts, wanted)
+    if change is None:
+        return Step(spec.name, SKIP, f"its {len(running)} container(s) run the current config and image")
+    held_back = _left_to_compose(spec, running, strategy)
+    if held_back:
+        return Step(spec.name, RECREATE, f"{change}; {held_back}")
+    return Step(spec.name, ROLL, change)
+
+
+def what_changed(spec: ServiceSpec, running: Sequence[Container], facts: ReleaseFacts,
+                 wanted: Optional[int]) -> Optional[str]:
+    """Why `docker compose up -d` would change the service (None: it would not): what compose itself compares,
+    the config hash and the image the service's image name resolves to now (a pulled or rebuilt tag), and the
+    replica count."""
+    current = facts.hashes.get(spec.name)
+    if current is None:
+        return "compose v1 cannot tell whether its config changed"
+    if not running:
+        return "no container of it runs"
+    stale = [c for c in running if c.config_hash != current]
+    if stale:
+        return f"its config changed ({len(stale)} of {len(running)} container(s) on an older one)"
+    moved = [c for c in running if c.image and facts.image_ids.get(c.image, c.image_id) != c.image_id]
+    if moved:
+        image = moved[0].image
+        now = facts.image_ids.get(image)
+        where = f"now {_short_image_id(now)}" if now else "not on the engine: compose would pull or build it"
+        return (f"its image changed: {image} is {where}, {len(moved)} of {len(running)} container(s) run "
+                f"{_short_image_id(moved[0].image_id)}")
+    if wanted is not None and wanted != len(running):
+        return f"{len(running)} container(s) run, {wanted} wanted"
+    return None
+
+
+def _short_image_id(image_id: Optional[str]) -> str:
+    return (image_id or "").replace("sha256:", "")[:12] or "unknown"
+
+
+def _scaled_to_zero(spec: ServiceSpec, running: Sequence[Container]) -> Step:
+    """`deploy.replicas: 0` (or `scale: 0`) in the file: compose's own `up` takes the service down to none."""
+    if not running:
+        return Step(spec.name, SKIP, f"{spec.replicas_key} is 0 and none of its containers runs")
+    return Step(spec.name, RECREATE, f"{spec.replicas_key} is 0: compose stops its {len(running)} container(s)")
+
+
+def _left_to_compose(spec: ServiceSpec, running: Sequence[Container], strategy: str) -> Optional[str]:
+    if strategy == RECREATE:
         return f"marked {STRATEGY_LABEL}=recreate: recreated by compose"
     reason = cannot_run_twice(spec)
     if reason:
@@ -174,6 +239,40 @@ def _left_to_compose(spec: ServiceSpec, running: Sequence[Container]) -> Optiona
     if not running:
         return "started by compose"
     return None
+
+
+def service_strategy(spec: ServiceSpec, running: Sequence[Container]) -> Tuple[str, List[str]]:
+    """Roll or recreate, from the service's `docker-reroll.strategy` label, and what to say about it. Compose v1
+    cannot show the file's labels: then the label its running containers carry (from the file they were made
+    from) decides, and the plan says so."""
+    if spec.known:
+        value = spec.labels.get(STRATEGY_LABEL, ROLL)
+        if value not in STRATEGIES:
+            raise UsageError(f"invalid value '{value}' for label {STRATEGY_LABEL} of service '{spec.name}': "
+                             f"expected {' or '.join(STRATEGIES)}")
+        return value, []
+    marked = sorted({c.labels.get(STRATEGY_LABEL, ROLL) for c in running})
+    if RECREATE in marked:
+        return RECREATE, [f"{spec.name}: compose v1 cannot show the compose file's labels; its running "
+                          f"containers are marked {STRATEGY_LABEL}=recreate, so compose recreates it"]
+    return ROLL, [f"{spec.name}: compose v1 cannot show the compose file's labels, so {STRATEGY_LABEL} is "
+                  f"unknown; {'its running containers carry none' if running else 'none of its containers runs'}: "
+                  "it is rolled. Mark a service that must never run twice on its containers, or use compose v2"]
+
+
+def unknown_labels(spec: ServiceSpec) -> Tuple[str, ...]:
+    """A warning for each `docker-reroll.*` label the tool does not know, naming the closest known one: a
+    misspelled setting would otherwise be dropped without a word."""
+    import difflib
+
+    warnings = []
+    for label in sorted(spec.labels):
+        if label.startswith(LABEL_PREFIX) and label not in KNOWN_LABELS:
+            suffixes = [known[len(LABEL_PREFIX):] for known in KNOWN_LABELS]  # the shared prefix says nothing
+            close = difflib.get_close_matches(label[len(LABEL_PREFIX):], suffixes, n=1)
+            hint = f"did you mean {LABEL_PREFIX}{close[0]}?" if close else f"known labels: {', '.join(KNOWN_LABELS)}"
+            warnings.append(f"{spec.name}: unknown label {label}, ignored; {hint}")
+    return tuple(warnings)
 
 
 def dependency_order(project: ProjectConfig) -> List[str]:

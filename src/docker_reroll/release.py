@@ -30,7 +30,7 @@ from docker_reroll.errors import (
 )
 from docker_reroll.interrupts import Interrupts, signal_name
 from docker_reroll.lock import EngineLock
-from docker_reroll.planning import RECREATE, ROLL, SKIP, Step, check_service, plan_release
+from docker_reroll.planning import RECREATE, ROLL, SKIP, ReleaseFacts, Step, plan_release
 from docker_reroll.progress import Progress
 from docker_reroll.settings import Options
 from docker_reroll.swarm import SwarmDeployment, SwarmEngine
@@ -81,7 +81,7 @@ class Release:
         if self.options.dry_run:
             return DryRun(self.options, self.docker, self.progress, self.command_line).run(project, steps,
                                                                                              self._options)
-        if len(steps) > 1 or self.options.all:
+        if len(steps) > 1 or self.options.all or any(s.action != ROLL or s.warnings for s in steps):
             self._say_plan(steps)
         try:
             self._take_locks(project.name, [s.service for s in steps if s.action != SKIP])
@@ -207,16 +207,19 @@ class Release:
 
     def _plan(self, project: ProjectConfig) -> List[Step]:
         unknown = [s for s in self.options.scale if s not in project.services]
-        if self.options.all:
-            if unknown:
-                raise UsageError(f"--scale names {', '.join(unknown)}, which the project does not define")
-            containers = self._containers_by_service(project)
-            return plan_release(project, containers, self.docker.config_hashes(), self.options.scale)
-        profiles = self.docker.services_in_any_profile() if any(
-            s not in project.services for s in self.options.services) else []
-        for service in self.options.services:  # every refusal before anything changes
-            check_service(project, service, profiles)
-        return [Step(service, ROLL, "named on the command line") for service in self.options.services]
+        if self.options.all and unknown:
+            raise UsageError(f"--scale names {', '.join(unknown)}, which the project does not define")
+        named = None if self.options.all else self.options.services
+        profiles = self.docker.services_in_any_profile() if named and any(
+            s not in project.services for s in named) else []
+        legacy = any(not spec.known for spec in project.services.values())
+        # a named service's containers matter here only to compose v1, whose labels they show
+        containers = self._containers_by_service(project) if self.options.all or legacy else {}
+        hashes = self.docker.config_hashes() if self.options.all else {}
+        images = sorted({c.image for found in containers.values() for c in found if c.image}) \
+            if self.options.all else []
+        facts = ReleaseFacts(containers, hashes, self.docker.image_ids(images))
+        return plan_release(project, facts, self.options.scale, named, profiles)
 
     def _containers_by_service(self, project: ProjectConfig) -> Dict[str, List[Container]]:
         found: Dict[str, List[Container]] = {}
@@ -229,6 +232,9 @@ class Release:
         width = max(len(s.service) for s in steps) if steps else 0
         for step in steps:
             self.progress.info(f"  {step.service:<{width}}  {step.action:<8}  {step.reason}")
+        for step in steps:
+            for warning in step.warnings:
+                self.progress.warn(warning)
 
     def _take_locks(self, project: str, services: List[str]) -> None:
         for service in sorted(services):  # one order for every release: no two can wait for each other

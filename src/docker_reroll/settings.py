@@ -30,6 +30,7 @@ FROM_COMMAND_LINE = "command line"
 PROGRESS_MODES = ("auto", "tty", "plain", "json", "quiet")  # compose's names; auto: tty on a terminal, else plain
 PROGRESS_ENV = "DOCKER_REROLL_PROGRESS"
 STACK_ENV = "DOCKER_REROLL_STACK"
+ALLOW_LABEL_CMD_ENV = "DOCKER_REROLL_ALLOW_LABEL_CMD"
 
 FAILURE_ACTIONS = ("rollback", "pause", "continue")  # compose's (and Swarm's) deploy.update_config.failure_action
 DEFAULT_FAILURE_ACTION = "rollback"  # what this tool has always done; Swarm itself would pause
@@ -48,6 +49,9 @@ class Options:
         self.pre_stop_cmd: Optional[str] = None  # run on this machine through sh, {id} filled in
         self.pre_stop_exec: Optional[str] = None  # run inside each old container with docker exec
         self.pre_stop_wait_until_unhealthy = False
+        # A compose file's docker-reroll.pre-stop-cmd runs on this machine only with --allow-label-cmd: a file
+        # (from `include:`, a `${VAR}`) must not run host commands the user never typed.
+        self.allow_label_cmd = False
         self.healthcheck_timeout = DEFAULT_HEALTHCHECK_TIMEOUT
         self.wait = DEFAULT_WAIT
         self.wait_after_healthy = DEFAULT_WAIT_AFTER_HEALTHY
@@ -127,6 +131,16 @@ class Options:
 
             raise UsageError(f"service '{service}' sets both {LABEL_PREFIX}pre-stop-cmd and "
                              f"{LABEL_PREFIX}pre-stop-exec: keep one")
+        if resolved.source("pre_stop_cmd").startswith("label "):
+            if not self.allow_label_cmd:
+                from docker_reroll.errors import RefusedError
+
+                raise RefusedError(
+                    f"service '{service}' sets the label {LABEL_PREFIX}pre-stop-cmd, a command for this machine's "
+                    "shell, which a compose file may not run unless you allow it: add --allow-label-cmd (or "
+                    f"{ALLOW_LABEL_CMD_ENV}=1), or use the label {LABEL_PREFIX}pre-stop-exec, which runs inside "
+                    "the old container and needs no permission")
+            resolved.sources["pre_stop_cmd"] += f", allowed by {self.source('allow_label_cmd')}"
         return resolved
 
     def compose_project_args(self) -> List[str]:
@@ -257,6 +271,9 @@ LABEL_SETTINGS: Dict[str, Tuple[str, Callable[[str], object]]] = {
     "wait": ("wait", parse_seconds),
     "wait-after-healthy": ("wait_after_healthy", parse_seconds),
 }
+
+# Every `docker-reroll.*` label the tool reads: the settings above, and how a release treats the service.
+KNOWN_LABELS = tuple(sorted([LABEL_PREFIX + suffix for suffix in LABEL_SETTINGS] + [LABEL_PREFIX + "strategy"]))
 
 # The settings a plan or a deploy's log shows, as the option that sets them.
 SHOWN_SETTINGS = (("--pre-stop-cmd", "pre_stop_cmd"), ("--pre-stop-exec", "pre_stop_exec"),

