@@ -4,6 +4,7 @@ Docker is reached only through here (processes.py runs the commands within their
 here into small dataclasses, by pure functions that the unit tests feed with saved engine output.
 """
 
+import functools
 import json
 import os
 import re
@@ -486,7 +487,7 @@ class Docker:
             result = self.run("image", "inspect", "--format", "{{.Id}}", name, check=False)
             return result.stdout.strip() or None if result.returncode == 0 else None
 
-        return dict(zip(names, concurrently([lambda n=name: image_id(n) for name in names])))
+        return dict(zip(names, concurrently([functools.partial(image_id, name) for name in names])))
 
     def image_has_healthcheck(self, image: str) -> Optional[bool]:
         """Whether the image defines a HEALTHCHECK; None when it is not on the engine (yet)."""
