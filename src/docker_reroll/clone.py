@@ -7,8 +7,9 @@ environment, labels (compose's too: the clone counts as one of the service's con
 check, mounts, networks and aliases, and the settings compose sets. What this mapping does not carry over is listed
 in `Clone.unsupported`; a plan that would need such a clone says so before anything changes.
 
-A health check given as `CMD` is made again as the same command through the image's `/bin/sh` (`--health-cmd`
-takes a shell command only).
+A health check the image itself defines is inherited, exactly. One the compose file gives in exec form (`CMD`) can
+only be made again as the same command through the container's `/bin/sh` (`--health-cmd` takes a shell command
+only): without a shell (a distroless image) that clone could never turn healthy, so it is not faithful.
 """
 
 import re
@@ -46,8 +47,10 @@ class Clone:
     unsupported: List[str] = field(default_factory=list)
 
 
-def clone(item: Mapping[str, object], number: int) -> Clone:
-    """How to make a container like `item` (one element of `docker inspect`), numbered `number` by compose."""
+def clone(item: Mapping[str, object], number: int, image_healthcheck: Optional[Mapping] = None,
+          has_shell: bool = True) -> Clone:
+    """How to make a container like `item` (one element of `docker inspect`), numbered `number` by compose;
+    `image_healthcheck` is its image's own (`Config.Healthcheck`), `has_shell` whether it has a /bin/sh."""
     name = clone_name(str(item.get("Name", "")).lstrip("/"), number)
     config: Mapping = item.get("Config") or {}  # type: ignore[assignment]
     host: Mapping = item.get("HostConfig") or {}  # type: ignore[assignment]
@@ -71,7 +74,11 @@ def clone(item: Mapping[str, object], number: int) -> Clone:
     args += ["--interactive"] if config.get("OpenStdin") else []
     for port in sorted(config.get("ExposedPorts") or {}):
         args += ["--expose", port]
-    args += _healthcheck(config.get("Healthcheck"))
+    check = config.get("Healthcheck")
+    if check and check != image_healthcheck:  # else the image's own is inherited as it is
+        if (check.get("Test") or [""])[0] == "CMD" and not has_shell:
+            unsupported.append("an exec-form (CMD) health check without /bin/sh")
+        args += _healthcheck(check)
     args += _host_settings(host)
     first, more = _networks(item, host, name)
     args += first

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable, Dict, List, NoReturn, Optional, Sequence
 
-from docker_reroll.clone import clone
 from docker_reroll.engine import Container, Docker, ServiceSpec
 from docker_reroll.errors import (
     DeployFailed,
@@ -29,6 +28,7 @@ from docker_reroll.errors import (
     Incomplete,
     Interrupted,
     LockLost,
+    RefusedError,
     RerollError,
     first_line,
 )
@@ -62,7 +62,7 @@ from docker_reroll.progress import (
     Progress,
 )
 from docker_reroll.progress import REMOVED as REMOVED_STATE
-from docker_reroll.settings import Options, settings_line
+from docker_reroll.settings import FROM_DEFAULT, Options, settings_line
 from docker_reroll.watch import (
     GONE_STATUSES,
     REMOVED,
@@ -263,16 +263,21 @@ class Deployment:
 
     def _check_restorable(self, plan: Plan) -> None:
         """failure_action rollback across batches makes old containers again from what the engine knows of them;
-        when that cannot be faithful, say so now and pause on such a failure instead."""
+        when that cannot be faithful, a rollback the user asked for is refused now, and the default one becomes a
+        pause, said now."""
         if self.options.failure_action != "rollback":
             return
         missing = list(self.spec.done_at_start) if self.spec is not None else []
-        missing += clone(self.docker.inspect_raw([plan.old[0].id])[0], 0).unsupported
-        if missing:
-            self.progress.warn(f"failure_action rollback: the old containers use {', '.join(missing)}, which "
-                               "docker-reroll cannot make again by itself; a failure after the first batch pauses "
-                               "instead")
-            self.options.set("failure_action", "pause", "docker-reroll (old containers cannot be made again)")
+        missing += self.docker.plan_clone(self.docker.inspect_raw([plan.old[0].id])[0], 0).unsupported
+        if not missing:
+            return
+        why = f"the old containers use {', '.join(missing)}, which docker-reroll cannot make again by itself"
+        asked = self.options.source("failure_action")
+        if asked != FROM_DEFAULT:
+            raise RefusedError(f"failure_action rollback ({asked}) across batches cannot be kept: {why}; set "
+                               "failure_action: pause, or deploy all new containers at once (no batches)")
+        self.progress.warn(f"failure_action rollback: {why}; a failure after the first batch pauses instead")
+        self.options.set("failure_action", "pause", "docker-reroll (old containers cannot be made again)")
 
     def _say_batches(self, batches: List[Batch]) -> None:
         options = self.options

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
-from docker_reroll.clone import clone, connect_args
+from docker_reroll.clone import Clone, clone, connect_args
 from docker_reroll.errors import DockerCommandError, RefusedError
 from docker_reroll.processes import CommandRunner, Result
 from docker_reroll.settings import DockerFlag, docker_flag_args
@@ -466,9 +466,19 @@ class Docker:
     def start(self, container_id: str) -> Result:
         return self.run("start", container_id, check=False)
 
+    def plan_clone(self, item: Mapping[str, object], number: int) -> Clone:
+        """How to make a container like `item` (its `docker inspect`) again, numbered `number`, with what the
+        engine knows beyond it: the image's own health check (then inherited exactly) and whether the container
+        has a /bin/sh (through which an exec-form health check can only be made again)."""
+        image = self.run("image", "inspect", "--format", "{{json .Config.Healthcheck}}", str(item.get("Image")),
+                         check=False)
+        image_check = json.loads(image.stdout or "null") if image.returncode == 0 else None
+        shell = self.run("cp", "--follow-link", f"{item.get('Id')}:/bin/sh", "-", check=False).returncode == 0
+        return clone(item, number, image_check, shell)
+
     def create_clone(self, item: Mapping[str, object], number: int) -> str:
         """Make a container like `item` (its `docker inspect`), numbered `number`; returns its id, not started."""
-        made = clone(item, number)
+        made = self.plan_clone(item, number)
         container_id = self.run("container", "create", *made.args).stdout.strip()
         for network in made.more_networks:
             self.run(*connect_args(network, container_id))

@@ -2,11 +2,21 @@
 its scale-up to a new replica count, and a rolling update paused by its failure action."""
 
 import os
+import shutil
 import signal
 import tempfile
 import time
 
-from dockerfixtures import APP_IMAGE, child_pid, finish, journal_replicas, lock_and_journal, read_until, start_reroll
+from dockerfixtures import (
+    APP_IMAGE,
+    child_pid,
+    docker,
+    finish,
+    journal_replicas,
+    lock_and_journal,
+    read_until,
+    start_reroll,
+)
 
 SERVICE = f"""
 services:
@@ -79,3 +89,62 @@ def test_a_rolling_update_paused_by_its_failure_action_is_finished_by_the_next_r
     assert rerun.returncode == 0, rerun.stderr
     assert images(project) == [f"{APP_IMAGE}:v2"] * 3, "the count the paused deploy was asked for"
     assert lock_and_journal(project) == []
+
+
+DISTROLESS = "reroll-test-distroless:latest"  # busybox at /busybox and nothing else: no /bin/sh
+DISTROLESS_SERVICE = f"""
+services:
+  web:
+    image: {DISTROLESS}
+    command: ["/busybox", "sh", "-c", "trap 'exit 0' TERM; while true; do /busybox sleep 0.1; done"]
+    volumes: ["${{SWITCH_DIR}}:/switch"]
+    environment:
+      TAG: ${{TAG:-v1}}
+    healthcheck:
+      test: ["CMD", "/busybox", "sh", "-c", "! /busybox test -e /switch/fail-$$TAG"]
+      interval: 1s
+      timeout: 1s
+      retries: 1
+    deploy:
+      update_config:
+        parallelism: 1
+        delay: 2s
+"""
+
+
+def distroless_image():
+    if docker("image", "inspect", DISTROLESS, check=False).returncode == 0:
+        return
+    context = tempfile.mkdtemp(prefix="reroll-distroless-")
+    shutil.copy("/bin/busybox", os.path.join(context, "busybox"))
+    with open(os.path.join(context, "Dockerfile"), "w") as handle:
+        handle.write("FROM scratch\nCOPY busybox /busybox\n")
+    docker("build", "-q", "-t", DISTROLESS, context)
+    shutil.rmtree(context, ignore_errors=True)
+
+
+def test_a_rollback_across_batches_that_could_not_restore_a_shellless_image_is_refused_or_paused(project):
+    """The old containers' exec-form health check could only be made again through /bin/sh, which the image
+    lacks: the clones would never turn healthy and the run would end half-way. Said before the first change:
+    a rollback the file asks for is refused, the default one becomes a pause."""
+    distroless_image()
+    switch = tempfile.mkdtemp(prefix="reroll-switch-")
+    project.write(DISTROLESS_SERVICE + "        failure_action: rollback\n")
+    project.up(2, SWITCH_DIR=switch)
+    before = sorted(c.id for c in project.containers())
+
+    asked = project.reroll("web", extra_env={"TAG": "v2", "SWITCH_DIR": switch})
+    assert asked.returncode == 3, asked.stderr
+    assert "failure_action rollback (deploy.update_config.failure_action) across batches cannot be kept: the old " \
+           "containers use an exec-form (CMD) health check without /bin/sh" in asked.stderr
+    assert sorted(c.id for c in project.containers()) == before, "nothing changed"
+    project.write(DISTROLESS_SERVICE)  # failure_action left to docker-reroll's default
+
+    deploy = start_reroll(project, "web", "--healthcheck-timeout", "3", "--progress", "plain",
+                          extra_env={"TAG": "v2", "SWITCH_DIR": switch})
+    said = read_until(deploy, "waiting 2s before batch 2 of 2")
+    open(os.path.join(switch, "fail-v2"), "w").close()  # batch 2's new container never gets healthy
+    rest = finish(deploy)
+    assert "a failure after the first batch pauses instead" in said, said
+    assert deploy.returncode == 1 and "failure_action pause" in rest, rest
+    assert len(project.containers(all_states=False)) == 2, "the count held, nothing half-way"

@@ -70,3 +70,15 @@ def test_settings_compose_sets_are_carried_and_the_rest_is_named():
 
 def test_compose_names_v2_and_v1():
     assert clone_name("p1-web-3", 7) == "p1-web-7" and clone_name("p1_web_3", 7) == "p1_web_7"
+
+
+def test_the_images_own_health_check_is_inherited_and_an_exec_form_one_needs_a_shell():
+    item = inspected()
+    own = item["Config"]["Healthcheck"]
+    inherited = clone(item, 7, image_healthcheck=dict(own), has_shell=False)
+    assert "--health-cmd" not in inherited.args and inherited.unsupported == [], "the image's, exactly"
+    distroless = clone(item, 7, image_healthcheck=None, has_shell=False)
+    assert distroless.unsupported == ["an exec-form (CMD) health check without /bin/sh"]
+    shell_form = copy.deepcopy(item)
+    shell_form["Config"]["Healthcheck"]["Test"] = ["CMD-SHELL", "test -e /ok"]
+    assert clone(shell_form, 7, None, has_shell=False).unsupported == [], "CMD-SHELL is what --health-cmd makes"
