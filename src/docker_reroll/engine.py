@@ -47,6 +47,7 @@ class Container:
     health_output: str = ""  # the last health probe's output: the first thing to read when a deploy fails
     stop_timeout: Optional[int] = None  # seconds, from stop_grace_period; None: the engine's default (10)
     image: str = ""  # the image as the config names it (`app:v2`); image_id is what it resolved to
+    created: str = ""  # when the engine created it, by the engine's clock (RFC 3339)
 
     @property
     def short_id(self) -> str:
@@ -101,6 +102,7 @@ def parse_inspect(text: str) -> List[Container]:
                 health_output=(log[-1].get("Output") or "").strip() if log else "",
                 stop_timeout=config.get("StopTimeout"),
                 image=config.get("Image") or "",
+                created=item.get("Created") or "",
             )
         )
     return containers

@@ -66,6 +66,14 @@ class System:
     def hostname(self) -> str:
         return socket.gethostname()
 
+    def uptime(self) -> Optional[float]:
+        """Seconds since this machine booted (a duration: no clock to compare), None where it cannot tell."""
+        text = self.read("/proc/uptime")
+        try:
+            return float(text.split()[0]) if text else None
+        except ValueError:
+            return None
+
 
 def identity(system: System) -> Identity:
     machine = ""

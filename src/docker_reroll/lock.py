@@ -89,19 +89,33 @@ class Owner:
         # Without a machine id on one side, only the same name in the same boot is surely the same machine.
         return self.host == me.host and bool(self.boot_id) and self.boot_id == me.boot_id
 
-    def stale_reason(self, me: "Owner", system: System) -> Optional[str]:
-        """Why this owner is certainly gone, or None if it may still be deploying."""
-        if self.same_machine(me):
-            if self.boot_id and me.boot_id and self.boot_id != me.boot_id:
-                return f"{self.host} has restarted since"
-            if self.pid_ns == me.pid_ns and self.pid:
-                if owner_is_gone(system, self.pid, self.pid_start):
-                    return f"process {self.pid} on {self.host} is gone"
-                return None
+    def stale_reason(self, me: "Owner", system: System, age: Optional[float] = None) -> Optional[str]:
+        """Why this owner is certainly gone, or None if it may still be deploying. `age`: how long ago the lock
+        was taken, by the engine's clock (None: unknown); the clocks of two machines are never compared.
+
+        Cloned VMs and images with a baked-in machine id share it, and often the host name too, so no single fact
+        proves that an owner died: its process is looked up only in the very boot (a random id) and PID namespace
+        it ran in, and "its machine restarted" needs the same machine id and name, another boot, and this boot to
+        have begun after the lock was taken."""
+        same_boot = bool(self.boot_id) and self.boot_id == me.boot_id and self.same_machine(me)
+        if same_boot and self.pid_ns == me.pid_ns and self.pid:
+            if owner_is_gone(system, self.pid, self.pid_start):
+                return f"process {self.pid} on {self.host} is gone"
+            return None
+        if not same_boot and self._restarted(me, system, age):
+            return f"{self.host} has restarted since"
         # Another machine, or another PID namespace here: its process cannot be looked up from this one.
-        if me.since - self.since > REMOTE_LOCK_LIFETIME:
-            return f"it is older than {int(REMOTE_LOCK_LIFETIME // 3600)} hours"
+        if age is not None and age > REMOTE_LOCK_LIFETIME:
+            return f"it is older than {int(REMOTE_LOCK_LIFETIME // 3600)} hours by the engine's clock"
         return None
+
+    def _restarted(self, me: "Owner", system: System, age: Optional[float]) -> bool:
+        if not (self.machine_id and self.machine_id == me.machine_id and self.host == me.host):
+            return False
+        if not (self.boot_id and me.boot_id and self.boot_id != me.boot_id):
+            return False
+        uptime = system.uptime()
+        return uptime is not None and age is not None and uptime < age  # this boot began after the lock
 
 
 @dataclass(frozen=True)
@@ -163,7 +177,7 @@ class EngineLock:
                 description = "a deploy whose lock is being created or removed"
             else:
                 holder_id, owner = holder
-                reason = owner.stale_reason(self.me, self._system)
+                reason = owner.stale_reason(self.me, self._system, self._age(holder_id))
                 if reason and self._take_over(holder_id, owner, reason):
                     continue
                 description = f"{owner.describe()}, `{owner.command}`"
@@ -183,8 +197,9 @@ class EngineLock:
         holder = self._holder()
         if holder is None:
             return None, None, self._read_journal()
-        owner = holder[1]
-        return f"{owner.describe()}, `{owner.command}`", owner.stale_reason(self.me, self._system), \
+        holder_id, owner = holder
+        return f"{owner.describe()}, `{owner.command}`", owner.stale_reason(self.me, self._system,
+                                                                           self._age(holder_id)), \
             self._read_journal()
 
     def _take_over(self, holder_id: str, owner: Owner, reason: str) -> bool:
@@ -292,6 +307,14 @@ class EngineLock:
         found = self._docker.inspect([self.name])
         return (found[0].id, Owner.from_labels(dict(found[0].labels))) if found else None
 
+    def _age(self, holder_id: str) -> Optional[float]:
+        """How long ago the lock container was created, by the engine's own clock (None: it cannot tell)."""
+        found = self._docker.inspect([holder_id])
+        now = self._docker.run("info", "--format", "{{json .SystemTime}}", check=False)
+        created = rfc3339_seconds(found[0].created) if found else None
+        engine_now = rfc3339_seconds(now.stdout.strip().strip('"')) if now.returncode == 0 else None
+        return engine_now - created if created is not None and engine_now is not None else None
+
     def _read_journal(self) -> Optional[Journal]:
         result = self._docker.run("volume", "inspect", "--format", "{{json .Labels}}", self.journal_name,
                                   check=False)
@@ -315,3 +338,19 @@ def _number(text: str) -> int:
 
 def _seconds(text: str) -> float:
     return float(text) if text.replace(".", "", 1).isdigit() else 0.0
+
+
+def rfc3339_seconds(text: str) -> Optional[float]:
+    """The engine's timestamps (`2026-12-01T15:20:00.123456789Z`, or with an offset) as seconds since the epoch;
+    None for anything else. Nanoseconds are cut to what datetime holds."""
+    from datetime import datetime
+
+    whole, dot, rest = text.partition(".")
+    digits = rest[:len(rest) - len(rest.lstrip("0123456789"))] if dot else ""
+    zone = rest[len(digits):] if dot else whole[19:]
+    whole = whole[:19]
+    zone = "+00:00" if zone in ("Z", "z") else zone
+    try:
+        return datetime.fromisoformat(f"{whole}.{(digits or '0')[:6]:0<6}{zone}").timestamp()
+    except ValueError:
+        return None

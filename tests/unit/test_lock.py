@@ -5,10 +5,13 @@ namespace, a /proc mounted with hidepid, and a Mac give, since not all of them c
 """
 
 import errno
+import io
 import os
 import signal
 import subprocess
 import time
+
+import pytest
 
 from docker_reroll.host import System, identity, owner_is_gone, process_start
 from docker_reroll.lock import REMOTE_LOCK_LIFETIME, Journal, Owner
@@ -70,21 +73,49 @@ def test_a_live_owner_keeps_its_lock_and_a_dead_reused_or_zombie_one_does_not():
     assert "is gone" in owner(pid=5000, pid_start="888").stale_reason(ME, LINUX), "a zombie is no deploy"
 
 
+UP_A_DAY = Recorded(files={**LINUX.files, "/proc/uptime": "86400.00 170000.00\n"}, links=LINUX.links,
+                    processes=LINUX.processes)
+UP_A_MINUTE = Recorded(files={**LINUX.files, "/proc/uptime": "60.00 100.00\n"}, links=LINUX.links,
+                       processes=LINUX.processes)
+
+
 def test_same_host_name_on_another_machine_is_not_a_reboot():
     """Cloned VMs, the default `ubuntu`: their boot ids differ, and that says nothing about a reboot."""
     other_machine = owner(machine_id="m2", boot_id="b2", pid=1)
-    assert other_machine.stale_reason(ME, LINUX) is None
-    assert "older than 3 hours" in owner(machine_id="m2", boot_id="b2", since=ME.since - REMOTE_LOCK_LIFETIME - 1
-                                         ).stale_reason(ME, LINUX)
-    assert "ubuntu has restarted since" in owner(boot_id="b0").stale_reason(ME, LINUX), "same machine: a reboot"
+    assert other_machine.stale_reason(ME, LINUX, age=600) is None
+    assert "older than 3 hours by the engine's clock" in owner(machine_id="m2", boot_id="b2").stale_reason(
+        ME, LINUX, age=REMOTE_LOCK_LIFETIME + 1)
+    assert owner(machine_id="m2", boot_id="b2", since=0.0).stale_reason(ME, LINUX, age=600) is None, \
+        "the owner's clock (its `since`) is another machine's: only the engine's clock measures the age"
+    assert "ubuntu has restarted since" in owner(boot_id="b0").stale_reason(ME, UP_A_MINUTE, age=600), \
+        "same machine id and name, another boot, and this boot began after the lock was taken: a reboot"
+
+
+def test_a_clone_with_the_same_machine_id_and_name_is_not_taken_for_a_reboot():
+    """An image with a baked-in machine id, cloned: same id, same name, another boot, and alive. This machine has
+    been up longer than the lock exists, so the lock cannot be from an earlier boot of it."""
+    clone = owner(boot_id="b0")
+    assert clone.stale_reason(ME, UP_A_DAY, age=600) is None
+    assert clone.stale_reason(ME, UP_A_MINUTE, age=None) is None, "no age from the engine: no verdict"
+    assert clone.stale_reason(ME, LINUX, age=600) is None, "no uptime here: no verdict"
+    assert owner(boot_id="b0", host="other").stale_reason(ME, UP_A_MINUTE, age=600) is None, "another name"
 
 
 def test_an_owner_in_another_pid_namespace_is_not_looked_up_in_ours():
     """A deploy inside a container (a CI job with --network host shares the name and the boot): pid 4243 there is
     not pid 4243 here."""
     assert owner(pid_ns="4026532000", pid=4243).stale_reason(ME, LINUX) is None
-    assert "older than" in owner(pid_ns="4026532000", pid=4243, since=ME.since - REMOTE_LOCK_LIFETIME - 1
-                                 ).stale_reason(ME, LINUX)
+    assert "older than" in owner(pid_ns="4026532000", pid=4243).stale_reason(ME, LINUX,
+                                                                            age=REMOTE_LOCK_LIFETIME + 1)
+
+
+def test_engine_timestamps_are_read_with_their_zone_and_nanoseconds():
+    from docker_reroll.lock import rfc3339_seconds
+
+    assert rfc3339_seconds("2026-12-01T15:20:00.123456789Z") == rfc3339_seconds("2026-12-01T16:20:00.123456+01:00")
+    assert rfc3339_seconds("2026-12-01T16:20:00.123456+01:00") - rfc3339_seconds("2026-12-01T15:20:00Z") == \
+        pytest.approx(0.123456)
+    assert rfc3339_seconds("junk") is None and rfc3339_seconds("") is None
 
 
 def test_a_process_hidden_by_hidepid_or_not_ours_to_signal_is_alive():
@@ -283,3 +314,23 @@ def test_an_engine_error_at_release_is_a_warning_not_the_deploys_outcome():
     lock.release()  # must not raise: the deploy's own result stands
     assert not lock.held and "could not check the deploy lock before releasing it" in stream.getvalue()
     assert engine.removed == [], "what could not be checked as ours is not removed"
+
+
+def test_a_locks_age_is_measured_on_the_engines_clock():
+    """A laptop whose clock is a day off must not judge another machine's lock by it."""
+    from docker_reroll.engine import Container
+    from docker_reroll.lock import EngineLock
+    from docker_reroll.processes import Result
+    from docker_reroll.progress import Progress
+
+    class Engine:
+        def inspect(self, ids):
+            return [Container(id="ab" * 32, name="lock", status="created", health=None,
+                              created="2026-12-01T10:00:00.5Z")]
+
+        def run(self, *args, **kwargs):
+            assert args[:1] == ("info",)
+            return Result(0, '"2026-12-01T14:00:01.5Z"\n', "")
+
+    lock = EngineLock(Engine(), "p", "web", Progress(stream=io.StringIO()), "docker reroll web", system=LINUX)
+    assert lock._age("ab" * 32) == pytest.approx(4 * 3600 + 1)
