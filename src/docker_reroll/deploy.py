@@ -25,6 +25,7 @@ from docker_reroll.engine import Container, Docker, ServiceSpec
 from docker_reroll.errors import (
     DeployFailed,
     DockerCommandError,
+    EngineUnreachable,
     Incomplete,
     Interrupted,
     LockLost,
@@ -411,8 +412,8 @@ class Deployment:
             self._wait_ready(new)
             self._check_interrupt()
             return new
-        except LockLost:
-            raise  # the service is another run's now: nothing may be rolled back
+        except (LockLost, EngineUnreachable):
+            raise  # the service is another run's now, or no engine answers: nothing can be rolled back
         except Exception as error:  # whatever went wrong, nothing old was touched yet: go back
             try:
                 self._roll_back(keep, paused if keep == plan.old else [], error)

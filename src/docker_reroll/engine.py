@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from docker_reroll.clone import Clone, clone, connect_args
-from docker_reroll.errors import DockerCommandError, RefusedError
+from docker_reroll.errors import (
+    DockerCommandError,
+    EngineUnreachable,
+    RefusedError,
+    engine_unreachable,
+    first_line,
+)
 from docker_reroll.processes import CommandRunner, Result
 from docker_reroll.settings import DockerFlag, docker_flag_args
 
@@ -29,6 +35,7 @@ LABEL_NUMBER = "com.docker.compose.container-number"
 LABEL_CONFIG_HASH = "com.docker.compose.config-hash"
 
 DOCKER_CALL_TIMEOUT = 120.0  # a plain docker call (inspect, ps, rm...) that takes longer is stuck: give up on it
+ENGINE_PROBE_TIMEOUT = 5.0  # `docker version` while the engine may be restarting
 STOP_TIMEOUT_MARGIN = 60.0  # `docker stop` may take each container's own grace period; this much on top of it
 
 
@@ -393,6 +400,9 @@ class Docker:
         self.environ = dict(environ)
         self.runner = runner or CommandRunner()
         self.compose: Optional[Compose] = None
+        # Called with the CLI's error when the engine does not answer; True once it answers again (set by the
+        # runner, which can say so and notice interrupts). None: no waiting, the call fails at once.
+        self.await_engine: Optional[Callable[[str], bool]] = None
 
     # -- plain docker
 
@@ -401,7 +411,27 @@ class Docker:
 
     def run(self, *args: str, **kwargs: object) -> Result:
         kwargs.setdefault("timeout", DOCKER_CALL_TIMEOUT)
-        return self.runner.run(self.docker(*args), **kwargs)  # type: ignore[arg-type]
+        return self.call(self.docker(*args), **kwargs)  # type: ignore[arg-type]
+
+    def call(self, argv: Sequence[str], check: bool = True, **kwargs: object) -> Result:
+        """Every call that needs the engine comes through here: when the engine does not answer (a restarting
+        dockerd), `await_engine` waits for it a bounded time, and the call is made once more; if it does not come
+        back, EngineUnreachable."""
+        result = self.runner.run(argv, check=False, **kwargs)  # type: ignore[arg-type]
+        if result.returncode != 0 and engine_unreachable(result.stderr):
+            if self.await_engine is None or not self.await_engine(first_line(result.stderr)):
+                raise EngineUnreachable(list(argv), result.returncode, result.stderr)
+            result = self.runner.run(argv, check=False, **kwargs)  # type: ignore[arg-type]
+        if check and result.returncode != 0:
+            error = EngineUnreachable if engine_unreachable(result.stderr) else DockerCommandError
+            raise error(list(argv), result.returncode, result.stderr)
+        return result
+
+    def engine_answers(self) -> bool:
+        """Whether the engine answers now (one quick call, outside the waiting above)."""
+        result = self.runner.run(self.docker("version", "--format", "{{.Server.Version}}"), check=False,
+                                 timeout=ENGINE_PROBE_TIMEOUT)
+        return result.returncode == 0 and bool(result.stdout.strip())
 
     def environment_for_user_commands(self) -> Dict[str, str]:
         return user_command_environment(self.environ, self.docker_globals, self._make_cert_dir)
@@ -616,8 +646,8 @@ class Docker:
         args += ["--no-deps"] if no_deps else []
         if scale is not None:
             args += ["--scale", f"{service}={scale}"]
-        result = self.runner.run(self.compose.command(*args, service), capture=on_line is not None, cancel=cancel,
-                                 stop_signal=signal.SIGINT, check=False, env=self.compose.env, on_line=on_line)
+        result = self.call(self.compose.command(*args, service), capture=on_line is not None, cancel=cancel,
+                           stop_signal=signal.SIGINT, check=False, env=self.compose.env, on_line=on_line)
         if result.returncode != 0:
             raise DockerCommandError(self.compose.command(*args, service), result.returncode,
                                      compose_message(result.stderr) if on_line else

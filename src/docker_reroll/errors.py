@@ -93,3 +93,18 @@ def short_command(argv: "list[str]") -> str:
         words[0] = words[0].rsplit("/", 1)[-1]
     text = " ".join(words)
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+class EngineUnreachable(DockerCommandError):
+    """The docker CLI cannot reach the engine, and it did not come back within the wait for it. Before the first
+    change that is a refusal; after it the service is in whatever state the engine kept (a half-way exit)."""
+
+    exit_code = EXIT_REFUSED
+
+
+# What the docker CLI and compose say when no engine answers (a stopped or restarting dockerd, a lost ssh tunnel).
+UNREACHABLE_MARKERS = ("Cannot connect to the Docker daemon", "Is the docker daemon running", "error during connect")
+
+
+def engine_unreachable(stderr: str) -> bool:
+    return any(marker in stderr for marker in UNREACHABLE_MARKERS)

@@ -18,6 +18,7 @@ from docker_reroll.errors import (
     RerollError,
 )
 from docker_reroll.interrupts import Interrupts, signal_name
+from docker_reroll.outage import EngineWait
 from docker_reroll.processes import CallStats, CommandRunner
 from docker_reroll.progress import Progress, choose_writer
 from docker_reroll.release import Release
@@ -38,6 +39,7 @@ def run(options: Options, environ: Mapping[str, str], progress: Optional[Progres
                     CommandRunner(stats))
     interrupts = Interrupts()
     interrupts.install(environ)
+    docker.await_engine = EngineWait(docker.engine_answers, progress, interrupts)
     release = Release(options, docker, progress, interrupts,
                       command_line=quote_command(["docker", *docker_flag_args(options.docker_globals), "reroll",
                                                   *options.args]))

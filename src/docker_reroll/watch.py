@@ -15,6 +15,7 @@ from docker_reroll.engine import Container, ContainerEvent, Docker, EventStream
 from docker_reroll.interrupts import POLL_SECONDS, Interrupts
 
 RECONCILE_SECONDS = 2.0  # with a live event stream: a cheap safety net against a lost event
+RESUBSCRIBE_SECONDS = 2.0  # without one: how often to try a new stream (the engine may have restarted)
 POLL_FALLBACK_SECONDS = 0.5  # without one: how often to inspect
 RECENT_EVENTS_KEPT = 16
 
@@ -63,24 +64,44 @@ class ContainerWatch:
         self._last_event: Optional[ContainerEvent] = None
         self._stream: Optional[EventStream] = None
         self._stream_alive = False
+        self._subscribed_at = 0.0
+        self._generation = 0
         self._closing = False
         self.stats = WaitStats()
 
     def __enter__(self) -> "ContainerWatch":
-        try:
-            self._stream = self._docker.events(self._project, self._service, self._on_event)
-            self._stream_alive = True
-        except OSError:
-            self._stream_alive = False
+        self._subscribe()
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        self._closing = True
         if self._stream is not None:
-            self._closing = True
             self._stream.close()
 
-    def _on_event(self, event: Optional[ContainerEvent]) -> None:
+    def _subscribe(self) -> None:
+        """A new event stream: at the start, and again when one broke (the engine restarted, the CLI died); the
+        end of a stream it replaced is not taken for the new one's."""
+        self._subscribed_at = time.monotonic()
         with self._cond:
+            self._generation += 1
+            generation, old = self._generation, self._stream
+            self._stream_alive = True
+        if old is not None:
+            old.close()
+        try:
+            stream = self._docker.events(self._project, self._service,
+                                         lambda event: self._on_event(event, generation))
+        except OSError:
+            with self._cond:
+                self._stream_alive = False
+            return
+        with self._cond:
+            self._stream = stream
+
+    def _on_event(self, event: Optional[ContainerEvent], generation: Optional[int] = None) -> None:
+        with self._cond:
+            if generation is not None and generation != self._generation:
+                return  # a stream we replaced
             if event is None:
                 self._stream_alive = False
                 self.stats.used_polling = not self._closing
@@ -153,6 +174,9 @@ class ContainerWatch:
                     self._cond.wait(min(POLL_SECONDS, deadline - now))
                     streaming = self._stream_alive
                 interval = RECONCILE_SECONDS if streaming else POLL_FALLBACK_SECONDS
+                if not streaming and time.monotonic() - self._subscribed_at >= RESUBSCRIBE_SECONDS:
+                    self._subscribe()  # then the refresh below catches up on what the stream missed
+                    last_refresh = 0.0
                 if time.monotonic() - last_refresh >= interval:
                     before = time.monotonic()
                     self.refresh(ids)

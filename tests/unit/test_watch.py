@@ -118,3 +118,23 @@ def test_sleep_notices_an_interrupt_that_came_before_it_when_asked_to():
     assert interrupts.sleep(5, interrupts_seen=0) is False
     assert interrupts.sleep(0.1) is True  # by default only new interrupts end a sleep
     assert time.monotonic() - started < 1
+
+
+def test_a_broken_stream_is_subscribed_again_and_events_wake_waits_once_more():
+    """The engine restarted: `docker events` ended; a later stream brings the events back."""
+    docker = FakeDocker([box("a")], stream=False)
+    subscriptions = []
+    original = docker.events
+
+    def events(project, service, on_event):
+        subscriptions.append(on_event)
+        docker.stream = len(subscriptions) > 1  # the first one breaks at once, the next ones live
+        return original(project, service, on_event)
+
+    docker.events = events
+    with ContainerWatch(docker, "p", "web", Interrupts()) as watch:
+        threading.Timer(2.6, docker.push, args=("a", "health_status", "healthy")).start()
+        outcome = watch.wait(["a"], all_healthy, 10)
+        subscriptions[0](ContainerEvent(id="a", action="health_status", health="unhealthy"))  # the old stream's
+    assert outcome.done and len(subscriptions) == 2
+    assert watch.current(["a"])[0].health == "healthy", "a replaced stream's late events are not taken"
