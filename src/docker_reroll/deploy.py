@@ -319,7 +319,7 @@ class Deployment:
             except RerollError as error:
                 if index == 0:
                     raise
-                failed += batch.start
+                failed += getattr(error, "failed", None) or batch.start  # the containers that failed
                 if self._tolerated(failed, plan.replicas):
                     self.progress.warn(f"{label} failed ({error}); tolerated: its {batch.retire} old container(s) "
                                        "stay, the update goes on")
@@ -391,6 +391,7 @@ class Deployment:
             raise Incomplete(f"could not bring the old config back ({error}): {self.service} runs new and old "
                              f"containers; run `docker reroll {self.service}` again") from None
         self._retire(done, rolling_back=False, replacements=clones + old_left)
+        self.report.new, self.report.new_containers = [], []  # none of the new config serves any more
         self.consistent = True
         self.progress.info(f"rolled back: the old config serves again: {describe(clones + old_left)}")
 
@@ -534,22 +535,27 @@ class Deployment:
             return
         if outcome.kind == "interrupted":
             self._check_interrupt()
-        self._diagnose(ids)
-        raise DeployFailed(outcome.reason or timeout_reason)
+        failure = DeployFailed(outcome.reason or timeout_reason)
+        failure.failed = self._diagnose(ids)
+        raise failure
 
-    def _diagnose(self, ids: Sequence[str]) -> None:
+    def _diagnose(self, ids: Sequence[str]) -> int:
         """What went wrong, from the engine: each failed container's last health output and its last log lines.
-        Inspected now: events say a container turned unhealthy, not what its check printed."""
+        Inspected now: events say a container turned unhealthy, not what its check printed. Returns how many
+        failed (a batch's failure ratio counts them, as Swarm counts failed tasks)."""
         assert self.watch is not None
+        failed = 0
         for container in self.watch.refresh(ids):
             if serving(container):
                 continue
+            failed += 1
             state = container.health or container.status
             self.progress.error(f"{container.name} ({container.short_id}) is {state}")
             if container.health_output:
                 self.progress.detail(f"last health check output of {container.name}", container.health_output)
             self.progress.detail(f"last {LOG_TAIL_LINES} log lines of {container.name}",
                                  self.docker.logs_tail(container.id, LOG_TAIL_LINES))
+        return failed
 
     def _roll_back(self, keep: List[Container], paused: List[Container], cause: Exception) -> None:
         """Retire every container not in `keep`; those were never touched (the paused ones among them are paused

@@ -51,6 +51,7 @@ class DeployFailed(RerollError):
     """The new containers did not become ready; they were rolled back."""
 
     exit_code = EXIT_DEPLOY_FAILED
+    failed = 0  # how many new containers failed, where that was counted (0: not counted)
 
 
 class Incomplete(RerollError):
