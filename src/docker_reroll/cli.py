@@ -27,7 +27,7 @@ from docker_reroll.settings import (
 )
 
 if TYPE_CHECKING:
-    from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+    from typing import Callable, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 PLUGIN_NAME = "reroll"
 METADATA_COMMAND = "docker-cli-plugin-metadata"
@@ -385,30 +385,76 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if environ is None else environ
     if argv[:1] == [METADATA_COMMAND]:
-        sys.stdout.write(METADATA_JSON + "\n")
+        _print(sys.stdout, METADATA_JSON + "\n")
         return EXIT_OK
     if argv[:1] == [COMPLETE_COMMAND]:
         from docker_reroll.complete import complete  # deferred, like the deploy machinery
 
         words = argv[2:] if argv[1:2] == [PLUGIN_NAME] else argv[1:]
-        sys.stdout.write(complete(words, environ))
+        _print(sys.stdout, complete(words, environ))
         return EXIT_OK
     try:
         options = parse_command_line(argv, plugin_mode=PLUGIN_ENV in environ, environ=environ)
     except UsageError as error:
-        sys.stderr.write(usage_error_text(str(error)))
+        _print(sys.stderr, usage_error_text(str(error)))
         return EXIT_USAGE
     if options.help:
-        sys.stdout.write(HELP)
+        _print(sys.stdout, HELP)
         return EXIT_OK
     if options.version:
-        sys.stdout.write(f"docker-reroll {__version__}\n")
+        _print(sys.stdout, f"docker-reroll {__version__}\n")
         return EXIT_OK
     from docker_reroll.runner import run  # deferred: the deploy machinery is not needed for help or metadata
 
     return run(options, environ=environ)
 
 
+def _print(stream: TextIO, text: str) -> None:
+    """Write all of it now. An output that is gone (closed, full, a reader that left) loses the text, never the exit
+    code: what it could not take is settled at the end (console_main)."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def console_main() -> None:
-    """Entry point of the `docker-reroll` console script (pip install)."""
-    sys.exit(main())
+    """The process's entry point, whichever way it was installed (the plugin file, `python -m docker_reroll`, pip's
+    `docker-reroll` script): main's exit code, whatever state stdout and stderr are in."""
+    _open_standard_streams()
+    try:
+        code = main()
+    finally:
+        _settle_standard_streams()
+    sys.exit(code)
+
+
+def _open_standard_streams() -> None:
+    """A closed stdin, stdout or stderr (`>&-`) becomes /dev/null. Python would have no sys.stdout to write to, and
+    the next file or pipe we open would take the descriptor, where children and our own output would then go."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))
+
+
+def _settle_standard_streams() -> None:
+    """Flush stdout and stderr now, and point one that cannot take the rest (a reader that left, a full disk) at
+    /dev/null: the interpreter flushes them again as it exits, and a failure there makes the exit code 120."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            try:
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, stream.fileno())
+                os.close(null)
+            except (OSError, ValueError):
+                pass
