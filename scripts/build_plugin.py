@@ -14,7 +14,7 @@ import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGE = os.path.join(HERE, "..", "src", "docker_reroll")
-MAIN = "import sys\nfrom docker_reroll.cli import main\nsys.exit(main())\n"
+MAIN = "from docker_reroll.cli import console_main\nconsole_main()\n"
 
 
 def build(output: str, interpreter: str) -> None:

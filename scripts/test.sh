@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `make test` (the README's test command, after `make dev` has installed the test tools): make sure a Docker engine
-# answers (provisioning one on a bare Debian machine), then run the whole suite against it. A missing engine is a
-# failure here, never a skip.
+# `make test` (the README's test command, run in the virtual environment that `make dev` filled with the test tools):
+# make sure a Docker engine answers (provisioning one on a bare Debian machine), then run the whole suite against it.
+# A missing engine is a failure here, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

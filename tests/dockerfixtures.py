@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -87,6 +88,41 @@ def install_plugin(docker_config: str) -> str:
     subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "build_plugin.py"), path], check=True,
                    capture_output=True)
     return path
+
+
+# The states a script can leave the plugin's output in, as shell redirections. The pipe whose reader left is made by
+# run_with_streams itself: in a shell pipeline (`| true`) the reader's exit would race the first write.
+STREAM_STATES = {
+    "stdout closed": ">&-", "stderr closed": "2>&-", "both closed": ">&- 2>&-", "stdout full": ">/dev/full",
+    "stderr full": "2>/dev/full", "both full": ">/dev/full 2>&1", "reader gone": "2>&1",
+}
+
+
+def run_with_streams(argv: Sequence[str], state: str, env: Optional[Dict[str, str]] = None,
+                     cwd: Optional[str] = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`argv` through a shell with its stdout and stderr in `state`; what reaches the streams left open is captured
+    (stdout and stderr are None for a reader that left: it read nothing)."""
+    command = f"{shlex.join(argv)} {STREAM_STATES[state]}"
+    if state != "reader gone":
+        return subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env, cwd=cwd,
+                              timeout=timeout)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(["sh", "-c", command], stdout=write_end, env=env, cwd=cwd, timeout=timeout)
+    finally:
+        os.close(write_end)
+
+
+def slow_docker(directory: str, seconds: float) -> str:
+    """A bin directory whose `docker` is the real one, answering `seconds` late: a slow engine. Returns the
+    directory, to put first on PATH."""
+    os.makedirs(directory, exist_ok=True)
+    wrapper = os.path.join(directory, "docker")
+    with open(wrapper, "w") as handle:
+        handle.write(f"#!/bin/sh\nsleep {seconds}\nexec {shlex.quote(shutil.which('docker') or 'docker')} \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    return directory
 
 
 @dataclass

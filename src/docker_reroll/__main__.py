@@ -1,6 +1,4 @@
-import sys
-
-from docker_reroll.cli import main
+from docker_reroll.cli import console_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

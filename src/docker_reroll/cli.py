@@ -15,17 +15,20 @@ from docker_reroll.errors import EXIT_OK, EXIT_USAGE, UsageError
 from docker_reroll.settings import (
     ALLOW_LABEL_CMD_ENV,
     FROM_COMMAND_LINE,
+    MAX_COUNT,
     PROGRESS_ENV,
     PROGRESS_MODES,
     STACK_ENV,
     DockerFlag,
     Options,
     exec_command,
+    host_command,
+    parse_count,
     parse_seconds,
 )
 
 if TYPE_CHECKING:
-    from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+    from typing import Callable, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 PLUGIN_NAME = "reroll"
 METADATA_COMMAND = "docker-cli-plugin-metadata"
@@ -116,8 +119,8 @@ class Option:
     def __init__(self, long: str, dest: str, kind: str, short: Optional[str] = None, value_name: str = "") -> None:
         self.long = long
         self.dest = dest
-        # "flag", "text", "texts" (repeatable, order kept), "seconds", "count", "scale", "choice", "exec" (a command
-        # in words)
+        # "flag", "text", "texts" (repeatable, order kept), "seconds", "count", "scale", "choice", "command" (run
+        # through sh), "exec" (a command in words)
         self.kind = kind
         self.short = short
         self.value_name = value_name
@@ -133,7 +136,7 @@ OPTIONS = [
     Option("--project-name", "project_name", "text", "-p", "PROJECT_NAME"),
     Option("--project-directory", "project_directory", "text", None, "PROJECT_DIRECTORY"),
     Option("--profile", "profiles", "texts", None, "PROFILE"),
-    Option("--pre-stop-cmd", "pre_stop_cmd", "text", None, "PRE_STOP_CMD"),
+    Option("--pre-stop-cmd", "pre_stop_cmd", "command", None, "PRE_STOP_CMD"),
     Option("--pre-stop-exec", "pre_stop_exec", "exec", None, "PRE_STOP_EXEC"),
     Option("--pre-stop-wait-until-unhealthy", "pre_stop_wait_until_unhealthy", "flag"),
     Option("--allow-label-cmd", "allow_label_cmd", "flag"),
@@ -248,7 +251,7 @@ def parse_args(args: Sequence[str]) -> Options:
         name, value = split_option_word(word)
         option = OPTIONS_BY_NAME.get(name)
         if option is None:
-            raise UsageError(f"unexpected argument '{name}' found")
+            raise UsageError(f"unexpected argument '{name}' found{_misplaced_global_hint(args, i - 1)}")
         if option.kind == "flag":
             if value is not None:
                 raise UsageError(f"unexpected value '{value}' for '{option.display}' found; no more were expected")
@@ -272,8 +275,8 @@ def parse_args(args: Sequence[str]) -> Options:
         if option.dest in seen:
             raise UsageError(f"the argument '{option.display}' cannot be used multiple times")
         seen.add(option.dest)
-        read = {"seconds": _seconds, "count": _count, "choice": _progress_mode, "exec": _exec}.get(option.kind)
-        options.set(option.dest, read(option, value) if read else value, FROM_COMMAND_LINE)
+        read = VALUE_READERS.get(option.kind)
+        options.set(option.dest, _read(option, value, read) if read else value, FROM_COMMAND_LINE)
     if options.pre_stop_cmd is not None and options.pre_stop_exec is not None:
         raise UsageError("the argument '--pre-stop-cmd <PRE_STOP_CMD>' cannot be used with "
                          "'--pre-stop-exec <PRE_STOP_EXEC>'")
@@ -307,38 +310,56 @@ def _is_our_option(word: str) -> bool:
     return word.startswith("-") and split_option_word(word)[0] in OPTIONS_BY_NAME
 
 
-def _exec(option: Option, value: str) -> str:
+def _misplaced_global_hint(args: Sequence[str], at: int) -> str:
+    """Docker's own options after `reroll` (`docker reroll web --context prod`) belong before it: say so, with the
+    command they were meant for."""
+    name = split_option_word(args[at])[0]
+    if name not in DOCKER_VALUE_FLAGS + DOCKER_BOOL_FLAGS and name[1:] not in DOCKER_SHORTHANDS:
+        return ""
+    hint = "; docker's global options go before `reroll`"
     try:
-        return exec_command(value)
-    except ValueError as error:
-        raise UsageError(f"invalid value '{value}' for '{option.display}': {error}") from None
+        _, rest = split_argv(args[at:], plugin_mode=False)
+    except UsageError:  # `docker reroll web --context`: no value to show it with
+        return hint
+    import shlex  # only on this error's path: --help and the metadata stay fast
+
+    moved = list(args[at:len(args) - len(rest)])
+    return f"{hint}: {shlex.join(['docker', *moved, PLUGIN_NAME, *args[:at], *rest])}"
 
 
-def _seconds(option: Option, value: str) -> float:
+def _read(option: Option, value: str, parse: Callable[[str], object]) -> object:
     try:
-        return parse_seconds(value)
+        return parse(value)
     except ValueError as error:
-        raise UsageError(f"invalid value '{value}' for '{option.display}': {error}") from None
+        raise UsageError(f"invalid value '{_shown(value)}' for '{option.display}': {error}") from None
 
 
-def _count(option: Option, value: str) -> int:
-    if not (value.isascii() and value.isdigit() and int(value) >= 1):
-        raise UsageError(f"invalid value '{value}' for '{option.display}': expected a whole number, at least 1")
-    return int(value)
+def _shown(value: str) -> str:
+    """A value as an error message quotes it: a runaway one (a number of 5,000 digits) cut to its start."""
+    return value if len(value) <= 60 else f"{value[:40]}... ({len(value)} characters)"
 
 
-def _progress_mode(option: Option, value: str) -> str:
+def _progress_mode(value: str) -> str:
     if value not in PROGRESS_MODES:
-        raise UsageError(f"invalid value '{value}' for '{option.display}': expected one of "
-                         f"{', '.join(PROGRESS_MODES)}")
+        raise ValueError(f"expected one of {', '.join(PROGRESS_MODES)}")
     return value
+
+
+VALUE_READERS: Dict[str, Callable[[str], object]] = {
+    "seconds": parse_seconds, "count": parse_count, "choice": _progress_mode, "exec": exec_command,
+    "command": host_command}
 
 
 def _scale(option: Option, value: str) -> Tuple[str, int]:
     service, eq, count = value.partition("=")
-    if not (service and eq and count.isascii() and count.isdigit() and int(count) >= 1):
-        raise UsageError(f"invalid value '{value}' for '{option.display}': expected SERVICE=NUM, NUM at least 1")
-    return service, int(count)
+    try:
+        number = parse_count(count) if service and eq else None
+    except ValueError:
+        number = None
+    if number is None:
+        raise UsageError(f"invalid value '{_shown(value)}' for '{option.display}': expected SERVICE=NUM, NUM from "
+                         f"1 to {MAX_COUNT}")
+    return service, number
 
 
 def usage_error_text(message: str) -> str:
@@ -374,30 +395,76 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if environ is None else environ
     if argv[:1] == [METADATA_COMMAND]:
-        sys.stdout.write(METADATA_JSON + "\n")
+        _print(sys.stdout, METADATA_JSON + "\n")
         return EXIT_OK
     if argv[:1] == [COMPLETE_COMMAND]:
         from docker_reroll.complete import complete  # deferred, like the deploy machinery
 
         words = argv[2:] if argv[1:2] == [PLUGIN_NAME] else argv[1:]
-        sys.stdout.write(complete(words, environ))
+        _print(sys.stdout, complete(words, environ))
         return EXIT_OK
     try:
         options = parse_command_line(argv, plugin_mode=PLUGIN_ENV in environ, environ=environ)
     except UsageError as error:
-        sys.stderr.write(usage_error_text(str(error)))
+        _print(sys.stderr, usage_error_text(str(error)))
         return EXIT_USAGE
     if options.help:
-        sys.stdout.write(HELP)
+        _print(sys.stdout, HELP)
         return EXIT_OK
     if options.version:
-        sys.stdout.write(f"docker-reroll {__version__}\n")
+        _print(sys.stdout, f"docker-reroll {__version__}\n")
         return EXIT_OK
     from docker_reroll.runner import run  # deferred: the deploy machinery is not needed for help or metadata
 
     return run(options, environ=environ)
 
 
+def _print(stream: TextIO, text: str) -> None:
+    """Write all of it now. An output that is gone (closed, full, a reader that left) loses the text, never the exit
+    code: what it could not take is settled at the end (console_main)."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def console_main() -> None:
-    """Entry point of the `docker-reroll` console script (pip install)."""
-    sys.exit(main())
+    """The process's entry point, whichever way it was installed (the plugin file, `python -m docker_reroll`, pip's
+    `docker-reroll` script): main's exit code, whatever state stdout and stderr are in."""
+    _open_standard_streams()
+    try:
+        code = main()
+    finally:
+        _settle_standard_streams()
+    sys.exit(code)
+
+
+def _open_standard_streams() -> None:
+    """A closed stdin, stdout or stderr (`>&-`) becomes /dev/null. Python would have no sys.stdout to write to, and
+    the next file or pipe we open would take the descriptor, where children and our own output would then go."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))
+
+
+def _settle_standard_streams() -> None:
+    """Flush stdout and stderr now, and point one that cannot take the rest (a reader that left, a full disk) at
+    /dev/null: the interpreter flushes them again as it exits, and a failure there makes the exit code 120."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            try:
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, stream.fileno())
+                os.close(null)
+            except (OSError, ValueError):
+                pass

@@ -174,7 +174,10 @@ class Progress:
 
     def close(self) -> None:
         with self._lock:
-            self._writer.close()
+            try:
+                self._writer.close()
+            except (OSError, ValueError):
+                self._writer = Writer()  # the output is gone: the exit code is what is left to give
 
     def _emit(self, type_: str, **fields: object) -> None:
         with self._lock:
@@ -282,7 +285,10 @@ class TtyWriter(Writer):
         self._started = time.monotonic()
         self._frame = 0
         self._closed = threading.Event()
-        self._stream.write("\x1b[?25l")  # hide the cursor while redrawing
+        try:
+            self._stream.write("\x1b[?25l")  # hide the cursor while redrawing
+        except (OSError, ValueError):
+            pass  # a terminal already gone: the first event finds out, and Progress goes on without it
         self._ticker = threading.Thread(target=self._tick, name="tty-progress", daemon=True)
         self._ticker.start()
 

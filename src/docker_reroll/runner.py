@@ -59,7 +59,7 @@ def run(options: Options, environ: Mapping[str, str], progress: Optional[Progres
         code = error.exit_code
     except Exception as error:  # noqa: BLE001 - a bug must still end in one clear line, not a traceback
         if environ.get(DEBUG_ENV):
-            traceback.print_exc()
+            _print_traceback()
         progress.error(f"internal error: {type(error).__name__}: {error} (set {DEBUG_ENV}=1 for the traceback)")
         code = EXIT_DEPLOY_FAILED
     finally:
@@ -83,6 +83,13 @@ def _finished_code(interrupts: Interrupts, progress: Progress) -> int:
     progress.warn(f"interrupted by {signal_name(signum)} after the point of no return (the old containers were "
                   "being retired): finished the deploy instead of going back")
     return EXIT_SIGNAL_BASE + signum
+
+
+def _print_traceback() -> None:
+    try:
+        traceback.print_exc()
+    except (OSError, ValueError):
+        pass  # stderr is gone: the error line below still sets the exit code
 
 
 def _write_stats(path: Optional[str], deployment: Deployment, stats: CallStats, total: float) -> None:

@@ -23,6 +23,7 @@ DEFAULT_WAIT_AFTER_UNHEALTHY = 0.0
 DEFAULT_DRAIN_TIME = 1.0
 DEFAULT_LOCK_TIMEOUT = 0.0
 MAX_SECONDS = 7 * 24 * 3600.0  # a week: any larger wait is a typo, and huge values overflow timers
+MAX_COUNT = 10000  # containers of a service or a batch: any more is a typo (and Python reads at most 4300 digits)
 
 FROM_DEFAULT = "default"
 FROM_COMMAND_LINE = "command line"
@@ -198,10 +199,20 @@ def go_duration(value: object) -> float:
 
 
 def _parallelism(value: object) -> Optional[int]:
-    count = int(str(value))
-    if count < 0:
-        raise ValueError(f"must not be negative, not {value!r}")
+    try:
+        count = parse_count(str(value), least=0)
+    except ValueError as error:
+        raise ValueError(f"{error}, not {value!r}") from None
     return count or None  # 0: all at once, as Swarm reads it
+
+
+def parse_count(text: str, least: int = 1) -> int:
+    """A number of containers: ASCII digits only, from `least` to MAX_COUNT."""
+    significant = text.lstrip("0")
+    if not (text.isascii() and text.isdigit() and len(significant) <= len(str(MAX_COUNT))
+            and least <= int(significant or "0") <= MAX_COUNT):
+        raise ValueError(f"expected a whole number from {least} to {MAX_COUNT}")
+    return int(significant or "0")
 
 
 def _ratio(value: object) -> float:
@@ -240,7 +251,8 @@ def _flag(text: str) -> bool:
     raise ValueError("expected true or false")
 
 
-def _text(text: str) -> str:
+def host_command(text: str) -> str:
+    """A command run through `sh -c` on this machine (`--pre-stop-cmd`): a blank one would turn the drain off."""
     if not text.strip():
         raise ValueError("expected a command")
     return text
@@ -262,7 +274,7 @@ def exec_command(text: str) -> str:
 LABEL_PREFIX = "docker-reroll."
 # A service's deploy settings as labels in the compose file: the label's name after the prefix -> the setting.
 LABEL_SETTINGS: Dict[str, Tuple[str, Callable[[str], object]]] = {
-    "pre-stop-cmd": ("pre_stop_cmd", _text),
+    "pre-stop-cmd": ("pre_stop_cmd", host_command),
     "pre-stop-exec": ("pre_stop_exec", exec_command),
     "pre-stop-wait-until-unhealthy": ("pre_stop_wait_until_unhealthy", _flag),
     "drain-time": ("drain_time", parse_seconds),

@@ -4,10 +4,10 @@ Each scenario runs the example stack (examples/haproxy), keeps 8 keep-alive clie
 127.0.0.1 during the deploy, and prints the load report so CI logs show the figures.
 """
 
-import subprocess
 import time
 
 from dockerfixtures import DRAIN, load_on, lock_and_journal, project_events, start_stack, versions_after
+from pids import group_members, pids_from
 
 
 def deploy_under_load(stack, *args, **env):
@@ -148,36 +148,40 @@ def test_after_the_point_of_no_return_the_old_containers_are_kept_while_no_new_o
 # ------------------------------------------------------------------------------------- every command is bounded
 
 
-def leftover(pattern):
-    return subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+def leftover(groups_file):
+    """What is still running of the pre-stop commands' process groups (each command wrote its shell's pid, which
+    leads its group, to the file)."""
+    return [pid for group in pids_from(str(groups_file)) for pid in group_members(group)]
 
 
-def test_a_pre_stop_command_that_leaves_a_background_job_does_not_hold_the_deploy(stack):
+def test_a_pre_stop_command_that_leaves_a_background_job_does_not_hold_the_deploy(stack, tmp_path):
     """Seen before: `sleep 600 &` kept the command's output open and the deploy waited for it, past the point of
     no return, beyond any interrupt. The limit here is 10 s (--healthcheck-timeout 5, at least 10)."""
     start_stack(stack, 1)
+    groups = tmp_path / "groups"
 
     run, report, _, ended = deploy_under_load(
-        stack, "--pre-stop-cmd", "docker exec {id} touch /.dead; sleep 600.81 &", "--pre-stop-wait-until-unhealthy",
-        "--healthcheck-timeout", "5", APP_VERSION="v2")
+        stack, "--pre-stop-cmd", f"echo $$ >> {groups}; docker exec {{id}} touch /.dead; sleep 600.81 &",
+        "--pre-stop-wait-until-unhealthy", "--healthcheck-timeout", "5", APP_VERSION="v2")
 
     assert run.returncode == 0, run.stderr
     assert run.seconds < 10 + 15
     assert report.failed == 0, report.failures
     assert versions_after(report, ended) == {"v2"}
-    assert leftover("sleep 600.81") == [], "what held the command's output was ended with it"
+    assert leftover(groups) == [], "what held the command's output was ended with it"
 
 
-def test_a_pre_stop_command_past_its_limit_is_ended_with_its_group_and_the_deploy_goes_on(stack):
+def test_a_pre_stop_command_past_its_limit_is_ended_with_its_group_and_the_deploy_goes_on(stack, tmp_path):
     start_stack(stack, 1)
+    groups = tmp_path / "groups"
 
     run, report, _, ended = deploy_under_load(
-        stack, "--pre-stop-cmd", "docker exec {id} touch /.dead; sleep 600.82", "--pre-stop-wait-until-unhealthy",
-        "--healthcheck-timeout", "5", APP_VERSION="v2")
+        stack, "--pre-stop-cmd", f"echo $$ >> {groups}; docker exec {{id}} touch /.dead; sleep 600.82",
+        "--pre-stop-wait-until-unhealthy", "--healthcheck-timeout", "5", APP_VERSION="v2")
 
     assert run.returncode == 0, run.stderr
     assert "ran past 10s: ended it" in run.stderr
     assert 10 <= run.seconds < 10 + 15
     assert report.failed == 0, report.failures
     assert versions_after(report, ended) == {"v2"}
-    assert leftover("sleep 600.82") == []
+    assert leftover(groups) == []

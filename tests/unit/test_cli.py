@@ -133,12 +133,53 @@ def test_service_may_come_first_and_after_double_dash():
     (["--pre-stop-exec", "  ", "web"], "expected a command"),
     (["--max-surge", "²", "web"], "invalid value '²' for '--max-surge <MAX_SURGE>'"),
     (["--scale", "web=²", "web"], "invalid value 'web=²' for '--scale <SERVICE=NUM>'"),
+    # an empty or blank pre-stop command (`--pre-stop-cmd "$UNSET"`) would turn the drain off, a label's too
+    (["--pre-stop-cmd", "", "web"], "invalid value '' for '--pre-stop-cmd <PRE_STOP_CMD>': expected a command"),
+    (["--pre-stop-cmd=", "web"], "invalid value '' for '--pre-stop-cmd <PRE_STOP_CMD>': expected a command"),
+    (["--pre-stop-cmd", " \t", "web"], "for '--pre-stop-cmd <PRE_STOP_CMD>': expected a command"),
+    # numbers past Python's 4,300 digits were a traceback (exit 1); counts stop at 10000, as seconds at a week
+    (["--max-surge", "9" * 5000, "web"], f"invalid value '{'9' * 40}... (5000 characters)' for '--max-surge "
+                                         "<MAX_SURGE>': expected a whole number from 1 to 10000"),
+    (["--max-surge", "10001", "web"], "expected a whole number from 1 to 10000"),
+    (["--scale", "web=" + "9" * 5000, "web"], "for '--scale <SERVICE=NUM>': expected SERVICE=NUM, NUM from 1 to 10000"),
+    (["--scale", "web=10001", "web"], "expected SERVICE=NUM, NUM from 1 to 10000"),
+    (["--wait", "9" * 5000, "web"], "at most 604800 seconds"),
 ])
 def test_usage_errors_are_clap_style_with_exit_2(argv, message):
     code, out, err = run_main(["reroll"] + argv)
     assert code == 2 and out == ""
     assert err.startswith("error: ") and message in err
     assert f"\n\n{USAGE}\n\nFor more information, try '--help'.\n" in err
+
+
+def test_counts_up_to_the_bound_in_any_spelling():
+    assert parse_args(["--max-surge", "10000", "--scale", "web=10000", "web"]).max_surge == 10000
+    assert parse_args(["--max-surge", "007", "--scale", "web=0010", "web"]).scale == {"web": 10}
+    assert parse_args(["--max-surge", "0" * 5000 + "3", "web"]).max_surge == 3, "leading zeros are no digits"
+
+
+@pytest.mark.parametrize("argv, flag, moved", [
+    (["web", "--context", "prod"], "--context", "docker --context prod reroll web"),
+    (["web", "-c", "prod", "--wait", "2"], "-c", "docker -c prod reroll web --wait 2"),
+    (["-H", "unix:///var/run/docker.sock", "web"], "-H", "docker -H unix:///var/run/docker.sock reroll web"),
+    (["web", "--host=tcp://h:2376"], "--host", "docker --host=tcp://h:2376 reroll web"),
+    (["web", "-Hunix:///s"], "-H", "docker -Hunix:///s reroll web"),
+    (["web", "--tls", "--tlsverify"], "--tls", "docker --tls --tlsverify reroll web"),
+    (["web", "-Dc", "my prod"], "-D", "docker -Dc 'my prod' reroll web"),
+])
+def test_dockers_global_options_after_reroll_are_shown_where_they_go(argv, flag, moved):
+    code, _, err = run_main(["reroll", *argv])
+    assert code == 2, err
+    assert err.startswith(f"error: unexpected argument '{flag}' found; docker's global options go before `reroll`: "
+                          f"{moved}\n"), err
+
+
+def test_a_global_option_after_reroll_without_its_value_still_gets_the_hint():
+    _, _, err = run_main(["reroll", "web", "--context"])
+    assert err.startswith("error: unexpected argument '--context' found; docker's global options go before "
+                          "`reroll`\n"), err
+    _, _, err = run_main(["reroll", "web", "--bogus"])
+    assert err.startswith("error: unexpected argument '--bogus' found\n"), "only docker's own options get it"
 
 
 def test_split_plugin_invocation_with_global_options():
@@ -215,7 +256,7 @@ def test_several_services_in_order_or_all_and_max_surge():
 def test_scale_takes_composes_syntax_for_the_service_deployed():
     assert parse_args(["--scale", "web=3", "web"]).scale == {"web": 3}
     assert parse_args(["--scale=web=1", "web"]).scale == {"web": 1}
-    for bad, message in [("web", "expected SERVICE=NUM"), ("web=0", "NUM at least 1"), ("web=x", "SERVICE=NUM"),
+    for bad, message in [("web", "expected SERVICE=NUM"), ("web=0", "NUM from 1"), ("web=x", "SERVICE=NUM"),
                          ("=2", "SERVICE=NUM"), ("api=2", "'api' is not among the services deployed")]:
         with pytest.raises(UsageError, match=message):
             parse_args(["--scale", bad, "web"])

@@ -13,7 +13,8 @@ WORDS = st.sampled_from([
     "reroll", "web", "-f", "--file", "--env-file", "-p", "--profile", "--project-directory", "--pre-stop-cmd",
     "--pre-stop-wait-until-unhealthy", "--healthcheck-timeout", "--wait", "--wait-after-healthy", "--lock-timeout",
     "--context", "-c", "-H", "--host", "--tls", "-D", "--config", "-l", "--", "-", "--wait=", "-fx", "1", "0.5",
-    "-3", "1e9", "{id}", "--pre", "=", "--=", "-h", "-V",
+    "-3", "1e9", "{id}", "--pre", "=", "--=", "-h", "-V", "--max-surge", "--scale", "web=" + "9" * 4301, "9" * 4301,
+    "",
 ])
 ARGV = st.lists(st.one_of(WORDS, st.text(max_size=12)), max_size=10)
 

@@ -329,6 +329,18 @@ def test_update_config_fills_in_what_the_command_line_left_out():
     assert Options().for_service("web", {"parallelism": 0}, {}).max_surge is None, "0: all at once"
     with pytest.raises(ValueError, match="deploy.update_config.failure_action: must be one of"):
         Options().for_service("web", {"failure_action": "explode"}, {})
+    assert Options().for_service("web", {"parallelism": 10000}, {}).max_surge == 10000
+
+
+@pytest.mark.parametrize("parallelism", [-1, 10001, pytest.param("9" * 5000, id="5000-digits"), "2x", True])
+def test_a_parallelism_that_is_no_count_of_containers_is_refused_with_its_bound(parallelism):
+    """Seen before: 5,000 digits gave Python's own message about its int conversion limit, and any count was
+    taken."""
+    from docker_reroll.settings import Options
+
+    with pytest.raises(ValueError, match="deploy.update_config.parallelism: expected a whole number from 0 to "
+                                         "10000, not "):
+        Options().for_service("web", {"parallelism": parallelism}, {})
 
 
 def test_labels_fill_in_settings_and_the_command_line_wins():

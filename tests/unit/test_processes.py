@@ -8,6 +8,7 @@ import textwrap
 import time
 
 from docker_reroll.processes import OUTPUT_GRACE, CommandRunner
+from pids import group_members, pids_from, running
 
 SRC = os.path.join(os.path.dirname(__file__), "..", "..", "src")
 
@@ -18,50 +19,52 @@ def timed(argv, **kwargs):
     return result, time.monotonic() - started
 
 
-def alive(pattern):
-    return subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0
-
-
 def test_output_and_exit_status_are_collected():
     result, _ = timed(["sh", "-c", "echo out; echo err >&2; exit 3"])
     assert (result.returncode, result.stdout, result.stderr, result.ended) == (3, "out\n", "err\n", "")
 
 
-def test_a_background_job_holding_the_output_open_does_not_hold_the_caller_and_is_ended():
+def test_a_background_job_holding_the_output_open_does_not_hold_the_caller_and_is_ended(tmp_path):
     """The shell exits at once; `sleep` keeps its stdout. Seen before: the call returned only when sleep ended
     (here after 12 s; with `sleep 600 &` in a pre-stop command, never in practice)."""
-    result, seconds = timed(["sh", "-c", "echo drained; sleep 12.34 &"], timeout=60)
+    job = tmp_path / "job"
+    result, seconds = timed(["sh", "-c", f"echo drained; sleep 12.34 & echo $! > {job}"], timeout=60)
     assert result.returncode == 0 and result.stdout == "drained\n" and result.ended == ""
     assert OUTPUT_GRACE <= seconds < 2 * OUTPUT_GRACE + 1, seconds
     time.sleep(0.2)
-    assert not alive("sleep 12.34"), "what held the finished command's output was ended"
+    assert not running(*pids_from(job)), "what held the finished command's output was ended"
 
 
-def test_a_background_job_that_let_go_of_the_output_is_left_running():
-    result, seconds = timed(["sh", "-c", "sleep 12.35 >/dev/null 2>&1 & echo started"], timeout=60)
+def test_a_background_job_that_let_go_of_the_output_is_left_running(tmp_path):
+    job = tmp_path / "job"
+    result, seconds = timed(["sh", "-c", f"sleep 12.35 >/dev/null 2>&1 & echo $! > {job}; echo started"],
+                            timeout=60)
     assert result.stdout == "started\n" and seconds < OUTPUT_GRACE
-    assert alive("sleep 12.35"), "a job that does not hold our output is the user's business"
-    subprocess.run(["pkill", "-f", "sleep 12.35"])
+    [pid] = pids_from(job)
+    assert running(pid), "a job that does not hold our output is the user's business"
+    os.kill(pid, signal.SIGTERM)
 
 
-def test_a_command_past_its_limit_is_ended_with_its_whole_group():
+def test_a_command_past_its_limit_is_ended_with_its_whole_group(tmp_path):
     """A background job started by a script ignores SIGINT, and the shell may exit before it: the group goes."""
-    marker = "sleep 600.5"
-    result, seconds = timed(["sh", "-c", f"{marker} & {marker}; echo never"], timeout=1, grace=1)
+    group = tmp_path / "group"  # the shell leads the group: its pid is the group's id
+    result, seconds = timed(["sh", "-c", f"echo $$ > {group}; sleep 600.5 & sleep 600.5; echo never"], timeout=1,
+                            grace=1)
     assert result.ended == "timeout" and "gave up after 1s" in result.stderr
     assert result.returncode != 0 and "never" not in result.stdout
     assert seconds < 1 + 1 + 1.5, seconds
     time.sleep(0.2)
-    assert not alive(marker), "every process of the group is gone"
+    assert group_members(*pids_from(group)) == [], "every process of the group is gone"
 
 
-def test_a_command_that_ignores_the_polite_signal_is_killed_after_the_grace():
+def test_a_command_that_ignores_the_polite_signal_is_killed_after_the_grace(tmp_path):
     started = time.monotonic()
-    result, seconds = timed(["sh", "-c", "trap '' TERM INT; sleep 600.6"], timeout=0.5, grace=1)
+    group = tmp_path / "group"
+    result, seconds = timed(["sh", "-c", f"echo $$ > {group}; trap '' TERM INT; sleep 600.6"], timeout=0.5, grace=1)
     assert result.ended == "timeout" and result.returncode == -signal.SIGKILL
     assert 1.4 <= seconds < 3, seconds
     time.sleep(0.2)
-    assert not alive("sleep 600.6")
+    assert group_members(*pids_from(group)) == []
     assert time.monotonic() - started < 5
 
 

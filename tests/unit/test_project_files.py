@@ -1,0 +1,45 @@
+"""What a newcomer runs first: the README's first screen, `make help`, and the Makefile's use of a virtual
+environment instead of the system's Python. No daemon needed; `make -n` prints the commands without running them."""
+
+import os
+import re
+import subprocess
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+FIRST_SCREEN = 30  # lines
+
+
+def test_the_readmes_first_screen_gives_the_two_commands_their_time_and_that_they_need_root():
+    """Seen before: `make demo` first appeared at line 372 of 782, `make test` at line 746."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        screen = "".join(handle.readlines()[:FIRST_SCREEN])
+    for command in ("make demo", "make test"):
+        [row] = [line for line in screen.splitlines() if line.startswith(f"| `{command}` |")]
+        assert re.search(r"\d+ (s|min)", row), row
+        assert f"\n{command}   # " in screen, "the command itself, ready to copy"
+    assert "as root" in screen and "Zero-downtime deploys" in screen
+
+
+def test_make_help_lists_every_target_with_its_description():
+    with open(os.path.join(ROOT, "Makefile"), encoding="utf-8") as handle:
+        phony = re.search(r"^\.PHONY: (.*)$", handle.read(), re.M).group(1).split()
+    listed = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    described = dict(line.split(None, 1) for line in listed.splitlines())
+    assert sorted(described) == sorted(phony)
+    assert all(len(text.split()) >= 2 for text in described.values()), described
+
+
+def test_the_test_and_lint_tools_go_into_a_virtual_environment_not_the_systems_python(tmp_path):
+    """Seen before: `pip install --editable '.[dev]'` into the system's Python, which Debian 12's refuses
+    ("externally-managed-environment") and a fresh machine may lack pip for."""
+    venv = tmp_path / "venv"
+    for target in ("unit", "lint", "test"):
+        commands = subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=ROOT, capture_output=True,
+                                  text=True, check=True).stdout
+        assert "pip install" not in commands, commands
+        assert f"scripts/venv.sh {venv}" in commands, "the environment is made (or brought up to date) first"
+        runs = [line for line in commands.splitlines() if "scripts/venv.sh" not in line and "touch" not in line]
+        assert runs and all(line.startswith(f'PATH="{venv}/bin:') for line in runs), runs
+    with open(os.path.join(ROOT, "scripts", "venv.sh"), encoding="utf-8") as handle:
+        script = handle.read()
+    assert '"$python" -m venv "$venv"' in script and '"$venv/bin/python" -m pip install' in script
