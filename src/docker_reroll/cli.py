@@ -12,23 +12,21 @@ from typing import TYPE_CHECKING
 
 from docker_reroll import __version__
 from docker_reroll.errors import EXIT_OK, EXIT_USAGE, UsageError
-from docker_reroll.settings import (
-    ALLOW_LABEL_CMD_ENV,
+from docker_reroll.options import (
+    FLAGS,
     FROM_COMMAND_LINE,
     MAX_COUNT,
-    PROGRESS_ENV,
-    PROGRESS_MODES,
-    STACK_ENV,
+    OPTIONS_BY_NAME,
+    READERS,
     DockerFlag,
+    Option,
     Options,
-    exec_command,
-    host_command,
     parse_count,
-    parse_seconds,
+    split_option_word,
 )
 
 if TYPE_CHECKING:
-    from typing import Callable, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
+    from typing import Callable, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 PLUGIN_NAME = "reroll"
 METADATA_COMMAND = "docker-cli-plugin-metadata"
@@ -40,63 +38,18 @@ METADATA_JSON = (
 )
 
 USAGE = "Usage: docker reroll [OPTIONS] <SERVICE>...\n       docker reroll [OPTIONS] --all"
-HELP = f"""Zero-downtime rolling deploy of a Docker Compose service
 
-{USAGE}
 
-Arguments:
-  <SERVICE>...  Services to deploy, one after another in this order
+def render_help() -> str:
+    """--help, clap's layout, from the option table."""
+    lines = ["Zero-downtime rolling deploy of a Docker Compose service", "", USAGE, "", "Arguments:",
+             "  <SERVICE>...  Services to deploy, one after another in this order", "", "Options:"]
+    for option in FLAGS:
+        names = f"  {option.short}, {option.long}" if option.short else f"      {option.long}"
+        lines.append(names + ("" if option.kind == "flag" else f" <{option.value_name}>"))
+        lines.append(f"          {option.help_line}")
+    return "\n".join(lines) + "\n"
 
-Options:
-  -f, --file <FILE>
-          Compose configuration file
-      --env-file <ENV_FILE>
-          Specify an alternate environment file
-  -p, --project-name <PROJECT_NAME>
-          Project name
-      --project-directory <PROJECT_DIRECTORY>
-          Specify an alternate working directory (default: the path of the first Compose file)
-      --profile <PROFILE>
-          Specify a profile to enable
-      --pre-stop-cmd <PRE_STOP_CMD>
-          Command to run before stopping old container. {{id}} will be replaced with container id
-      --pre-stop-exec <PRE_STOP_EXEC>
-          Command to run inside each old container (docker exec) before stopping it, e.g. 'touch /.dead'
-      --pre-stop-wait-until-unhealthy
-          Assuming there is a health check, after running the pre-stop command, wait until the old container is unhealthy before stopping it
-      --allow-label-cmd
-          Run the command of a docker-reroll.pre-stop-cmd label on this machine (a compose file's host commands are refused otherwise) [default: DOCKER_REROLL_ALLOW_LABEL_CMD, or false]
-      --healthcheck-timeout <HEALTHCHECK_TIMEOUT>
-          Health check timeout (in seconds) [default: 60]
-      --wait <WAIT>
-          Wait X seconds before stopping old container when there is no health check [default: 10]
-      --wait-after-healthy <WAIT_AFTER_HEALTHY>
-          When there is a health check and it succeeds, wait additional X seconds before stopping old container [default: 0]
-      --wait-after-unhealthy <WAIT_AFTER_UNHEALTHY>
-          After the pre-stop command (and the wait until unhealthy), wait additional X seconds before stopping old container, for proxies that react late [default: 0]
-      --drain-time <DRAIN_TIME>
-          Keep each old container running at least X seconds after its pre-stop command finished, so the proxy sees it fail, however soon Docker reports it unhealthy [default: 1]
-      --all
-          Deploy every service of the project in dependency order: roll those that can run twice, let compose recreate the others, skip those that run their current config
-      --max-surge <MAX_SURGE>
-          Replace at most X containers at a time: start X new ones, wait for them, retire X old ones, repeat [default: all at once, or deploy.update_config.parallelism]
-      --scale <SERVICE=NUM>
-          Scale SERVICE to NUM containers: the deploy ends with NUM containers on the new config, whatever ran before [default: as many as run now]
-      --lock-timeout <LOCK_TIMEOUT>
-          Wait up to X seconds for another deploy of the same service to finish [default: 0]
-      --stack <STACK>
-          Deploy the service of this Swarm stack (STACK_SERVICE) with Swarm's own rolling update [default: DOCKER_REROLL_STACK, or the stack that has the service when no compose project does]
-      --image <IMAGE>
-          With a stack: the new image [default: the image and environment of the -f files, else the current ones, tasks replaced]
-      --progress <PROGRESS>
-          Set type of progress output (auto, tty, plain, json, quiet) [default: auto, or DOCKER_REROLL_PROGRESS]
-      --dry-run
-          Show what the deploy would do (containers, batches, waits, pre-stop commands, lock) and change nothing
-  -h, --help
-          Print help
-  -V, --version
-          Print version
-"""
 
 # Docker's own global options (docker/cli cli/flags), read as docker reads them (pflag): `--name value` or
 # `--name=value`; shorthands attached (`-Hunix:///...`, `-H=...`) or combined (`-Dc prod`); booleans take only
@@ -107,60 +60,8 @@ DOCKER_BOOL_FLAGS = ("--debug", "--tls", "--tlsverify")
 DOCKER_SHORTHANDS = {"c": "--context", "H": "--host", "l": "--log-level", "D": "--debug"}
 BOOL_WORDS = {"1": True, "t": True, "T": True, "true": True, "TRUE": True, "True": True,
               "0": False, "f": False, "F": False, "false": False, "FALSE": False, "False": False}  # Go's ParseBool
-ENV_BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 PLUGIN_ENV = "DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND"  # set by the docker CLI when it runs a plugin
 
-
-class Option:
-    """One option of ours: its spellings, the field it fills, and what kind of value it takes.
-
-    Plain classes, not dataclasses, in this module: importing dataclasses would double the start-up time."""
-
-    def __init__(self, long: str, dest: str, kind: str, short: Optional[str] = None, value_name: str = "") -> None:
-        self.long = long
-        self.dest = dest
-        # "flag", "text", "texts" (repeatable, order kept), "seconds", "count", "scale", "choice", "command" (run
-        # through sh), "exec" (a command in words)
-        self.kind = kind
-        self.short = short
-        self.value_name = value_name
-
-    @property
-    def display(self) -> str:
-        return self.long if self.kind == "flag" else f"{self.long} <{self.value_name}>"
-
-
-OPTIONS = [
-    Option("--file", "files", "texts", "-f", "FILE"),
-    Option("--env-file", "env_files", "texts", None, "ENV_FILE"),
-    Option("--project-name", "project_name", "text", "-p", "PROJECT_NAME"),
-    Option("--project-directory", "project_directory", "text", None, "PROJECT_DIRECTORY"),
-    Option("--profile", "profiles", "texts", None, "PROFILE"),
-    Option("--pre-stop-cmd", "pre_stop_cmd", "command", None, "PRE_STOP_CMD"),
-    Option("--pre-stop-exec", "pre_stop_exec", "exec", None, "PRE_STOP_EXEC"),
-    Option("--pre-stop-wait-until-unhealthy", "pre_stop_wait_until_unhealthy", "flag"),
-    Option("--allow-label-cmd", "allow_label_cmd", "flag"),
-    Option("--healthcheck-timeout", "healthcheck_timeout", "seconds", None, "HEALTHCHECK_TIMEOUT"),
-    Option("--wait", "wait", "seconds", None, "WAIT"),
-    Option("--wait-after-healthy", "wait_after_healthy", "seconds", None, "WAIT_AFTER_HEALTHY"),
-    Option("--wait-after-unhealthy", "wait_after_unhealthy", "seconds", None, "WAIT_AFTER_UNHEALTHY"),
-    Option("--drain-time", "drain_time", "seconds", None, "DRAIN_TIME"),
-    Option("--all", "all", "flag"),
-    Option("--max-surge", "max_surge", "count", None, "MAX_SURGE"),
-    Option("--scale", "scale", "scale", None, "SERVICE=NUM"),
-    Option("--lock-timeout", "lock_timeout", "seconds", None, "LOCK_TIMEOUT"),
-    Option("--stack", "stack", "text", None, "STACK"),
-    Option("--image", "image", "text", None, "IMAGE"),
-    Option("--progress", "progress", "choice", None, "PROGRESS"),
-    Option("--dry-run", "dry_run", "flag"),
-    Option("--help", "help", "flag", "-h"),
-    Option("--version", "version", "flag", "-V"),
-]
-OPTIONS_BY_NAME: Dict[str, Option] = {}
-for _option in OPTIONS:
-    OPTIONS_BY_NAME[_option.long] = _option
-    if _option.short:
-        OPTIONS_BY_NAME[_option.short] = _option
 
 def split_argv(argv: Sequence[str], plugin_mode: bool = True) -> Tuple[List[DockerFlag], List[str]]:
     """Split `[DOCKER GLOBAL OPTIONS] [reroll] [OUR ARGS]` into docker's global options and ours.
@@ -275,8 +176,7 @@ def parse_args(args: Sequence[str]) -> Options:
         if option.dest in seen:
             raise UsageError(f"the argument '{option.display}' cannot be used multiple times")
         seen.add(option.dest)
-        read = VALUE_READERS.get(option.kind)
-        options.set(option.dest, _read(option, value, read) if read else value, FROM_COMMAND_LINE)
+        options.set(option.dest, _read(option, value, READERS[option.kind]), FROM_COMMAND_LINE)
     if options.pre_stop_cmd is not None and options.pre_stop_exec is not None:
         raise UsageError("the argument '--pre-stop-cmd <PRE_STOP_CMD>' cannot be used with "
                          "'--pre-stop-exec <PRE_STOP_EXEC>'")
@@ -295,15 +195,6 @@ def parse_args(args: Sequence[str]) -> Options:
             raise UsageError(f"invalid value '{service}={count}' for '--scale <SERVICE=NUM>': "
                              f"'{service}' is not among the services deployed")
     return options
-
-
-def split_option_word(word: str) -> Tuple[str, Optional[str]]:
-    if word.startswith("--"):
-        name, eq, value = word.partition("=")
-        return name, (value if eq else None)
-    if len(word) > 2:  # -fcompose.yaml, or clap's -f=compose.yaml
-        return word[:2], word[3:] if word[2] == "=" else word[2:]
-    return word, None
 
 
 def _is_our_option(word: str) -> bool:
@@ -339,17 +230,6 @@ def _shown(value: str) -> str:
     return value if len(value) <= 60 else f"{value[:40]}... ({len(value)} characters)"
 
 
-def _progress_mode(value: str) -> str:
-    if value not in PROGRESS_MODES:
-        raise ValueError(f"expected one of {', '.join(PROGRESS_MODES)}")
-    return value
-
-
-VALUE_READERS: Dict[str, Callable[[str], object]] = {
-    "seconds": parse_seconds, "count": parse_count, "choice": _progress_mode, "exec": exec_command,
-    "command": host_command}
-
-
 def _scale(option: Option, value: str) -> Tuple[str, int]:
     service, eq, count = value.partition("=")
     try:
@@ -373,19 +253,7 @@ def parse_command_line(argv: Sequence[str], plugin_mode: bool = True,
     options = parse_args(args)
     if options.help or options.version:
         return options  # nothing else matters, and a bad environment must not hide the help
-    if "progress" not in options.sources and environ.get(PROGRESS_ENV):
-        mode = environ[PROGRESS_ENV]
-        if mode not in PROGRESS_MODES:
-            raise UsageError(f"invalid value '{mode}' for {PROGRESS_ENV}: expected one of "
-                             f"{', '.join(PROGRESS_MODES)}")
-        options.set("progress", mode, PROGRESS_ENV)
-    if "allow_label_cmd" not in options.sources and environ.get(ALLOW_LABEL_CMD_ENV):
-        allowed = environ[ALLOW_LABEL_CMD_ENV]
-        if allowed.lower() not in ENV_BOOLEANS:
-            raise UsageError(f"invalid value '{allowed}' for {ALLOW_LABEL_CMD_ENV}: expected 1 or 0 (true or false)")
-        options.set("allow_label_cmd", ENV_BOOLEANS[allowed.lower()], ALLOW_LABEL_CMD_ENV)
-    if options.stack is None and environ.get(STACK_ENV):
-        options.set("stack", environ[STACK_ENV], STACK_ENV)
+    options.read_environment(environ)
     options.docker_globals = docker_globals
     options.args = list(args)
     return options
@@ -409,7 +277,7 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
         _print(sys.stderr, usage_error_text(str(error)))
         return EXIT_USAGE
     if options.help:
-        _print(sys.stdout, HELP)
+        _print(sys.stdout, render_help())
         return EXIT_OK
     if options.version:
         _print(sys.stdout, f"docker-reroll {__version__}\n")

@@ -9,10 +9,9 @@ of `--progress`, and the services of the compose project that the options typed 
 
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from docker_reroll.cli import HELP, OPTIONS, OPTIONS_BY_NAME, split_option_word
 from docker_reroll.errors import RerollError
+from docker_reroll.options import FLAGS, OPTIONS_BY_NAME, PROGRESS_MODES, split_option_word
 from docker_reroll.processes import CommandRunner
-from docker_reroll.settings import PROGRESS_MODES
 
 # cobra's ShellCompDirective bits
 DEFAULT = 0  # the shell may complete file names
@@ -69,17 +68,8 @@ def _values(flag: str, current: str, prefix: str, typed: List[str],
 
 
 def option_help() -> Dict[str, str]:
-    """Each option's long and short name -> the first sentence of its help text (from HELP, the one source)."""
-    texts: Dict[str, str] = {}
-    lines = HELP.splitlines()
-    for index, line in enumerate(lines):
-        names = [word.rstrip(",") for word in line.split() if word.startswith("-")]
-        if not line.lstrip().startswith("-") or index + 1 >= len(lines):
-            continue
-        text = lines[index + 1].strip().split(" [default", 1)[0]
-        for name in names:
-            texts[name] = text
-    return {name: texts.get(name, "") for option in OPTIONS for name in (option.long, option.short) if name}
+    """Each option's long and short name -> its help text, from the option table."""
+    return {name: option.help for option in FLAGS for name in (option.long, option.short) if name}
 
 
 def _awaiting_value(typed: List[str]) -> Optional[str]:

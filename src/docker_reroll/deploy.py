@@ -35,6 +35,7 @@ from docker_reroll.errors import (
 )
 from docker_reroll.interrupts import Interrupts, signal_name
 from docker_reroll.lock import EngineLock
+from docker_reroll.options import FROM_DEFAULT, Options, settings_line
 from docker_reroll.planning import (
     Batch,
     Drain,
@@ -63,7 +64,6 @@ from docker_reroll.progress import (
     Progress,
 )
 from docker_reroll.progress import REMOVED as REMOVED_STATE
-from docker_reroll.settings import FROM_DEFAULT, Options, settings_line
 from docker_reroll.watch import (
     GONE_STATUSES,
     REMOVED,

@@ -11,6 +11,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 from docker_reroll.engine import Container, Docker, ProjectConfig, ServiceSpec
 from docker_reroll.errors import EXIT_LOCKED, EXIT_OK, EXIT_REFUSED, RefusedError
 from docker_reroll.lock import EngineLock, Journal
+from docker_reroll.options import Options, describe_settings
 from docker_reroll.planning import (
     RECREATE,
     SKIP,
@@ -25,7 +26,6 @@ from docker_reroll.planning import (
     shown_pre_stop,
 )
 from docker_reroll.progress import Progress
-from docker_reroll.settings import Options, describe_settings
 from docker_reroll.swarm import IN_PROGRESS, SwarmEngine, plan_swarm_update
 
 

@@ -25,8 +25,8 @@ from docker_reroll.errors import (
     engine_unreachable,
     first_line,
 )
+from docker_reroll.options import DockerFlag, docker_flag_args
 from docker_reroll.processes import CommandRunner, Result
-from docker_reroll.settings import DockerFlag, docker_flag_args
 
 LABEL_PROJECT = "com.docker.compose.project"
 LABEL_SERVICE = "com.docker.compose.service"

@@ -9,7 +9,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from docker_reroll.engine import Container, ProjectConfig, ServiceSpec
 from docker_reroll.errors import RefusedError, UsageError
 from docker_reroll.lock import Journal
-from docker_reroll.settings import KNOWN_LABELS, LABEL_PREFIX, Options
+from docker_reroll.options import LABEL_PREFIX, SETTING_LABELS, Options
 from docker_reroll.watch import gone
 
 STALE_STATUSES = ("exited", "dead", "created")
@@ -122,6 +122,8 @@ def check_exists(project: ProjectConfig, service: str, profile_services: Sequenc
 ROLL, RECREATE, SKIP = "roll", "recreate", "skip"
 STRATEGY_LABEL = "docker-reroll.strategy"  # `recreate`: never run two (a database); left to compose
 STRATEGIES = (ROLL, RECREATE)
+# Every `docker-reroll.*` label the tool reads: the settings, and how a release treats the service.
+KNOWN_LABELS = tuple(sorted((*SETTING_LABELS, STRATEGY_LABEL)))
 
 
 @dataclass(frozen=True)

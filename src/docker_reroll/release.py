@@ -30,9 +30,9 @@ from docker_reroll.errors import (
 )
 from docker_reroll.interrupts import Interrupts, signal_name
 from docker_reroll.lock import EngineLock
+from docker_reroll.options import Options
 from docker_reroll.planning import RECREATE, ROLL, SKIP, ReleaseFacts, Step, plan_release
 from docker_reroll.progress import Progress
-from docker_reroll.settings import Options
 from docker_reroll.swarm import SwarmDeployment, SwarmEngine
 
 

@@ -18,11 +18,11 @@ from docker_reroll.errors import (
     RerollError,
 )
 from docker_reroll.interrupts import Interrupts, signal_name
+from docker_reroll.options import Options, docker_flag_args
 from docker_reroll.outage import EngineWait
 from docker_reroll.processes import CallStats, CommandRunner
 from docker_reroll.progress import Progress, choose_writer
 from docker_reroll.release import Release
-from docker_reroll.settings import Options, docker_flag_args
 
 STATS_ENV = "DOCKER_REROLL_STATS"  # a file to write timing figures to (used by the benchmark)
 DEBUG_ENV = "DOCKER_REROLL_DEBUG"

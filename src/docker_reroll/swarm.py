@@ -18,8 +18,8 @@ from docker_reroll.engine import Docker, compose_message
 from docker_reroll.errors import DeployFailed, Interrupted, LockedError, RefusedError
 from docker_reroll.interrupts import Interrupts, signal_name
 from docker_reroll.lock import EngineLock
+from docker_reroll.options import Options
 from docker_reroll.progress import Progress
-from docker_reroll.settings import Options
 
 STACK_LABEL = "com.docker.stack.namespace"
 FOLLOW_SECONDS = 0.5  # how often the update's state is read: Swarm itself moves in seconds

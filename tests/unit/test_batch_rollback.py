@@ -9,9 +9,9 @@ import pytest
 from docker_reroll.deploy import Deployment
 from docker_reroll.errors import DeployFailed, DockerCommandError, Incomplete
 from docker_reroll.interrupts import Interrupts
+from docker_reroll.options import Options
 from docker_reroll.planning import Batch
 from docker_reroll.progress import Progress
-from docker_reroll.settings import Options
 
 
 def deployment(roll_back):

@@ -8,13 +8,13 @@ import pytest
 
 from docker_reroll import __version__
 from docker_reroll.cli import (
-    HELP,
     METADATA_COMMAND,
     PLUGIN_ENV,
     USAGE,
     main,
     parse_args,
     parse_command_line,
+    render_help,
     split_argv,
 )
 from docker_reroll.errors import UsageError
@@ -41,7 +41,7 @@ def test_metadata_is_only_a_json_object_with_the_protocol_fields():
 
 def test_help_keeps_the_original_option_lines_and_documents_the_compose_flags():
     code, out, _ = run_main(["reroll", "--help"])
-    assert code == 0 and out == HELP
+    assert code == 0 and out == render_help()
     for line in [
         "Usage: docker reroll [OPTIONS] <SERVICE>...",
         "       docker reroll [OPTIONS] --all",
@@ -266,7 +266,7 @@ def test_the_readmes_usage_is_the_help_text_word_for_word():
     import os
 
     readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md"), encoding="utf-8").read()
-    body = HELP.split("\n\n", 1)[1].strip()
+    body = render_help().split("\n\n", 1)[1].strip()
     assert f"```\n{body}\n```" in readme
 
 

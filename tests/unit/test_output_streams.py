@@ -8,11 +8,11 @@ exit 1 instead of 2."""
 
 import pytest
 
-from docker_reroll.cli import HELP
+from docker_reroll.cli import render_help
 from dockerfixtures import STREAM_STATES, install_plugin, run_with_streams
 
 COMMANDS = {  # what each prints, on which stream, with the documented exit code
-    "help": (["--help"], 0, "stdout", HELP),
+    "help": (["--help"], 0, "stdout", render_help()),
     "version": (["--version"], 0, "stdout", "docker-reroll "),
     "metadata": (["docker-cli-plugin-metadata"], 0, "stdout", '{"SchemaVersion": "0.1.0"'),
     "completion": (["__complete", "reroll", "--pro"], 0, "stdout", "--project-name\t"),

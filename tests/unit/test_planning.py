@@ -6,6 +6,7 @@ from docker_reroll.deploy import Phase, rolls_back
 from docker_reroll.engine import Container, ProjectConfig, ServiceSpec
 from docker_reroll.errors import RefusedError, UsageError
 from docker_reroll.lock import Journal
+from docker_reroll.options import OPTIONS_BY_DEST, Options
 from docker_reroll.planning import (
     NO_DRAIN,
     ReleaseFacts,
@@ -18,7 +19,6 @@ from docker_reroll.planning import (
     plan_release,
     pre_stop_command,
 )
-from docker_reroll.settings import DEFAULT_DRAIN_TIME, Options
 from docker_reroll.watch import REMOVED, all_healthy, all_unhealthy, serving, still_serving
 
 
@@ -174,7 +174,7 @@ def test_old_containers_are_all_drained_with_the_recipe_and_only_healthy_ones_ar
     assert drain.pre_stop and drain.pause == 2.0 and drain.warnings == []
     # 2 is unhealthy already, 3 has no health check: only 1 has a change left for Docker to report
     assert [c.number for c in drain.wait_unhealthy] == [1]
-    assert drain.floor == DEFAULT_DRAIN_TIME == 1.0
+    assert drain.floor == OPTIONS_BY_DEST["drain_time"].default == 1.0
 
 
 def test_the_floor_is_the_drain_time_and_zero_turns_it_off():
@@ -314,7 +314,7 @@ def test_a_dependency_cycle_is_refused():
 
 
 def test_update_config_fills_in_what_the_command_line_left_out():
-    from docker_reroll.settings import Options
+    from docker_reroll.options import Options
 
     options = Options()
     resolved = options.for_service("web", {"parallelism": 2, "delay": "1m30s", "monitor": "500ms",
@@ -336,7 +336,7 @@ def test_update_config_fills_in_what_the_command_line_left_out():
 def test_a_parallelism_that_is_no_count_of_containers_is_refused_with_its_bound(parallelism):
     """Seen before: 5,000 digits gave Python's own message about its int conversion limit, and any count was
     taken."""
-    from docker_reroll.settings import Options
+    from docker_reroll.options import Options
 
     with pytest.raises(ValueError, match="deploy.update_config.parallelism: expected a whole number from 0 to "
                                          "10000, not "):
@@ -345,7 +345,7 @@ def test_a_parallelism_that_is_no_count_of_containers_is_refused_with_its_bound(
 
 def test_labels_fill_in_settings_and_the_command_line_wins():
     from docker_reroll.errors import UsageError
-    from docker_reroll.settings import Options
+    from docker_reroll.options import Options
 
     labels = {"docker-reroll.pre-stop-exec": "touch /.dead", "docker-reroll.pre-stop-wait-until-unhealthy": "true",
               "docker-reroll.drain-time": "2.5", "docker-reroll.wait": ".5", "other.label": "x"}

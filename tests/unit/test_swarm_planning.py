@@ -2,7 +2,7 @@
 
 import json
 
-from docker_reroll.settings import Options
+from docker_reroll.options import Options
 from docker_reroll.swarm import SwarmService, parse_tasks, plan_swarm_update
 
 INSPECT = {
