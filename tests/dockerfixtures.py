@@ -22,7 +22,7 @@ import pytest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
-from docker_reroll.engine import Container, parse_inspect  # noqa: E402
+from docker_reroll.model import Container, parse_inspect  # noqa: E402
 from loadgen import LoadGenerator  # noqa: E402
 
 BUSYBOX_IMAGE = "reroll-test-bb:latest"

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable, Dict, List, NoReturn, Optional, Sequence
 
-from docker_reroll.engine import Container, Docker, ServiceSpec
+from docker_reroll.engine import Docker
 from docker_reroll.errors import (
     DeployFailed,
     DockerCommandError,
@@ -35,6 +35,7 @@ from docker_reroll.errors import (
 )
 from docker_reroll.interrupts import Interrupts, signal_name
 from docker_reroll.lock import EngineLock
+from docker_reroll.model import GONE, Container, ServiceSpec, Status, serving, stale
 from docker_reroll.options import FROM_DEFAULT, Options, settings_line
 from docker_reroll.planning import (
     Batch,
@@ -65,14 +66,11 @@ from docker_reroll.progress import (
 )
 from docker_reroll.progress import REMOVED as REMOVED_STATE
 from docker_reroll.watch import (
-    GONE_STATUSES,
-    REMOVED,
     ContainerWatch,
     Outcome,
     WaitStats,
     all_healthy,
     all_unhealthy,
-    serving,
     still_serving,
 )
 
@@ -176,7 +174,7 @@ class Deployment:
             return  # not ours to show (yet)
         if state is None:
             state = container_state(container)
-            if container.status not in GONE_STATUSES and container.id in self._marks:
+            if container.status not in GONE and container.id in self._marks:
                 state = self._marks[container.id]
         self.progress.container(self.service, container.id, container.name, role, state, container.image)
 
@@ -246,7 +244,7 @@ class Deployment:
         file's deploy.replicas/scale when it differs from what runs, else what runs."""
         containers = self._service_containers()
         scale = self.options.scale.get(self.service)
-        running = len([c for c in containers if c.status not in ("exited", "dead", "created")])
+        running = len([c for c in containers if not stale(c)])
         wanted = self.spec.replicas if self.spec is not None else None
         target = replica_target(scale, lock.journal, wanted, running)
         if target is not None and target != scale:
@@ -292,7 +290,7 @@ class Deployment:
         the watch, whose events keep them current from then on."""
         assert self.watch is not None
         ids = self.docker.service_container_ids(self.project, self.service)
-        return [c for c in self.watch.refresh(ids) if not c.oneoff and c.status != REMOVED]
+        return [c for c in self.watch.refresh(ids) if not c.oneoff and c.status != Status.REMOVED]
 
     # ------------------------------------------------------------------------------------------------ batches
 
@@ -360,7 +358,7 @@ class Deployment:
     def _stop_between_batches(self, why: str, interrupt: Optional[Interrupted] = None) -> NoReturn:
         """Stop with the service at its replica count, partly on the old config: the journal is written again
         for what runs now, so the next run replaces them all; raises."""
-        current = [c for c in self._service_containers() if c.status not in ("exited", "dead", "created")]
+        current = [c for c in self._service_containers() if not stale(c)]
         self.lock.rewrite_journal(self.report.replicas, [c.id for c in current])
         self._keep_journal = True
         self.consistent = True
@@ -474,7 +472,7 @@ class Deployment:
             self._start_together(new)
             # Started, their health check now shows; inspected through the watch, which then keeps them current.
             new = self.watch.refresh([c.id for c in new])
-            vanished = [c for c in new if c.status == REMOVED]
+            vanished = [c for c in new if c.status == Status.REMOVED]
             if vanished:
                 raise DeployFailed(f"new container(s) vanished after starting: {names(vanished)}")
         return new
@@ -657,7 +655,7 @@ class Deployment:
             self.phase = phase
 
     def _stop_and_remove(self, containers: List[Container]) -> None:
-        ids = [c.id for c in containers if c.status != REMOVED]
+        ids = [c.id for c in containers if c.status != Status.REMOVED]
         if not ids:
             return
         self.progress.info(f"stopping {names(containers)}")
@@ -735,7 +733,7 @@ class Deployment:
 
 def container_state(container: Container) -> str:
     """A container's state in the display's words (see progress.py)."""
-    if container.status == REMOVED:
+    if container.status == Status.REMOVED:
         return REMOVED_STATE
     if container.status in ("exited", "dead"):
         return EXITED

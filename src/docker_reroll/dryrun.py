@@ -8,9 +8,10 @@ Exit 0 when the deploy could proceed, 3 when it would be refused, 4 when another
 
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
-from docker_reroll.engine import Container, Docker, ProjectConfig, ServiceSpec
+from docker_reroll.engine import Docker
 from docker_reroll.errors import EXIT_LOCKED, EXIT_OK, EXIT_REFUSED, RefusedError
-from docker_reroll.lock import EngineLock, Journal
+from docker_reroll.lock import EngineLock
+from docker_reroll.model import Container, Journal, ProjectConfig, ServiceSpec, stale
 from docker_reroll.options import Options, describe_settings
 from docker_reroll.planning import (
     RECREATE,
@@ -108,7 +109,7 @@ class DryRun:
         journal = self._look_at_lock(project.name, step.service, options, facts)
         containers = [c for c in self.docker.inspect(self.docker.service_container_ids(project.name, step.service))
                       if not c.oneoff]
-        running = [c for c in containers if c.status not in ("exited", "dead", "created")]
+        running = [c for c in containers if not stale(c)]
         scale = options.scale.get(step.service)
         plan = plan_deploy(containers, journal, replica_target(scale, journal, spec.replicas, len(running)))
         facts.update(containers=[_container(c) for c in plan.old], stale=[_container(c) for c in plan.stale],

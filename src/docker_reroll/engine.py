@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from docker_reroll.clone import Clone, clone, connect_args
@@ -25,220 +25,23 @@ from docker_reroll.errors import (
     engine_unreachable,
     first_line,
 )
+from docker_reroll.model import (
+    LABEL_PROJECT,
+    LABEL_SERVICE,
+    Container,
+    ContainerEvent,
+    ProjectConfig,
+    ServiceSpec,
+    parse_compose_config,
+    parse_event,
+    parse_inspect,
+)
 from docker_reroll.options import DockerFlag, docker_flag_args
 from docker_reroll.processes import CommandRunner, Result
-
-LABEL_PROJECT = "com.docker.compose.project"
-LABEL_SERVICE = "com.docker.compose.service"
-LABEL_ONEOFF = "com.docker.compose.oneoff"
-LABEL_NUMBER = "com.docker.compose.container-number"
-LABEL_CONFIG_HASH = "com.docker.compose.config-hash"
 
 DOCKER_CALL_TIMEOUT = 120.0  # a plain docker call (inspect, ps, rm...) that takes longer is stuck: give up on it
 ENGINE_PROBE_TIMEOUT = 5.0  # `docker version` while the engine may be restarting
 STOP_TIMEOUT_MARGIN = 60.0  # `docker stop` may take each container's own grace period; this much on top of it
-
-
-# ----------------------------------------------------------------------------------------------- parsed engine data
-
-
-@dataclass(frozen=True)
-class Container:
-    id: str
-    name: str
-    status: str  # created, running, paused, restarting, removing, exited, dead
-    health: Optional[str]  # None without a health check, else starting, healthy or unhealthy
-    exit_code: int = 0
-    labels: Mapping[str, str] = field(default_factory=dict)
-    image_id: str = ""
-    health_output: str = ""  # the last health probe's output: the first thing to read when a deploy fails
-    stop_timeout: Optional[int] = None  # seconds, from stop_grace_period; None: the engine's default (10)
-    image: str = ""  # the image as the config names it (`app:v2`); image_id is what it resolved to
-    created: str = ""  # when the engine created it, by the engine's clock (RFC 3339)
-
-    @property
-    def short_id(self) -> str:
-        return self.id[:12]
-
-    @property
-    def running(self) -> bool:
-        return self.status == "running"
-
-    @property
-    def has_healthcheck(self) -> bool:
-        return self.health is not None
-
-    @property
-    def number(self) -> int:
-        try:
-            return int(self.labels.get(LABEL_NUMBER, "0"))
-        except ValueError:
-            return 0
-
-    @property
-    def oneoff(self) -> bool:
-        return self.labels.get(LABEL_ONEOFF, "False") == "True"
-
-    @property
-    def service(self) -> str:
-        return self.labels.get(LABEL_SERVICE, "")
-
-    @property
-    def config_hash(self) -> str:
-        """Compose's hash of the service config the container was made from (empty if compose set none)."""
-        return self.labels.get(LABEL_CONFIG_HASH, "")
-
-
-def parse_inspect(text: str) -> List[Container]:
-    """`docker inspect` JSON (a list of container objects) into Containers."""
-    containers = []
-    for item in json.loads(text or "[]"):
-        state = item.get("State") or {}
-        health = state.get("Health") or None
-        log = (health or {}).get("Log") or []
-        config = item.get("Config") or {}
-        containers.append(
-            Container(
-                id=item["Id"],
-                name=(item.get("Name") or "").lstrip("/"),
-                status=state.get("Status", "unknown"),
-                health=health.get("Status") if health else None,
-                exit_code=int(state.get("ExitCode") or 0),
-                labels=config.get("Labels") or {},
-                image_id=item.get("Image", ""),
-                health_output=(log[-1].get("Output") or "").strip() if log else "",
-                stop_timeout=config.get("StopTimeout"),
-                image=config.get("Image") or "",
-                created=item.get("Created") or "",
-            )
-        )
-    return containers
-
-
-@dataclass(frozen=True)
-class ContainerEvent:
-    id: str
-    action: str  # create, start, die, destroy, health_status
-    health: Optional[str] = None  # for health_status: healthy, unhealthy or starting
-    exit_code: Optional[int] = None  # for die
-    engine_time: float = 0.0  # seconds since the epoch, by the engine's clock
-    received: float = 0.0  # time.monotonic() when the line arrived
-
-
-def parse_event(line: str, received: float = 0.0) -> Optional[ContainerEvent]:
-    """One line of `docker events --format '{{json .}}'`; None for lines that are not container events."""
-    try:
-        data = json.loads(line)
-    except ValueError:
-        return None
-    if data.get("Type") != "container":
-        return None
-    action = data.get("Action") or data.get("status") or ""
-    attributes = (data.get("Actor") or {}).get("Attributes") or {}
-    container_id = (data.get("Actor") or {}).get("ID") or data.get("id") or ""
-    health = None
-    if action.startswith("health_status"):
-        action, _, health = action.partition(":")
-        health = health.strip() or None
-    exit_code = attributes.get("exitCode")
-    return ContainerEvent(
-        id=container_id,
-        action=action,
-        health=health,
-        exit_code=int(exit_code) if exit_code and exit_code.lstrip("-").isdigit() else None,
-        engine_time=(data.get("timeNano") or 0) / 1e9 or float(data.get("time") or 0),
-        received=received,
-    )
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    """What the compose file says about a service, as far as a rolling deploy cares."""
-
-    name: str
-    container_name: Optional[str] = None
-    network_mode: Optional[str] = None
-    fixed_host_ports: List[str] = field(default_factory=list)
-    # What compose does only when it starts a container itself (hooks; inline configs and secrets, which it
-    # copies in at start): a container started with `docker start` would miss it.
-    done_at_start: List[str] = field(default_factory=list)
-    depends_on: List[str] = field(default_factory=list)
-    labels: Mapping[str, str] = field(default_factory=dict)
-    replicas: Optional[int] = None  # deploy.replicas or scale: what a plain `up` would scale it to
-    replicas_key: str = ""  # which of the two set it
-    update_config: Mapping[str, object] = field(default_factory=dict)  # deploy.update_config, as compose gives it
-    known: bool = True  # False with compose v1, which tells only the service's name
-    image: str = ""
-    environment: Mapping[str, str] = field(default_factory=dict)
-    healthcheck: Optional[bool] = None  # set (True) or disabled (False) in the compose file; None: the image's
-
-
-@dataclass(frozen=True)
-class ProjectConfig:
-    name: str
-    services: Mapping[str, ServiceSpec]  # the services compose enables (profiles applied)
-
-    def spec(self, service: str) -> Optional[ServiceSpec]:
-        return self.services.get(service)
-
-
-PORT_RANGE = re.compile(r"^\d+-\d+$")
-
-
-def parse_compose_config(text: str) -> ProjectConfig:
-    """`docker compose config --format json` into the project's name and each service's deploy-relevant facts."""
-    data = json.loads(text)
-    services = {name: _service_spec(data, name, definition or {})
-                for name, definition in (data.get("services") or {}).items()}
-    return ProjectConfig(name=data.get("name") or "", services=services)
-
-
-def _service_spec(project: dict, name: str, definition: dict) -> ServiceSpec:
-    fixed = []
-    for port in definition.get("ports") or []:
-        published = str(port.get("published") or "") if isinstance(port, dict) else ""
-        if published and not PORT_RANGE.match(published):
-            fixed.append(f"{published}:{port.get('target')}")
-    deploy = definition.get("deploy") or {}
-    replicas, key = deploy.get("replicas"), "deploy.replicas"
-    if replicas is None:
-        replicas, key = definition.get("scale"), "scale"
-    return ServiceSpec(
-        name=name,
-        container_name=definition.get("container_name"),
-        network_mode=definition.get("network_mode"),
-        fixed_host_ports=fixed,
-        done_at_start=_done_at_start(project, definition),
-        depends_on=sorted(definition.get("depends_on") or {}),
-        labels={str(k): str(v) for k, v in (definition.get("labels") or {}).items()},
-        replicas=int(replicas) if replicas is not None else None,
-        replicas_key=key if replicas is not None else "",
-        update_config=deploy.get("update_config") or {},
-        image=str(definition.get("image") or ""),
-        environment={str(k): "" if v is None else str(v) for k, v in (definition.get("environment") or {}).items()},
-        healthcheck=_healthcheck(definition.get("healthcheck")),
-    )
-
-
-def _healthcheck(definition: Optional[dict]) -> Optional[bool]:
-    if not definition:
-        return None
-    test = definition.get("test") or []
-    return not (definition.get("disable") or test[:1] == ["NONE"])
-
-
-def _done_at_start(project: dict, service: dict) -> List[str]:
-    """What compose does when it starts one of the service's containers: lifecycle hooks, and (since 2.37.3)
-    copying configs and secrets given inline (`content:`, `environment:`) into it."""
-    done = [f"{hook} hooks" for hook in ("pre_start", "post_start") if service.get(hook)]
-    for kind in ("configs", "secrets"):
-        defined = project.get(kind) or {}
-        for reference in service.get(kind) or []:
-            source = reference.get("source") if isinstance(reference, dict) else reference
-            definition = defined.get(source) or {}
-            if "content" in definition or "environment" in definition:
-                done.append(f"inline {kind[:-1]} '{source}'")
-    return done
 
 
 def legacy_project_name(project_name: Optional[str], files: Sequence[str], project_directory: Optional[str],

@@ -16,8 +16,8 @@ import getpass
 import json
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence
 
 from docker_reroll.engine import Docker
 from docker_reroll.errors import (
@@ -31,6 +31,7 @@ from docker_reroll.errors import (
 )
 from docker_reroll.host import System, identity, owner_is_gone, process_start
 from docker_reroll.interrupts import Interrupts
+from docker_reroll.model import Journal
 from docker_reroll.processes import concurrently
 from docker_reroll.progress import Progress
 
@@ -116,27 +117,6 @@ class Owner:
             return False
         uptime = system.uptime()
         return uptime is not None and age is not None and uptime < age  # this boot began after the lock
-
-
-@dataclass(frozen=True)
-class Journal:
-    """What an interrupted deploy leaves for the next run: the replica count and who served before it began."""
-
-    replicas: int
-    containers: List[str] = field(default_factory=list)  # short ids
-    since: float = 0.0
-
-    def labels(self) -> Dict[str, str]:
-        return {LABEL + "replicas": str(self.replicas), LABEL + "containers": ",".join(self.containers),
-                LABEL + "since": f"{self.since:.3f}"}
-
-    @classmethod
-    def from_labels(cls, labels: Dict[str, str]) -> Optional["Journal"]:
-        replicas = labels.get(LABEL + "replicas", "")
-        if not replicas.isdigit():
-            return None
-        listed = labels.get(LABEL + "containers", "")
-        return cls(int(replicas), [c for c in listed.split(",") if c], _seconds(labels.get(LABEL + "since", "")))
 
 
 class EngineLock:

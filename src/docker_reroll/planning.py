@@ -6,13 +6,9 @@ reported; deploy.py and release.py carry them out.
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from docker_reroll.engine import Container, ProjectConfig, ServiceSpec
 from docker_reroll.errors import RefusedError, UsageError
-from docker_reroll.lock import Journal
+from docker_reroll.model import Container, Health, Journal, ProjectConfig, ServiceSpec, Status, gone, stale
 from docker_reroll.options import LABEL_PREFIX, SETTING_LABELS, Options
-from docker_reroll.watch import gone
-
-STALE_STATUSES = ("exited", "dead", "created")
 
 
 @dataclass(frozen=True)
@@ -34,7 +30,7 @@ class Plan:
     @property
     def paused(self) -> List[Container]:
         """Old containers a user paused: compose cannot scale the service while one is paused."""
-        return [c for c in self.old if c.status == "paused"]
+        return [c for c in self.old if c.status == Status.PAUSED]
 
 
 def plan_deploy(containers: Sequence[Container], journal: Optional[Journal] = None,
@@ -42,10 +38,10 @@ def plan_deploy(containers: Sequence[Container], journal: Optional[Journal] = No
     """Split the service's containers into stale ones and the rest (running, restarting, paused: each a replica
     to replace). The replica count after the deploy is --scale's if given, else what a journal from an
     interrupted deploy says the service had before that deploy began, else the count of the rest."""
-    stale = [c for c in containers if c.status in STALE_STATUSES]
-    old = [c for c in containers if c.status not in STALE_STATUSES]
-    replicas = scale or (journal.replicas if journal else len(old))
-    return Plan(stale=stale, old=sorted(old, key=lambda c: c.number), replicas=replicas)
+    old = [c for c in containers if not stale(c)]
+    replicas = scale if scale is not None else journal.replicas if journal else len(old)
+    return Plan(stale=[c for c in containers if stale(c)], old=sorted(old, key=lambda c: c.number),
+                replicas=replicas)
 
 
 def replica_target(scale: Optional[int], journal: Optional[Journal], wanted: Optional[int],
@@ -159,7 +155,7 @@ def plan_release(project: ProjectConfig, facts: ReleaseFacts, scale: Mapping[str
     steps = []
     for service in named if named is not None else dependency_order(project):
         spec = project.services[service]
-        running = [c for c in facts.containers.get(service, ()) if c.status not in STALE_STATUSES]
+        running = [c for c in facts.containers.get(service, ()) if not stale(c)]
         strategy, warnings = service_strategy(spec, running)
         wanted = scale.get(service, spec.replicas)
         if named is not None:
@@ -330,7 +326,7 @@ def plan_drain(containers: Sequence[Container], options: Options, rolling_back: 
     report, and one still `starting` has never been healthy, so within its start period Docker cannot report it
     unhealthy at all; those get the pre-stop command and the floor only. On a roll-back without a pre-stop command
     nothing would make a container fail its check, so there is nothing to drain."""
-    drained = [c for c in containers if not gone(c) and c.status != "created"]
+    drained = [c for c in containers if not gone(c) and c.status != Status.CREATED]
     if not drained or not (options.pre_stop or options.pre_stop_wait_until_unhealthy):
         return NO_DRAIN
     if rolling_back and not options.pre_stop:
@@ -340,8 +336,8 @@ def plan_drain(containers: Sequence[Container], options: Options, rolling_back: 
     warnings: List[str] = []
     floor = options.drain_time
     if options.pre_stop_wait_until_unhealthy:
-        wait = [c for c in drained if c.health == "healthy"]
-        never = [c for c in drained if c.health == "starting"]
+        wait = [c for c in drained if c.health == Health.HEALTHY]
+        never = [c for c in drained if c.health == Health.STARTING]
         if never:
             notes.append(f"{names(never)} never turned healthy, so Docker cannot report "
                          f"{'it' if len(never) == 1 else 'them'} unhealthy: drained for --drain-time only")

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Union
 
 from docker_reroll.deploy import Deployment
 from docker_reroll.dryrun import DryRun, refused_plan
-from docker_reroll.engine import Container, Docker, ProjectConfig
+from docker_reroll.engine import Docker
 from docker_reroll.errors import (
     EXIT_DEPLOY_FAILED,
     EXIT_INCOMPLETE,
@@ -30,6 +30,7 @@ from docker_reroll.errors import (
 )
 from docker_reroll.interrupts import Interrupts, signal_name
 from docker_reroll.lock import EngineLock
+from docker_reroll.model import Container, ProjectConfig
 from docker_reroll.options import Options
 from docker_reroll.planning import RECREATE, ROLL, SKIP, ReleaseFacts, Step, plan_release
 from docker_reroll.progress import Progress

@@ -11,16 +11,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
-from docker_reroll.engine import Container, ContainerEvent, Docker, EventStream
+from docker_reroll.engine import Docker, EventStream
 from docker_reroll.interrupts import POLL_SECONDS, Interrupts
+from docker_reroll.model import Container, ContainerEvent, Health, Status, gone, serving
 
 RECONCILE_SECONDS = 2.0  # with a live event stream: a cheap safety net against a lost event
 RESUBSCRIBE_SECONDS = 2.0  # without one: how often to try a new stream (the engine may have restarted)
 POLL_FALLBACK_SECONDS = 0.5  # without one: how often to inspect
 RECENT_EVENTS_KEPT = 16
 
-REMOVED = "removed"  # our status for a container the engine no longer knows
-GONE_STATUSES = ("exited", "dead", REMOVED)
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,7 @@ class ContainerWatch:
                 state = found.get(container_id)
                 if state is None:  # gone: a wait for it must fail, not go on with the others
                     state = dataclasses.replace(previous or Container(container_id, container_id[:12], "", None),
-                                                status=REMOVED)
+                                                status=Status.REMOVED)
                 for event in self._recent_events.get(container_id, []):
                     if event.received >= started:
                         state = evolve(state, event)
@@ -216,21 +215,17 @@ def evolve(container: Container, event: ContainerEvent) -> Container:
     if event.action == "health_status":
         return dataclasses.replace(container, health=event.health)
     if event.action == "start":
-        return dataclasses.replace(container, status="running")
+        return dataclasses.replace(container, status=Status.RUNNING)
     if event.action == "die":
         code = container.exit_code if event.exit_code is None else event.exit_code
-        return dataclasses.replace(container, status="exited", exit_code=code)
+        return dataclasses.replace(container, status=Status.EXITED, exit_code=code)
     if event.action == "destroy":
-        return dataclasses.replace(container, status=REMOVED)
+        return dataclasses.replace(container, status=Status.REMOVED)
     return container
 
 
-def gone(container: Container) -> bool:
-    return container.status in GONE_STATUSES
-
-
 def exit_reason(container: Container) -> str:
-    if container.status == REMOVED:
+    if container.status == Status.REMOVED:
         return f"{container.name} was removed"
     return f"{container.name} exited with code {container.exit_code}"
 
@@ -245,18 +240,13 @@ def all_healthy(containers: List[Container]) -> Optional[Outcome]:
     return None
 
 
-def serving(container: Container) -> bool:
-    """Able to take traffic as far as Docker can tell: healthy, or running without a health check."""
-    return container.health == "healthy" or (container.health is None and container.running)
-
-
 def still_serving(containers: List[Container]) -> Optional[Outcome]:
     """New containers once ready (or, without a health check, once started): only a stop or a failing health check
     decides early, and fails the deploy; otherwise the wait runs its course."""
     for container in containers:
         if gone(container):
             return Outcome("failed", exit_reason(container))
-        if container.health == "unhealthy":
+        if container.health == Health.UNHEALTHY:
             return Outcome("failed", f"{container.name} turned unhealthy")
     return None
 
@@ -264,6 +254,6 @@ def still_serving(containers: List[Container]) -> Optional[Outcome]:
 def all_unhealthy(containers: List[Container]) -> Optional[Outcome]:
     """Draining: done when Docker calls every container unhealthy (or it stopped). `starting` is not enough: a new
     container being rolled back may be in a proxy's pool already, and only its failing check takes it out."""
-    if all(c.health == "unhealthy" or gone(c) for c in containers):
+    if all(c.health == Health.UNHEALTHY or gone(c) for c in containers):
         return DONE
     return None

@@ -14,7 +14,8 @@ import time
 import pytest
 
 from docker_reroll.host import System, identity, owner_is_gone, process_start
-from docker_reroll.lock import REMOTE_LOCK_LIFETIME, Journal, Owner
+from docker_reroll.lock import REMOTE_LOCK_LIFETIME, Owner
+from docker_reroll.model import Journal
 
 
 class Recorded(System):
@@ -212,7 +213,7 @@ class FakeEngine:
         return Result(1, "", "Error: No such volume")
 
     def inspect(self, ids):
-        from docker_reroll.engine import Container
+        from docker_reroll.model import Container
 
         return [Container(id="ab" * 32, name=ids[0], status="created", health=None, labels=self.holder_labels)]
 
@@ -318,8 +319,8 @@ def test_an_engine_error_at_release_is_a_warning_not_the_deploys_outcome():
 
 def test_a_locks_age_is_measured_on_the_engines_clock():
     """A laptop whose clock is a day off must not judge another machine's lock by it."""
-    from docker_reroll.engine import Container
     from docker_reroll.lock import EngineLock
+    from docker_reroll.model import Container
     from docker_reroll.processes import Result
     from docker_reroll.progress import Progress
 

@@ -3,9 +3,8 @@
 import pytest
 
 from docker_reroll.deploy import Phase, rolls_back
-from docker_reroll.engine import Container, ProjectConfig, ServiceSpec
 from docker_reroll.errors import RefusedError, UsageError
-from docker_reroll.lock import Journal
+from docker_reroll.model import Container, Journal, ProjectConfig, ServiceSpec, Status, serving
 from docker_reroll.options import OPTIONS_BY_DEST, Options
 from docker_reroll.planning import (
     NO_DRAIN,
@@ -19,7 +18,7 @@ from docker_reroll.planning import (
     plan_release,
     pre_stop_command,
 )
-from docker_reroll.watch import REMOVED, all_healthy, all_unhealthy, serving, still_serving
+from docker_reroll.watch import all_healthy, all_unhealthy, still_serving
 
 
 def box(number, status="running", health="healthy", exit_code=0):
@@ -145,7 +144,7 @@ def test_readiness_verdicts():
     assert all_healthy([box(1, health="unhealthy")]) is None  # may still recover within the timeout
     failed = all_healthy([box(1), box(2, status="exited", exit_code=3)])
     assert failed.kind == "failed" and "p-web-2 exited with code 3" in failed.reason
-    assert all_healthy([box(1, status=REMOVED)]).kind == "failed"
+    assert all_healthy([box(1, status=Status.REMOVED)]).kind == "failed"
     assert still_serving([box(1, health=None)]) is None
     assert still_serving([box(1, health=None, status="dead")]).kind == "failed"
 

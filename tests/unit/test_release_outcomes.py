@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 
 from docker_reroll.deploy import StoppedBetweenBatches
-from docker_reroll.engine import ServiceSpec
 from docker_reroll.errors import DeployFailed, Interrupted, LockedError, RefusedError
 from docker_reroll.interrupts import Interrupts
+from docker_reroll.model import ServiceSpec
 from docker_reroll.options import Options
 from docker_reroll.planning import ROLL, Step
 from docker_reroll.progress import Progress

@@ -3,8 +3,8 @@
 import threading
 import time
 
-from docker_reroll.engine import Container, ContainerEvent
 from docker_reroll.interrupts import Interrupts
+from docker_reroll.model import Container, ContainerEvent
 from docker_reroll.watch import ContainerWatch, all_healthy, all_unhealthy
 
 
