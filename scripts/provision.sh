@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provision what the tests and the demo need on a Debian machine: a running Docker engine, the compose v2
-# plugin, the legacy docker-compose v1, and a local debian:bookworm-slim base image (no registry needed).
+# plugin, the legacy docker-compose v1, a local debian:bookworm-slim base image (no registry needed), and a local
+# registry on 127.0.0.1:5000 for the Swarm test of a re-pushed tag.
 # Idempotent: each step is skipped when its result is already there, so a second run takes a second or two.
 set -euo pipefail
 
@@ -71,7 +72,45 @@ base_image() {
   log "imported debian:bookworm-slim"
 }
 
+registry_answers() {
+  python3 - <<'PY' 2>/dev/null
+import urllib.request
+with urllib.request.urlopen("http://127.0.0.1:5000/v2/", timeout=5) as answer:
+    raise SystemExit(answer.status != 200)
+PY
+}
+
+# Debian's docker-registry, on 127.0.0.1 only and without authentication (the package's own config asks for a
+# password): the engine trusts a registry on 127.0.0.0/8 without TLS. Started in the background, as dockerd is.
+start_registry() {
+  registry_answers && return 0
+  apt_install docker-registry
+  local config=/etc/docker/registry/docker-reroll-tests.yml
+  cat >"$config" <<'YAML'
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: /var/lib/docker-registry
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:5000
+YAML
+  log "starting docker-registry on 127.0.0.1:5000"
+  nohup runuser -u docker-registry -- docker-registry serve "$config" >>/var/log/docker-registry.log 2>&1 &
+  for _ in $(seq 1 40); do
+    registry_answers && return 0
+    sleep 0.25
+  done
+  log "the registry does not answer on 127.0.0.1:5000 (is the port taken?); last lines of /var/log/docker-registry.log:"
+  tail -n 20 /var/log/docker-registry.log >&2 || true
+  return 1
+}
+
 start_engine
+start_registry
 install_compose_v2
 install_compose_v1
 base_image

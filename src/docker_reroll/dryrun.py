@@ -27,7 +27,7 @@ from docker_reroll.planning import (
     shown_pre_stop,
 )
 from docker_reroll.progress import Progress
-from docker_reroll.swarm import IN_PROGRESS, SwarmEngine, plan_swarm_update
+from docker_reroll.swarm import IN_PROGRESS, SwarmEngine, describe_update, plan_swarm_update, refusal_for
 
 
 class DryRun:
@@ -59,8 +59,8 @@ class DryRun:
                  for service, options in services.items()]
         self.lines.append({EXIT_OK: "the deploy can proceed", EXIT_REFUSED: "the deploy would be refused",
                            EXIT_LOCKED: "another deploy is at work: this one would exit 4"}[self.exit_code])
-        self.progress.plan({"dry_run": True, "stack": stack, "exit_code": self.exit_code, "services": facts,
-                            "lines": self.lines})
+        self.progress.plan({"dry_run": True, "project": stack, "stack": stack, "exit_code": self.exit_code,
+                            "services": facts, "lines": self.lines})
         return self.exit_code
 
     def _swarm_service(self, stack: str, service: str, options: Options, engine: SwarmEngine,
@@ -69,20 +69,26 @@ class DryRun:
         name = f"{stack}_{service}"
         facts: Dict[str, object] = {"service": service, "swarm_service": name}
         current = engine.inspect(name)
-        if current is None:
-            facts["refused"] = f"no Swarm service {name}"
-            say(f"{service}: refused: no Swarm service {name}")
+        refusal = refusal_for(name, current, options.scale.get(service))
+        if refusal or current is None:
+            facts["refused"] = refusal
+            say(f"{service}: refused: {refusal}")
             self._worst(EXIT_REFUSED)
             return facts
-        plan = plan_swarm_update(options, current, *config)
+        plan = plan_swarm_update(options, current, *config, options.scale.get(service))
         tasks = [t for t in engine.tasks(name) if t.desired == "running"]
         facts.update(image=current.image, replicas=current.replicas, update_state=current.update_state,
-                     args=plan.args, changes=plan.changes, deadline=plan.deadline,
-                     tasks=[{"id": t.id, "slot": t.slot, "state": t.state, "image": t.image} for t in tasks])
+                     args=plan.shown_args, changes=plan.changes, deadline=plan.deadline,
+                     settings=[{"setting": n, "value": v, "source": s} for n, v, s in plan.settings],
+                     warnings=plan.warnings,
+                     tasks=[{"id": t.id, "slot": t.slot, "state": t.state, "image": t.reference} for t in tasks])
         say(f"{service}: Swarm service {name}, {current.replicas} replica(s) of {current.image}")
         say(f"  tasks: {', '.join(f'{name}.{t.slot} ({t.id[:12]}) {t.state}' for t in tasks) or 'none'}")
         say(f"  change: {'; '.join(plan.changes)}")
-        say(f"  `docker service update --detach {' '.join(plan.args)} {name}`, followed for up to "
+        say(f"  update settings: {describe_update(plan)}")
+        for warning in plan.warnings:
+            say(f"  {warning}")
+        say(f"  `docker service update --detach {' '.join(plan.shown_args)} {name}`, followed for up to "
             f"{plan.deadline:g}s, then rolled back")
         self._look_at_lock(stack, service, options, facts)  # the same engine lock as a compose service's
         if current.update_state in IN_PROGRESS:

@@ -21,6 +21,7 @@ class RerollError(Exception):
 
     exit_code = EXIT_DEPLOY_FAILED
     rolled_back = True  # if the service is consistent after it: what ran before serves (not a mix, not a pause)
+    service_state = ""  # else, what Swarm left the service in, when it says: paused, rollback paused, ...
 
 
 class UsageError(RerollError):

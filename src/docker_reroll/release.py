@@ -34,7 +34,7 @@ from docker_reroll.model import Container, ProjectConfig
 from docker_reroll.options import Options
 from docker_reroll.planning import RECREATE, ROLL, SKIP, ReleaseFacts, Step, plan_release
 from docker_reroll.progress import Progress
-from docker_reroll.swarm import SwarmDeployment, SwarmEngine
+from docker_reroll.swarm import SWARM_ENDINGS, SwarmDeployment, SwarmEngine, check_swarm_options
 
 
 @dataclass
@@ -67,7 +67,12 @@ class Release:
 
     def run(self) -> int:
         """Deploy; returns the exit code of a dry run, else EXIT_OK (every failure raises)."""
-        project, stack = self._target()
+        try:
+            project, stack = self._target()
+        except RefusedError as error:
+            if self.options.dry_run:
+                refused_plan(self.progress, error)
+            raise
         if stack is not None:
             return self._run_swarm(stack, project)
         assert project is not None
@@ -101,7 +106,8 @@ class Release:
 
     def _target(self) -> "tuple[Optional[ProjectConfig], Optional[str]]":
         """The compose project, or the Swarm stack whose service to deploy: --stack (or DOCKER_REROLL_STACK), else
-        a stack that has the services when the compose project (if there is one) does not."""
+        a stack that has the services when the compose project (if there is one) does not. `--stack ''` is the
+        compose project, whatever stacks there are."""
         if self.options.stack:
             return self._stack_file(), self.options.stack
         try:
@@ -109,7 +115,7 @@ class Release:
         except RefusedError as error:
             project, load_error = None, error
         missing = [s for s in self.options.services if project is None or s not in project.services]
-        if missing and not self.options.all:
+        if missing and not self.options.all and self.options.stack is None:
             stack = self._stack_with(missing)
             if stack is not None:
                 return project, stack
@@ -118,7 +124,25 @@ class Release:
         if self.options.image:
             raise RefusedError("--image applies to a Swarm stack service (--stack); a compose service takes its "
                                "image from the compose file")
+        if self.options.stack is None:
+            self._refuse_if_a_stack_is_meant(project)
         return project, None
+
+    def _refuse_if_a_stack_is_meant(self, project: ProjectConfig) -> None:
+        """A compose file here that names the service, none of whose containers run, and a Swarm stack that has
+        it (`docker stack deploy -c compose.yaml shop` from this directory): deploying the compose service would
+        start it beside the stack, so the user says which (--all always means the compose project)."""
+        idle = [s for s in self.options.services if not self.docker.service_container_ids(project.name, s)]
+        engine = SwarmEngine(self.docker)
+        if not idle or not engine.is_manager():
+            return
+        for service in idle:
+            stacks = sorted(name[:-len(service) - 1] for name in engine.stack_services(service))
+            if stacks:
+                raise RefusedError(
+                    f"'{service}' is both a service of the compose project {project.name}, which runs no container "
+                    f"of it, and of the Swarm stack{'s' if len(stacks) > 1 else ''} {', '.join(stacks)}: say which, "
+                    f"`--stack {stacks[0]}` for the Swarm service, `--stack ''` for the compose project")
 
     def _stack_file(self) -> Optional[ProjectConfig]:
         """With a stack: the compose file that gives the new config, -f's, else the one compose finds here, if
@@ -143,15 +167,16 @@ class Release:
         return None
 
     def _run_swarm(self, stack: str, project: Optional[ProjectConfig]) -> int:
-        if self.options.all:
-            raise RefusedError("--all deploys a compose project; a stack is deployed with `docker stack deploy`")
-        self._options = {s: self._options_for(project, s) for s in self.options.services}
-        if any(options.pre_stop for options in self._options.values()):
-            raise RefusedError(
-                "--pre-stop-cmd/--pre-stop-exec (or their labels) have no Swarm equivalent: Swarm stops an old task "
-                "as soon as its replacement runs. Give the service a health check that fails on SIGTERM and keeps "
-                "serving for a moment (a lame duck) and a stop_grace_period longer than that, so the proxy drops "
-                "it first")
+        try:
+            if self.options.all:
+                raise RefusedError("--all deploys a compose project; a stack is deployed with `docker stack deploy`")
+            self._options = {s: self._options_for(project, s) for s in self.options.services}
+            for service, options in self._options.items():  # every option that cannot apply, before any change
+                check_swarm_options(service, options)
+        except RefusedError as error:
+            if self.options.dry_run:
+                refused_plan(self.progress, error)
+            raise
         engine = SwarmEngine(self.docker)
         if self.options.dry_run:
             return DryRun(self.options, self.docker, self.progress, self.command_line).run_swarm(
@@ -305,7 +330,9 @@ class Release:
             rolled_back = isinstance(error, RerollError) and error.rolled_back and self._flight is not None \
                 and self._flight.consistent
             word = "interrupted" if isinstance(error, Interrupted) else "failed"
-            self.outcomes.append(Outcome(in_flight, f"{word}{' (rolled back)' if rolled_back else ''}"))
+            state = error.service_state if isinstance(error, RerollError) else ""  # what Swarm says, if it did
+            note = state or ("rolled back" if rolled_back else "")
+            self.outcomes.append(Outcome(in_flight, f"{word}{f' ({note})' if note else ''}"))
         done = {o.service for o in self.outcomes}
         for step in self.steps:
             if step.service not in done:
@@ -325,10 +352,11 @@ class Release:
                 facts["new"] = [_brief(c) for c in report.new_containers]
             swarm = next((d for d in self.swarm_deployments if d.service == result.service), None)
             if swarm is not None:
-                facts["old"] = [{"id": t.id, "name": f"{swarm.name}.{t.slot}", "image": t.image}
+                facts["old"] = [{"id": t.id, "name": f"{swarm.name}.{t.slot}", "image": t.reference}
                                 for t in swarm.old_tasks]
-                facts["new"] = [{"id": t.id, "name": f"{swarm.name}.{t.slot}", "image": t.image}
+                facts["new"] = [{"id": t.id, "name": f"{swarm.name}.{t.slot}", "image": t.reference}
                                 for t in swarm.new_tasks]
+                facts["update_state"] = swarm.final_state
             services.append(facts)
         said = "; ".join(f"{o.service} {o.result}" for o in self.outcomes)
         if self.options.dry_run:
@@ -345,6 +373,9 @@ def outcome_word(code: int, outcomes: List[Outcome], dry_run: bool) -> str:
         return "interrupted"
     if code == EXIT_DEPLOY_FAILED and any("rolled back" in o.result for o in outcomes):
         return "rolled back"
+    swarm_ending = next((e for o in outcomes for e in SWARM_ENDINGS if o.result == f"failed ({e})"), None)
+    if code == EXIT_DEPLOY_FAILED and swarm_ending:
+        return swarm_ending  # what Swarm left the service in: paused, rollback paused, ...
     return {EXIT_OK: "deployed", EXIT_DEPLOY_FAILED: "failed", EXIT_USAGE: "usage error", EXIT_REFUSED: "refused",
             EXIT_LOCKED: "locked", EXIT_INCOMPLETE: "incomplete"}.get(code, "failed")
 

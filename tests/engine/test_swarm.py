@@ -4,18 +4,24 @@ is made for this module and left again afterwards."""
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
+import textwrap
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Dict
+from urllib.request import urlopen
 
 import pytest
 
 from dockerfixtures import ROOT, docker, finish, free_port, load_on, read_until, versions_after
 
 STACK_FILE = os.path.join(ROOT, "tests", "stacks", "swarm", "stack.yaml")
+REGISTRY_STACK_FILE = os.path.join(ROOT, "tests", "stacks", "swarm", "registry.yaml")
+REGISTRY = "127.0.0.1:5000"  # Debian's docker-registry, started by scripts/provision.sh
 
 
 @dataclass
@@ -48,9 +54,11 @@ class SwarmStack:
         return sorted((t["ID"], dict(e.split("=", 1) for e in t["Spec"]["ContainerSpec"]["Env"])["APP_VERSION"])
                       for t in found if t["Status"]["State"] == "running")
 
+    def inspect(self, service="app"):
+        return json.loads(docker("service", "inspect", f"{self.name}_{service}").stdout)[0]
+
     def update_state(self, service="app"):
-        status = json.loads(docker("service", "inspect", f"{self.name}_{service}").stdout)[0].get("UpdateStatus")
-        return (status or {}).get("State")
+        return (self.inspect(service).get("UpdateStatus") or {}).get("State")
 
     def wait_ready(self, replicas=3, timeout=90):
         from urllib.request import urlopen
@@ -88,14 +96,54 @@ def swarm(base_env, stack_images):
 
 
 @pytest.fixture
-def swarm_stack(swarm, base_env):
-    stack = SwarmStack("rs" + uuid.uuid4().hex[:8], {**base_env, "PROXY_PORT": str(free_port())})
-    stack.deploy()
-    try:
-        stack.wait_ready()
-        yield stack
-    finally:
+def make_swarm_stack(swarm, base_env):
+    """Stacks from tests/stacks/swarm/stack.yaml, deployed with these variables (APP_REPLICAS, UPDATE_MONITOR...)
+    and ready, removed afterwards."""
+    made = []
+
+    def make(**env):
+        stack = SwarmStack("rs" + uuid.uuid4().hex[:8], {**base_env, "PROXY_PORT": str(free_port()), **env})
+        made.append(stack)
+        stack.deploy()
+        stack.wait_ready(replicas=int(env.get("APP_REPLICAS", 3)))
+        return stack
+
+    yield make
+    for stack in made:
         stack.remove()
+
+
+@pytest.fixture
+def swarm_stack(make_swarm_stack):
+    return make_swarm_stack()
+
+
+@pytest.fixture(scope="module")
+def registry():
+    """The local registry: missing, it is a failure (provisioning starts it), never a skip."""
+    try:
+        with urlopen(f"http://{REGISTRY}/v2/", timeout=5) as answer:
+            assert answer.status == 200
+    except (OSError, AssertionError) as error:
+        pytest.fail(f"no registry answers on {REGISTRY} ({error}): run scripts/provision.sh, which installs "
+                    "Debian's docker-registry and starts it there", pytrace=False)
+    return REGISTRY
+
+
+def recording_docker(directory):
+    """A `docker` that records each call's arguments (one line each) in directory/argv.log, then runs the real one
+    under its own name, so the docker CLI tells the plugin to call it too (DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND)."""
+    real = shutil.which("docker")
+    os.makedirs(directory, exist_ok=True)
+    wrapper = os.path.join(directory, "docker")
+    with open(wrapper, "w") as handle:
+        handle.write(textwrap.dedent(f"""\
+            #!/bin/bash
+            printf '%s\\n' "$*" >> {directory}/argv.log
+            exec -a "$0" {real} "$@"
+            """))
+    os.chmod(wrapper, 0o755)
+    return wrapper
 
 
 def test_a_deploy_under_load_is_swarms_start_first_update_with_zero_failed_requests(swarm_stack):
@@ -177,12 +225,11 @@ def test_a_stack_service_is_found_without_stack_and_pre_stop_is_refused(swarm_st
     assert f"updating Swarm service {stack.name}_app" in found.stderr
     assert refused.returncode == 3 and "stop_grace_period" in refused.stderr
     assert dry.returncode == 0, dry.stderr
-    assert "docker service update --detach --update-order start-first" in dry.stderr
-    assert "--image reroll-example-app:next" in dry.stderr and "image reroll-example-app:latest -> " \
-        "reroll-example-app:next" in dry.stderr
+    assert "docker service update --detach --image reroll-example-app:next --force" in dry.stderr  # nothing else
+    assert "image reroll-example-app:latest -> reroll-example-app:next" in dry.stderr
     assert stack.tasks() == before and "summary: dry run; exit 0" in dry.stderr
     assert batched.returncode == 0, batched.stderr
-    assert "--update-parallelism 1 " in batched.stderr and "APP_VERSION=v2" in batched.stderr, "the file's settings"
+    assert "--update-parallelism 1 " in batched.stderr and "APP_VERSION changed" in batched.stderr, "the file's"
 
 
 def test_an_update_swarm_is_already_running_is_respected_with_exit_4(swarm_stack):
@@ -199,3 +246,183 @@ def test_an_update_swarm_is_already_running_is_respected_with_exit_4(swarm_stack
     assert "summary: app locked; exit 4" in run.stderr
     assert dry.returncode == 4 and "Swarm is updating it now (updating since" in dry.stderr
 
+
+
+def test_a_re_pushed_tag_reaches_the_tasks_as_docker_stack_deploy_resolves_it(swarm, registry, base_env, tmp_path):
+    """`docker stack deploy` pins `app:latest` to its digest; after `latest` is pushed again, a deploy must resolve
+    the tag again (not restart the tasks on the old digest)."""
+    repository = f"{registry}/reroll-test-{uuid.uuid4().hex[:8]}"
+    image = f"{repository}:latest"
+    stack = SwarmStack("rg" + uuid.uuid4().hex[:8], {**base_env, "APP_IMAGE": image})
+    pushed = {}
+
+    def push(version):
+        docker("build", "-q", "-t", image, "-",
+               input_text=f"FROM reroll-example-app:latest\nENV APP_VERSION={version}\n")
+        output = docker("push", image).stdout
+        pushed[version] = (re.search(r"digest: (sha256:[0-9a-f]{64})", output).group(1),
+                           docker("image", "inspect", "--format", "{{.Id}}", image).stdout.strip())
+
+    def running():
+        """Each running task's pinned digest, its container's image id and what the app in it answers."""
+        ids = docker("service", "ps", "--quiet", "--no-trunc", "--filter", "desired-state=running",
+                     f"{stack.name}_app").stdout.split()
+        found = []
+        for task in json.loads(docker("inspect", "--type", "task", *ids).stdout):
+            if task["Status"]["State"] != "running":
+                continue
+            container = task["Status"]["ContainerStatus"]["ContainerID"]
+            answer = docker("exec", container, "python3", "-c", "import urllib.request; print(urllib.request."
+                            "urlopen('http://127.0.0.1:8080/').read().decode().split()[0])").stdout.strip()
+            found.append((task["Spec"]["ContainerSpec"]["Image"].partition("@")[2],
+                          docker("inspect", "--format", "{{.Image}}", container).stdout.strip(), answer))
+        return sorted(found)
+
+    def wait_running(version, timeout=90):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if running() == [(*pushed[version], version)] * 2:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"never 2 tasks of {version}: {running()}")
+
+    try:
+        started = time.monotonic()
+        push("reg-v1")
+        docker("stack", "deploy", "-c", REGISTRY_STACK_FILE, stack.name, env=stack.env)
+        wait_running("reg-v1")
+        assert stack.inspect()["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == f"{image}@{pushed['reg-v1'][0]}"
+        push("reg-v2")  # the same tag, another image
+        assert pushed["reg-v2"][0] != pushed["reg-v1"][0]
+
+        run = subprocess.run(["docker", "reroll", "--stack", stack.name, "app"], capture_output=True, text=True,
+                             cwd=str(tmp_path), env=stack.env, timeout=240)
+        print(f"--- docker reroll --stack {stack.name} app -> {run.returncode}\n{run.stderr}")
+        took = time.monotonic() - started
+
+        assert run.returncode == 0, run.stderr
+        assert stack.inspect()["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == f"{image}@{pushed['reg-v2'][0]}"
+        assert running() == [(*pushed["reg-v2"], "reg-v2")] * 2  # by digest, by image id, by what the app says
+        assert f"image {image} resolved again on its registry" in run.stderr
+        print(f"registry test (two pushes, stack deploy, re-pushed tag deployed): {took:.1f}s")
+    finally:
+        stack.remove()
+        docker("image", "rm", "--force", image, check=False)
+
+
+def test_without_a_file_the_services_own_update_settings_apply_and_are_kept(make_swarm_stack, tmp_path):
+    """A stack that updates one task at a time, watches the new tasks for 6 s and pauses on a failure: a deploy
+    without a compose file keeps all of that, and follows the update as long as those settings make it take."""
+    stack = make_swarm_stack(APP_REPLICAS="2", UPDATE_PARALLELISM="1", UPDATE_MONITOR="6s",
+                             UPDATE_FAILURE_ACTION="pause")
+    before = stack.inspect()["Spec"]["UpdateConfig"]
+    dry = subprocess.run(["docker", "reroll", "--stack", stack.name, "--dry-run", "--progress", "json", "app"],
+                         capture_output=True, text=True, cwd=str(tmp_path), env=stack.env, timeout=60)
+    run = subprocess.run(["docker", "reroll", "--stack", stack.name, "--progress", "json", "app"],
+                         capture_output=True, text=True, cwd=str(tmp_path), env=stack.env, timeout=240)
+    print(f"--- docker reroll --stack {stack.name} app -> {run.returncode}\n{run.stderr}")
+
+    assert dry.returncode == 0, dry.stderr
+    plan = next(json.loads(line) for line in dry.stderr.splitlines() if json.loads(line)["type"] == "plan")
+    facts = plan["services"][0]
+    assert plan["project"] == stack.name
+    assert {"setting": "monitor", "value": "6s", "source": "the service's own"} in facts["settings"]
+    assert {"setting": "on failure", "value": "pause", "source": "the service's own"} in facts["settings"]
+    assert not [a for a in facts["args"] if a.startswith("--update-")] and facts["deadline"] == 2 * 60 + 6
+
+    assert run.returncode == 0, run.stderr
+    assert stack.inspect()["Spec"]["UpdateConfig"] == before, "the service's own settings were changed"
+    new = [t for t in json.loads(run.stderr.splitlines()[-1])["services"][0]["new"]]
+    created = sorted(json.loads(docker("inspect", "--type", "task", t["id"]).stdout)[0]["CreatedAt"] for t in new)
+    seconds = [time.mktime(time.strptime(c[:19], "%Y-%m-%dT%H:%M:%S")) + float("0." + c[20:29].rstrip("Z"))
+               for c in created]
+    # one at a time: the second task starts once the first runs, healthy (its first check is 1 s after its start)
+    assert len(seconds) == 2 and seconds[1] - seconds[0] >= 1, f"started together: {created}"
+
+
+def test_environment_values_never_show_in_the_output_nor_on_a_command_line(make_swarm_stack, tmp_path):
+    stack = make_swarm_stack(APP_REPLICAS="1")
+    wrapper = recording_docker(str(tmp_path / "bin"))
+    path = f"{os.path.dirname(wrapper)}:{stack.env['PATH']}"
+    secrets = ["s3cret-dry-" + uuid.uuid4().hex, "s3cret-plain-" + uuid.uuid4().hex, "s3cret-json-" + uuid.uuid4().hex]
+    runs = [stack.reroll("--stack", stack.name, "-f", "stack.yaml", *args, "app",
+                         extra_env={"PATH": path, "DB_PASSWORD": secret})
+            for secret, args in [(secrets[0], ("--dry-run",)), (secrets[0], ("--dry-run", "--progress", "json")),
+                                 (secrets[1], ()), (secrets[2], ("--progress", "json"))]]
+    with open(tmp_path / "bin" / "argv.log") as log:
+        argv = log.read()
+
+    assert [r.returncode for r in runs] == [0, 0, 0, 0], [r.stderr for r in runs]
+    for run in runs:
+        assert not any(secret in run.stderr + run.stdout for secret in secrets), run.stderr
+        assert "DB_PASSWORD changed" in run.stderr
+    assert "--env-add DB_PASSWORD " in argv and "service update" in argv, "the calls went through the wrapper"
+    assert not any(secret in argv for secret in secrets), argv
+    env = stack.inspect()["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"]
+    assert f"DB_PASSWORD={secrets[2]}" in env, "the value reached the service through the CLI's environment"
+
+
+def test_a_compose_file_here_does_not_start_the_service_beside_the_stack(swarm, base_env, tmp_path):
+    """`docker stack deploy -c compose.yaml NAME` from a directory, then `docker reroll app` there: both the
+    compose project and the stack could be meant, so it is refused, nothing changed, naming both ways to say it."""
+    shutil.copy(STACK_FILE, tmp_path / "compose.yaml")
+    stack = SwarmStack("rc" + uuid.uuid4().hex[:8], {**base_env, "PROXY_PORT": str(free_port())},
+                       directory=str(tmp_path))
+    project = os.path.basename(str(tmp_path)).lower()
+    docker("stack", "deploy", "--resolve-image", "never", "-c", "compose.yaml", stack.name, env=stack.env,
+           cwd=str(tmp_path))
+    try:
+        stack.wait_ready()
+        version = stack.inspect()["Version"]["Index"]
+        ambiguous = stack.reroll("app")
+        compose_containers = docker("ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={project}")
+        compose = stack.reroll("--stack", "", "--dry-run", "app")
+        swarm_service = stack.reroll("--stack", stack.name, "--dry-run", "app")
+
+        assert ambiguous.returncode == 3, ambiguous.stderr
+        assert f"`--stack {stack.name}` for the Swarm service, `--stack ''` for the compose project" \
+            in ambiguous.stderr
+        assert compose_containers.stdout.strip() == "" and stack.inspect()["Version"]["Index"] == version
+        assert compose.returncode == 0 and f"project {project}" in compose.stderr and "no container runs" \
+            in compose.stderr
+        assert swarm_service.returncode == 0 and f"Swarm service {stack.name}_app" in swarm_service.stderr
+    finally:
+        docker("compose", "-p", project, "down", "-t", "0", cwd=str(tmp_path), env=stack.env, check=False)
+        stack.remove()
+
+
+def test_scale_is_applied_and_what_swarm_cannot_do_is_refused_before_any_change(swarm_stack, tmp_path):
+    stack = swarm_stack
+    labelled = tmp_path / "labelled.yaml"
+    labelled.write_text("services:\n  app:\n    image: reroll-example-app:latest\n    labels:\n"
+                        "      docker-reroll.wait-after-unhealthy: '2'\n")
+    version = stack.inspect()["Version"]["Index"]
+    options = stack.reroll("--stack", stack.name, "--drain-time", "2", "--wait", "3", "app")
+    label = stack.reroll("--stack", stack.name, "-f", str(labelled), "app")
+    dry = stack.reroll("--stack", stack.name, "--dry-run", "--pre-stop-wait-until-unhealthy", "app")
+    unchanged = stack.inspect()["Version"]["Index"]
+    scaled = stack.reroll("--stack", stack.name, "-f", "stack.yaml", "--scale", "app=4", "app",
+                          extra_env={"APP_VERSION": "v2"})
+
+    assert options.returncode == 3 and "--drain-time (command line)" in options.stderr
+    assert "--wait (command line)" in options.stderr
+    assert label.returncode == 3 and "--wait-after-unhealthy (label docker-reroll.wait-after-unhealthy)" \
+        in label.stderr
+    assert dry.returncode == 3 and "--pre-stop-wait-until-unhealthy (command line)" in dry.stderr
+    assert unchanged == version, "a refusal changed the service"
+    assert scaled.returncode == 0, scaled.stderr
+    assert "replicas 3 -> 4" in scaled.stderr and [v for _, v in stack.tasks()] == ["v2"] * 4
+
+
+def test_a_paused_update_is_reported_as_paused_not_as_rolled_back(make_swarm_stack):
+    stack = make_swarm_stack(APP_REPLICAS="2", UPDATE_FAILURE_ACTION="pause")
+    run = stack.reroll("--stack", stack.name, "-f", "stack.yaml", "--healthcheck-timeout", "30", "--progress",
+                       "json", "app", extra_env={"APP_VERSION": "v2", "APP_BROKEN": "1",
+                                                 "UPDATE_FAILURE_ACTION": "pause"})
+
+    summary = json.loads(run.stderr.splitlines()[-1])
+    assert run.returncode == 1, run.stderr
+    assert summary["outcome"] == "paused" and summary["services"][0]["result"] == "failed (paused)"
+    assert summary["services"][0]["update_state"] == "paused" and stack.update_state() == "paused"
+    assert f"Swarm paused the update of {stack.name}_app" in summary["message"] + run.stderr
+    assert "summary: app failed (paused); exit 1" in summary["message"]
