@@ -1,33 +1,29 @@
-"""`--dry-run`: what a release would do, worked out from the engine's state by the same planning functions the
-deploy uses, and nothing changed: no lock taken, no journal written, no container or compose call that changes
-anything (only `ps`, `inspect` and `compose config`).
+"""`--dry-run`: the plan a release would carry out, made by the same planning functions from what the engine shows
+now, and printed; nothing is changed: no lock taken, no journal written, no container or compose call that changes
+anything (only `ps`, `inspect`, `cp` out of a container and `compose config`).
 
 The result is a plan event: its `lines` say it in words (plain and tty show them), the rest is its structure (JSON).
 Exit 0 when the deploy could proceed, 3 when it would be refused, 4 when another deploy holds a service's lock.
 """
 
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from docker_reroll.engine import Docker
 from docker_reroll.errors import EXIT_LOCKED, EXIT_OK, EXIT_REFUSED, RefusedError
+from docker_reroll.facts import service_facts
 from docker_reroll.lock import EngineLock
-from docker_reroll.model import Container, Journal, ProjectConfig, ServiceSpec, stale
-from docker_reroll.options import Options, describe_settings
-from docker_reroll.planning import (
-    RECREATE,
-    SKIP,
-    Step,
-    check_history,
-    describe_batches,
-    names,
-    plan_batches,
-    plan_deploy,
-    plan_drain,
-    replica_target,
-    shown_pre_stop,
-)
+from docker_reroll.model import Journal, ProjectConfig
+from docker_reroll.options import Options
+from docker_reroll.planning import plan_service
 from docker_reroll.progress import Progress
-from docker_reroll.swarm import IN_PROGRESS, SwarmEngine, describe_update, plan_swarm_update, refusal_for
+from docker_reroll.release_planning import Step
+from docker_reroll.rendering import service_facts as plan_facts
+from docker_reroll.rendering import service_lines
+from docker_reroll.swarm_engine import SwarmEngine
+from docker_reroll.swarm_planning import IN_PROGRESS, describe_update, plan_swarm_update, refusal_for
+from docker_reroll.vocabulary import Action
+
+NewConfig = Tuple[Optional[str], Optional[Dict[str, str]]]  # a Swarm service's new image and environment
 
 
 class DryRun:
@@ -43,28 +39,70 @@ class DryRun:
         """`options`: each rolled service's own, as the deploy would resolve them."""
         self.lines.append(f"dry run: nothing is changed; project {project.name}")
         services = [self._step(project, step, options.get(step.service, self.options)) for step in steps]
-        verdict = {EXIT_OK: "the deploy can proceed", EXIT_REFUSED: "the deploy would be refused",
-                   EXIT_LOCKED: "another deploy holds a lock: this one would wait or exit 4"}[self.exit_code]
-        self.lines.append(verdict)
-        self.progress.plan({"dry_run": True, "project": project.name, "exit_code": self.exit_code,
-                            "services": services, "lines": self.lines})
+        self._end(project.name, services, "another deploy holds a lock: this one would wait or exit 4")
         return self.exit_code
 
     def run_swarm(self, stack: str, services: Mapping[str, Options], engine: SwarmEngine,
-                  new_config: Callable[[str], "tuple[Optional[str], Optional[Dict[str, str]]]"]) -> int:
+                  new_config: Callable[[str], NewConfig]) -> int:
         """The same for a Swarm stack (`services`: each with its options): the update docker-reroll would ask
         Swarm for, and what would stop it."""
         self.lines.append(f"dry run: nothing is changed; Swarm stack {stack}")
         facts = [self._swarm_service(stack, service, options, engine, new_config(service))
                  for service, options in services.items()]
-        self.lines.append({EXIT_OK: "the deploy can proceed", EXIT_REFUSED: "the deploy would be refused",
-                           EXIT_LOCKED: "another deploy is at work: this one would exit 4"}[self.exit_code])
-        self.progress.plan({"dry_run": True, "project": stack, "stack": stack, "exit_code": self.exit_code,
-                            "services": facts, "lines": self.lines})
+        self._end(stack, facts, "another deploy is at work: this one would exit 4", stack=stack)
         return self.exit_code
 
+    def _end(self, project: str, services: List[Dict[str, object]], locked: str, **more: object) -> None:
+        self.lines.append({EXIT_OK: "the deploy can proceed", EXIT_REFUSED: "the deploy would be refused",
+                           EXIT_LOCKED: locked}[self.exit_code])
+        self.progress.plan({"dry_run": True, "project": project, **more, "exit_code": self.exit_code,
+                            "services": services, "lines": self.lines})
+
+    def _step(self, project: ProjectConfig, step: Step, options: Options) -> Dict[str, object]:
+        say = self.lines.append
+        say(f"{step.service}: {step.action} ({step.reason})")
+        facts: Dict[str, object] = {"service": step.service, "action": step.action, "reason": step.reason,
+                                    "warnings": list(step.warnings)}
+        for warning in step.warnings:
+            say(f"  warning: {warning}")
+        if step.action == Action.SKIP:
+            return facts
+        journal = self._look_at_lock(project.name, step.service, options, facts)
+        if step.action == Action.RECREATE:
+            say(f"  `docker compose up -d --no-deps {step.service}` recreates it (stop, then start)")
+            return facts
+        spec = project.services[step.service]
+        containers = self.docker.inspect(self.docker.service_container_ids(project.name, step.service))
+        try:
+            plan = plan_service(step.service, spec, options, service_facts(self.docker, spec, containers, journal))
+        except RefusedError as error:
+            facts["refused"] = str(error)
+            say(f"  refused: {error}")
+            self._worst(EXIT_REFUSED)
+            return facts
+        facts.update(plan_facts(plan))
+        self.lines.extend(service_lines(plan))
+        return facts
+
+    def _look_at_lock(self, project: str, service: str, options: Options, facts: Dict[str, object]
+                      ) -> Optional[Journal]:
+        """The service's lock as the deploy would find it; returns the journal an interrupted deploy left."""
+        say = self.lines.append
+        lock = EngineLock(self.docker, project, service, self.progress, self.command_line)
+        holder, stale_reason, journal = lock.look()
+        facts["lock"] = {"name": lock.name, "holder": holder, "stale": stale_reason}
+        if holder is None:
+            say(f"  lock: {lock.name} (free: it would be taken)")
+        elif stale_reason:
+            say(f"  lock: {lock.name} is held by {holder}, which is gone ({stale_reason}): it would be taken over")
+        else:
+            say(f"  lock: {lock.name} is held by {holder}: this deploy would wait for it (--lock-timeout "
+                f"{options.lock_timeout:g}s), then exit 4")
+            self._worst(EXIT_LOCKED)
+        return journal
+
     def _swarm_service(self, stack: str, service: str, options: Options, engine: SwarmEngine,
-                       config: "tuple[Optional[str], Optional[Dict[str, str]]]") -> Dict[str, object]:
+                       config: NewConfig) -> Dict[str, object]:
         say = self.lines.append
         name = f"{stack}_{service}"
         facts: Dict[str, object] = {"service": service, "swarm_service": name}
@@ -96,118 +134,12 @@ class DryRun:
             self._worst(EXIT_LOCKED)
         return facts
 
-    def _step(self, project: ProjectConfig, step: Step, options: Options) -> Dict[str, object]:
-        say = self.lines.append
-        say(f"{step.service}: {step.action} ({step.reason})")
-        facts: Dict[str, object] = {"service": step.service, "action": step.action, "reason": step.reason,
-                                    "warnings": list(step.warnings)}
-        for warning in step.warnings:
-            say(f"  warning: {warning}")
-        if step.action == SKIP:
-            return facts
-        if step.action == RECREATE:
-            say(f"  `docker compose up -d --no-deps {step.service}` recreates it (stop, then start)")
-            self._look_at_lock(project.name, step.service, options, facts)
-            return facts
-        spec = project.services[step.service]
-        facts["settings"] = [{"setting": f, "value": v, "source": s} for f, v, s in describe_settings(options)]
-        say("  settings: " + ", ".join(f"{f} {v} ({s})" for f, v, s in describe_settings(options)))
-        journal = self._look_at_lock(project.name, step.service, options, facts)
-        containers = [c for c in self.docker.inspect(self.docker.service_container_ids(project.name, step.service))
-                      if not c.oneoff]
-        running = [c for c in containers if not stale(c)]
-        scale = options.scale.get(step.service)
-        plan = plan_deploy(containers, journal, replica_target(scale, journal, spec.replicas, len(running)))
-        facts.update(containers=[_container(c) for c in plan.old], stale=[_container(c) for c in plan.stale],
-                     replicas=plan.replicas, journal=vars(journal) if journal else None)
-        say(f"  containers: {_states(plan.old)}")
-        if plan.stale:
-            say(f"  stale, removed first: {_states(plan.stale)}")
-        if journal is not None:
-            say(f"  an interrupted deploy left its journal ({journal.replicas} replica(s) before it): this run "
-                "would finish it")
-        try:
-            check_history(step.service, plan.old, journal, scale)
-        except RefusedError as error:
-            facts["refused"] = str(error)
-            say(f"  refused: {error}")
-            self._worst(EXIT_REFUSED)
-            return facts
-        self._rollout(step.service, spec, options, plan.old, plan.replicas, facts)
-        return facts
-
-    def _look_at_lock(self, project: str, service: str, options: Options, facts: Dict[str, object]
-                      ) -> Optional[Journal]:
-        """The service's lock as the deploy would find it; returns the journal an interrupted deploy left."""
-        say = self.lines.append
-        lock = EngineLock(self.docker, project, service, self.progress, self.command_line)
-        holder, stale_reason, journal = lock.look()
-        facts["lock"] = {"name": lock.name, "holder": holder, "stale": stale_reason}
-        if holder is None:
-            say(f"  lock: {lock.name} (free: it would be taken)")
-        elif stale_reason:
-            say(f"  lock: {lock.name} is held by {holder}, which is gone ({stale_reason}): it would be taken over")
-        else:
-            say(f"  lock: {lock.name} is held by {holder}: this deploy would wait for it (--lock-timeout "
-                f"{options.lock_timeout:g}s), then exit 4")
-            self._worst(EXIT_LOCKED)
-        return journal
-
-    def _rollout(self, service: str, spec: ServiceSpec, options: Options, old: List[Container], replicas: int,
-                 facts: Dict[str, object]) -> None:
-        say = self.lines.append
-        if not old:
-            say(f"  no container runs: `docker compose up -d` would start {replicas or 1} (with its dependencies)")
-            return
-        batches = plan_batches(len(old), replicas, options.max_surge)
-        facts["batches"] = [{"start": b.start, "retire": b.retire} for b in batches]
-        scale_to = len(old) + batches[0].start
-        say(f"  scale: {len(old)} -> {scale_to} (`docker compose up -d --no-deps --no-recreate --scale "
-            f"{service}={scale_to} {service}`), then {replicas} on the new config")
-        if len(batches) > 1:
-            say(f"  {describe_batches(options, len(batches))}")
-        healthcheck = spec.healthcheck if spec.healthcheck is not None else \
-            self.docker.image_has_healthcheck(spec.image) if spec.image else None
-        facts["healthcheck"] = healthcheck
-        healthy = f"wait up to {options.healthcheck_timeout:g}s for every new container to be healthy, then " \
-                  f"{options.wait_after_healthy:g}s more"
-        plain = f"wait {options.wait:g}s, then check that the new containers still run"
-        if healthcheck is None:
-            say(f"  new containers: the image is not on the engine yet: with a health check, {healthy}; "
-                f"without, {plain}")
-        else:
-            say(f"  new containers: {healthy}" if healthcheck else f"  new containers (no health check): {plain}")
-        drain = plan_drain(old, options, rolling_back=False)
-        facts["pre_stop"] = [{"container": c.name, "command": shown_pre_stop(options, c)}
-                             for c in drain.containers if drain.pre_stop]
-        for container in drain.containers if drain.pre_stop else []:
-            say(f"  pre-stop for {container.name}: {shown_pre_stop(options, container)}")
-        if drain.draining:
-            until = f" and until Docker reports {names(drain.wait_unhealthy)} unhealthy (up to " \
-                    f"{options.healthcheck_timeout:g}s)" if drain.wait_unhealthy else ""
-            say(f"  drain: keep them running {drain.floor:g}s after the pre-stop command{until}, then "
-                f"{drain.pause:g}s more; then stop and remove them")
-        else:
-            say(f"  no pre-stop command: {names(old)} are stopped as soon as the new containers are ready")
-        for note in drain.notes + drain.warnings:
-            say(f"  {note}")
-
     def _worst(self, code: int) -> None:
         order = (EXIT_OK, EXIT_LOCKED, EXIT_REFUSED)  # a refusal outranks a lock: waiting would not help
         self.exit_code = max(self.exit_code, code, key=order.index)
 
 
-def _container(container: Container) -> Dict[str, object]:
-    return {"id": container.id, "name": container.name, "status": container.status, "health": container.health,
-            "image": container.image}
-
-
-def _states(containers: Sequence[Container]) -> str:
-    return ", ".join(f"{c.name} ({c.short_id}, {c.image}) {c.health or c.status}" for c in containers) or "none"
-
-
-def refused_plan(progress: Progress, error: RefusedError) -> Optional[int]:
+def refused_plan(progress: Progress, error: RefusedError) -> None:
     """A refusal found before any service could be looked at (no such service, a profile): the plan says so."""
     progress.plan({"dry_run": True, "exit_code": EXIT_REFUSED, "services": [], "refused": str(error),
                    "lines": [f"dry run: the deploy would be refused: {error}"]})
-    return EXIT_REFUSED

@@ -276,30 +276,39 @@ class Docker:
             raise DockerCommandError(self.docker("container", "inspect", *ids), result.returncode, result.stderr)
         return parse_inspect(result.stdout)
 
-    def stop(self, ids: Sequence[str], grace_seconds: float) -> Result:
+    def stop(self, ids: Sequence[str], grace_seconds: float) -> None:
         """Stop with each container's own stop signal and grace period (from the compose file); `grace_seconds` is
         the longest of those, to bound how long this may take."""
-        return self.run("stop", *ids, check=False, timeout=grace_seconds + STOP_TIMEOUT_MARGIN)
+        self._on_many("stop", ids, timeout=grace_seconds + STOP_TIMEOUT_MARGIN)
 
-    def remove(self, ids: Sequence[str]) -> List[str]:
-        """Remove containers, running or not; returns what failed, one line each (one already gone is not a
-        failure). Anonymous volumes are kept, as compose keeps them: they may hold data."""
-        return self._failures(self.run("rm", "--force", *ids, check=False)) if ids else []
+    def remove(self, ids: Sequence[str]) -> None:
+        """Remove containers, running or not (one already gone is no failure). Anonymous volumes are kept, as
+        compose keeps them: they may hold data."""
+        self._on_many("rm", ids, "--force")
 
-    def remove_volumes(self, names: Sequence[str]) -> List[str]:
-        return self._failures(self.run("volume", "rm", "--force", *names, check=False)) if names else []
+    def remove_volumes(self, names: Sequence[str]) -> None:
+        self._on_many("volume", names, "rm", "--force")
 
-    @staticmethod
-    def _failures(result: Result) -> List[str]:
-        """A many-object call's errors, each on its own line; the ones about objects already gone left out."""
+    def start(self, container_id: str) -> None:
+        self._on_many("start", [container_id])
+
+    def pause(self, ids: Sequence[str]) -> None:
+        self._on_many("pause", ids)
+
+    def unpause(self, ids: Sequence[str]) -> None:
+        self._on_many("unpause", ids)
+
+    def _on_many(self, command: str, ids: Sequence[str], *flags: str, timeout: float = DOCKER_CALL_TIMEOUT) -> None:
+        """One call for many objects; raises DockerCommandError with every object's failure, leaving out the ones
+        about objects that are already gone."""
+        if not ids:
+            return
+        argv = self.docker(command, *flags, *ids)
+        result = self.call(argv, check=False, timeout=timeout)
         lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
         failures = [line for line in lines if "No such" not in line and "no such" not in line]
-        if result.returncode != 0 and not failures and not lines:
-            failures.append(f"exit {result.returncode}")
-        return failures
-
-    def start(self, container_id: str) -> Result:
-        return self.run("start", container_id, check=False)
+        if failures or (result.returncode != 0 and not lines):
+            raise DockerCommandError(argv, result.returncode, "\n".join(failures))
 
     def plan_clone(self, item: Mapping[str, object], number: int) -> Clone:
         """How to make a container like `item` (its `docker inspect`) again, numbered `number`, with what the
@@ -341,12 +350,6 @@ class Docker:
             return None
         test = (json.loads(result.stdout or "null") or {}).get("Test") or []
         return bool(test) and test[:1] != ["NONE"]
-
-    def pause(self, ids: Sequence[str]) -> List[str]:
-        return self._failures(self.run("pause", *ids, check=False)) if ids else []
-
-    def unpause(self, ids: Sequence[str]) -> List[str]:
-        return self._failures(self.run("unpause", *ids, check=False)) if ids else []
 
     def logs_tail(self, container_id: str, lines: int = 20) -> str:
         result = self.run("logs", "--tail", str(lines), "--timestamps", container_id, check=False)

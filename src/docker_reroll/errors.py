@@ -70,14 +70,27 @@ class Interrupted(RerollError):
         self.rolled_back = rolled_back  # the old containers keep serving (else the message says what serves)
 
 
+class StoppedBetweenBatches(RerollError):
+    """A later batch failed (failure_action: pause, or a tolerated failure) or was interrupted: the service holds
+    its replica count, partly old, partly new; the journal stays so the next run replaces them all."""
+
+    rolled_back = False
+
+
 class DockerCommandError(RerollError):
-    """A docker or compose command failed."""
+    """A docker or compose command failed. The one error of the engine layer: every call that fails raises it
+    (a call on many objects, once, with every object's failure), and the caller decides what that means."""
 
     def __init__(self, argv: "list[str]", returncode: int, stderr: str) -> None:
         self.argv = argv
         self.returncode = returncode
         self.stderr = stderr
         super().__init__(f"`{short_command(argv)}` failed: {first_line(stderr) or f'exit {returncode}'}")
+
+    def failures(self) -> str:
+        """What failed, on one line: each of the command's error lines."""
+        lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
+        return "; ".join(lines) or f"exit {self.returncode}"
 
 
 def first_line(text: Optional[str]) -> str:

@@ -17,7 +17,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from docker_reroll.engine import Docker
 from docker_reroll.errors import (
@@ -186,9 +186,10 @@ class EngineLock:
         """Remove a dead owner's lock, by id: of two runs taking over, only one removes it, and the next create
         decides between them."""
         self._progress.warn(f"taking over the deploy lock of {owner.describe()}: {reason}")
-        failures = self._docker.remove([holder_id])
-        if failures:
-            self._progress.warn(f"could not remove the stale lock {self.name}: {'; '.join(failures)}")
+        try:
+            self._docker.remove([holder_id])
+        except DockerCommandError as error:
+            self._progress.warn(f"could not remove the stale lock {self.name}: {error.failures()}")
             return False
         return True
 
@@ -201,9 +202,10 @@ class EngineLock:
 
     def rewrite_journal(self, replicas: int, serving: Sequence[str]) -> None:
         """A deploy stopped between batches: the journal now records who serves, for the next run to replace."""
-        failures = self._docker.remove_volumes([self.journal_name])
-        if failures:
-            raise RefusedError(f"cannot rewrite the deploy journal {self.journal_name}: {'; '.join(failures)}")
+        try:
+            self._docker.remove_volumes([self.journal_name])
+        except DockerCommandError as error:
+            raise RefusedError(f"cannot rewrite the deploy journal {self.journal_name}: {error.failures()}") from None
         self.journal = Journal(replicas, [c[:12] for c in serving], time.time())
         self._create_journal(self.journal)
 
@@ -241,10 +243,19 @@ class EngineLock:
                                 f"(container) and {self.journal_name} (volume) by hand once the service is settled")
             self.lock_id = ""
             return
-        removals = [lambda: self._docker.remove([self.lock_id])]
+        failures: List[str] = []
+
+        def remove(removal: Callable[[], None]) -> None:
+            try:
+                removal()
+            except DockerCommandError as error:
+                failures.append(error.failures())
+
+        lock_id = self.lock_id
+        removals = [lambda: remove(lambda: self._docker.remove([lock_id]))]
         if not keep_journal and self.journal is not None:
-            removals.append(lambda: self._docker.remove_volumes([self.journal_name]))
-        failures = [failure for found in concurrently(removals) for failure in found]
+            removals.append(lambda: remove(lambda: self._docker.remove_volumes([self.journal_name])))
+        concurrently(removals)
         self.lock_id = ""
         if failures:
             self._progress.warn(f"could not release the deploy lock: {'; '.join(failures)}; remove "

@@ -8,7 +8,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 # Compose's labels (docker/compose pkg/api/labels.go), the ones a rolling deploy reads.
 LABEL_PROJECT = "com.docker.compose.project"
@@ -288,3 +288,109 @@ def _done_at_start(project: dict, service: dict) -> List[str]:
             if "content" in definition or "environment" in definition:
                 done.append(f"inline {kind[:-1]} '{source}'")
     return done
+
+
+# ---------------------------------------------------------------------------------------------- Swarm
+
+STACK_LABEL = "com.docker.stack.namespace"
+NANOSECONDS = 1e9
+DEFAULT_STOP_GRACE = 10.0  # the engine's, for a task that sets no stop_grace_period
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    """A service's rolling-update settings (`Spec.UpdateConfig`); the defaults are Swarm's, which the engine fills
+    in for a service created without any."""
+
+    parallelism: int = 1  # 0: all at once
+    delay: float = 0.0
+    monitor: float = 5.0
+    failure_action: str = "pause"
+    max_failure_ratio: float = 0.0
+    order: str = "stop-first"
+
+    @classmethod
+    def from_inspect(cls, config: Optional[Mapping[str, Any]]) -> "UpdateConfig":
+        if not config:
+            return cls()
+        return cls(parallelism=int(config.get("Parallelism") or 0),
+                   delay=int(config.get("Delay") or 0) / NANOSECONDS,
+                   monitor=int(config.get("Monitor") or 0) / NANOSECONDS or cls.monitor,  # 0: Swarm's 5 s
+                   failure_action=config.get("FailureAction") or cls.failure_action,
+                   max_failure_ratio=float(config.get("MaxFailureRatio") or 0.0),
+                   order=config.get("Order") or cls.order)
+
+
+@dataclass
+class SwarmService:
+    """What `docker service inspect` says about a service, as far as a deploy cares."""
+
+    id: str
+    name: str
+    image: str  # as the spec has it: `app:latest@sha256:...` once Swarm resolved the tag on a registry
+    env: List[str]
+    replicas: Optional[int]  # None: a global service (one task per node)
+    update_state: str = ""  # UpdateStatus.State: updating, completed, paused, rollback_started, rollback_completed
+    update_started: str = ""
+    update_message: str = ""
+    stack: str = ""
+    version: int = 0
+    update_config: UpdateConfig = UpdateConfig()
+    stop_grace: float = DEFAULT_STOP_GRACE
+
+    @classmethod
+    def from_inspect(cls, item: Dict[str, Any]) -> "SwarmService":
+        spec = item.get("Spec") or {}
+        container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+        replicated = (spec.get("Mode") or {}).get("Replicated")
+        status = item.get("UpdateStatus") or {}
+        grace = container.get("StopGracePeriod")
+        return cls(id=item.get("ID") or "", name=spec.get("Name") or "", image=container.get("Image") or "",
+                   env=[str(e) for e in container.get("Env") or []],
+                   replicas=int(replicated.get("Replicas") or 0) if replicated is not None else None,
+                   update_state=status.get("State") or "", update_started=status.get("StartedAt") or "",
+                   update_message=status.get("Message") or "",
+                   stack=(spec.get("Labels") or {}).get(STACK_LABEL) or "",
+                   version=int((item.get("Version") or {}).get("Index") or 0),
+                   update_config=UpdateConfig.from_inspect(spec.get("UpdateConfig")),
+                   stop_grace=int(grace) / NANOSECONDS if grace is not None else DEFAULT_STOP_GRACE)
+
+
+def without_resolved_digest(image: str) -> str:
+    """A spec's `name:tag@sha256:...` as the tag it was resolved from, so that the registry is asked again; an image
+    pinned by digest alone (`name@sha256:...`) stays as it is."""
+    name, at, _ = image.partition("@")
+    return name if at and ":" in name.rsplit("/", 1)[-1] else image
+
+
+def digest_of(image: str) -> str:
+    return image.partition("@")[2]
+
+
+@dataclass
+class Task:
+    id: str
+    slot: str
+    image: str
+    desired: str  # running, shutdown
+    state: str  # new, pending, assigned, preparing, starting, running, shutdown, failed, rejected, complete
+    error: str = ""
+    container_id: str = ""
+    service_version: int = 0
+    reference: str = ""  # the image as the task's spec has it, with the digest Swarm pinned
+
+
+def parse_tasks(text: str) -> List[Task]:
+    """`docker inspect` of a service's tasks."""
+    tasks = []
+    for item in json.loads(text or "[]"):
+        spec = (item.get("Spec") or {}).get("ContainerSpec") or {}
+        status = item.get("Status") or {}
+        tasks.append(Task(
+            id=item.get("ID") or "", slot=str(item.get("Slot") or ""),
+            image=(spec.get("Image") or "").split("@", 1)[0], desired=item.get("DesiredState") or "",
+            state=status.get("State") or "", error=status.get("Err") or "",
+            container_id=(status.get("ContainerStatus") or {}).get("ContainerID") or "",
+            service_version=int((item.get("Version") or {}).get("Index") or 0), reference=spec.get("Image") or "",
+        ))
+    return tasks

@@ -4,9 +4,10 @@ import json
 import sys
 import time
 import traceback
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
-from docker_reroll.deploy import Deployment, quote_command
+from docker_reroll.deploy import Deployment
+from docker_reroll.dryrun import refused_plan
 from docker_reroll.engine import Docker, docker_binary
 from docker_reroll.errors import (
     EXIT_DEPLOY_FAILED,
@@ -15,14 +16,20 @@ from docker_reroll.errors import (
     EXIT_SIGNAL_BASE,
     Interrupted,
     LockLost,
+    RefusedError,
     RerollError,
 )
 from docker_reroll.interrupts import Interrupts, signal_name
 from docker_reroll.options import Options, docker_flag_args
 from docker_reroll.outage import EngineWait
 from docker_reroll.processes import CallStats, CommandRunner
-from docker_reroll.progress import Progress, choose_writer
-from docker_reroll.release import Release
+from docker_reroll.progress import Progress
+from docker_reroll.release import Release, ReleaseRun
+from docker_reroll.summary import summarize
+from docker_reroll.swarm_release import SwarmRelease
+from docker_reroll.target import choose_target
+from docker_reroll.vocabulary import Phase
+from docker_reroll.writers import choose_writer
 
 STATS_ENV = "DOCKER_REROLL_STATS"  # a file to write timing figures to (used by the benchmark)
 DEBUG_ENV = "DOCKER_REROLL_DEBUG"
@@ -31,8 +38,8 @@ DEBUG_ENV = "DOCKER_REROLL_DEBUG"
 def run(options: Options, environ: Mapping[str, str], progress: Optional[Progress] = None) -> int:
     title = "docker reroll " + (" ".join(options.services) if options.services else "--all") + \
         (" (dry run)" if options.dry_run else "")
-    progress = progress or Progress(writer=choose_writer(options.progress, sys.stderr, title))
-    progress.phase("start")  # the project loaded, the plan made, the locks taken
+    progress = progress or Progress(choose_writer(options.progress, sys.stderr, title))
+    progress.phase(Phase.START)  # the project loaded, the plan made, the locks taken
     started = time.monotonic()
     stats = CallStats()
     docker = Docker(docker_binary(environ), options.docker_globals, options.compose_project_args(), environ,
@@ -40,11 +47,11 @@ def run(options: Options, environ: Mapping[str, str], progress: Optional[Progres
     interrupts = Interrupts()
     interrupts.install(environ)
     docker.await_engine = EngineWait(docker.engine_answers, progress, interrupts)
-    release = Release(options, docker, progress, interrupts,
-                      command_line=quote_command(["docker", *docker_flag_args(options.docker_globals), "reroll",
-                                                  *options.args]))
+    command_line = quote_command(["docker", *docker_flag_args(options.docker_globals), "reroll", *options.args])
+    release: Optional[ReleaseRun] = None
     handed_over = False  # the lock was taken over: what the service holds is the other run's to report
     try:
+        release = _release(options, docker, progress, interrupts, command_line)
         code = release.run()
         if code == EXIT_OK:
             code = _finished_code(interrupts, progress)
@@ -65,14 +72,37 @@ def run(options: Options, environ: Mapping[str, str], progress: Optional[Progres
     finally:
         interrupts.uninstall()
         docker.close()
-    if not release.consistent and not handed_over:
+    if release is not None and not release.consistent and not handed_over:
         code = EXIT_INCOMPLETE  # whatever stopped it: old and new containers both exist until the next run
-    line, outcome, services = release.summary(code, time.monotonic() - progress.started)
+    line, outcome, services = summarize(code, time.monotonic() - progress.started,
+                                        release.outcomes.items if release else [], options.dry_run,
+                                        release.details if release else lambda service: {})
     progress.summary(line, code, outcome, services)
     progress.close()
-    if release.deployments:
+    if isinstance(release, Release) and release.deployments:
         _write_stats(environ.get(STATS_ENV), release.deployments[-1], stats, time.monotonic() - started)
     return code
+
+
+def _release(options: Options, docker: Docker, progress: Progress, interrupts: Interrupts,
+             command_line: str) -> ReleaseRun:
+    """The compose project's release, or a Swarm stack's."""
+    try:
+        project, stack = choose_target(options, docker)
+    except RefusedError as error:
+        if options.dry_run:
+            refused_plan(progress, error)
+        raise
+    if stack is not None:
+        return SwarmRelease(options, docker, progress, interrupts, command_line, stack, project)
+    assert project is not None
+    return Release(options, docker, progress, interrupts, command_line, project)
+
+
+def quote_command(argv: Sequence[str]) -> str:
+    import shlex
+
+    return " ".join(shlex.quote(word) for word in argv)
 
 
 def _finished_code(interrupts: Interrupts, progress: Progress) -> int:

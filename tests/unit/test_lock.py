@@ -187,14 +187,28 @@ def test_this_machine_and_a_real_zombie():
 
 def test_one_missing_container_does_not_hide_another_ones_failure():
     from docker_reroll.engine import Docker
+    from docker_reroll.errors import DockerCommandError
     from docker_reroll.processes import Result
+
+    class Runner:
+        def __init__(self, result):
+            self.result = result
+
+        def run(self, argv, **kwargs):
+            return self.result
+
+    def remove(result):
+        Docker("docker", [], [], {}, Runner(result)).remove(["1111", "2222", "3333"])
 
     stderr = ("Error response from daemon: No such container: 1111\n"
               "Error response from daemon: removal of container 2222 is already in progress\n")
-    assert Docker._failures(Result(1, "3333\n", stderr)) == [
-        "Error response from daemon: removal of container 2222 is already in progress"]
-    assert Docker._failures(Result(0, "", "Error response from daemon: No such container: 1111\n")) == []
-    assert Docker._failures(Result(1, "", "")) == ["exit 1"]
+    with pytest.raises(DockerCommandError) as failed:
+        remove(Result(1, "3333\n", stderr))
+    assert failed.value.failures() == "Error response from daemon: removal of container 2222 is already in progress"
+    remove(Result(0, "", "Error response from daemon: No such container: 1111\n"))  # already gone: no failure
+    with pytest.raises(DockerCommandError) as failed:
+        remove(Result(1, "", ""))
+    assert failed.value.failures() == "exit 1"
 
 
 class FakeEngine:
@@ -218,8 +232,10 @@ class FakeEngine:
         return [Container(id="ab" * 32, name=ids[0], status="created", health=None, labels=self.holder_labels)]
 
     def remove(self, ids):
+        from docker_reroll.errors import DockerCommandError
+
         self.removals += 1
-        return [self.rm_failure]
+        raise DockerCommandError(["docker", "rm", *ids], 1, self.rm_failure)
 
 
 def test_a_takeover_whose_removal_fails_says_why_waits_between_tries_and_respects_the_timeout():
@@ -230,12 +246,13 @@ def test_a_takeover_whose_removal_fails_says_why_waits_between_tries_and_respect
     from docker_reroll.interrupts import Interrupts
     from docker_reroll.lock import LOCK_RETRY_SECONDS, EngineLock
     from docker_reroll.progress import Progress
+    from docker_reroll.writers import PlainWriter
 
     dead = owner(pid=4243)  # no such process on the recorded machine
     labels = {"io.docker-reroll." + k: v for k, v in dead.labels().items()}
     engine = FakeEngine(labels, "Error response from daemon: permission denied")
     out = io.StringIO()
-    lock = EngineLock(engine, "p", "web", Progress(out), "docker reroll web", system=LINUX)
+    lock = EngineLock(engine, "p", "web", Progress(PlainWriter(out)), "docker reroll web", system=LINUX)
     started = time.monotonic()
     try:
         lock.acquire(1.2, Interrupts())
@@ -276,11 +293,9 @@ class FlakyEngine:
 
     def remove(self, ids):
         self.removed += ids
-        return []
 
     def remove_volumes(self, names):
         self.removed += names
-        return []
 
 
 def engine_lock(engine):
@@ -289,9 +304,10 @@ def engine_lock(engine):
     from docker_reroll.interrupts import Interrupts
     from docker_reroll.lock import EngineLock
     from docker_reroll.progress import Progress
+    from docker_reroll.writers import PlainWriter
 
     stream = io.StringIO()
-    lock = EngineLock(engine, "p", "web", Progress(stream), "docker reroll web", system=LINUX)
+    lock = EngineLock(engine, "p", "web", Progress(PlainWriter(stream)), "docker reroll web", system=LINUX)
     return lock, stream, Interrupts()
 
 
@@ -323,6 +339,7 @@ def test_a_locks_age_is_measured_on_the_engines_clock():
     from docker_reroll.model import Container
     from docker_reroll.processes import Result
     from docker_reroll.progress import Progress
+    from docker_reroll.writers import PlainWriter
 
     class Engine:
         def inspect(self, ids):
@@ -333,5 +350,5 @@ def test_a_locks_age_is_measured_on_the_engines_clock():
             assert args[:1] == ("info",)
             return Result(0, '"2026-12-01T14:00:01.5Z"\n', "")
 
-    lock = EngineLock(Engine(), "p", "web", Progress(stream=io.StringIO()), "docker reroll web", system=LINUX)
+    lock = EngineLock(Engine(), "p", "web", Progress(PlainWriter(io.StringIO())), "docker reroll web", system=LINUX)
     assert lock._age("ab" * 32) == pytest.approx(4 * 3600 + 1)

@@ -13,6 +13,7 @@ from docker_reroll.interrupts import Interrupts
 from docker_reroll.outage import EngineWait
 from docker_reroll.processes import Result
 from docker_reroll.progress import Progress
+from docker_reroll.writers import PlainWriter
 
 DOWN = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n"
 
@@ -54,21 +55,21 @@ def test_an_engine_that_does_not_come_back_ends_the_call_with_its_own_error():
 def test_the_wait_says_so_polls_until_the_engine_answers_and_is_bounded():
     answers = iter([False, False, False, True])
     out = io.StringIO()
-    wait = EngineWait(lambda: next(answers), Progress(stream=out), Interrupts(), seconds=5)
+    wait = EngineWait(lambda: next(answers), Progress(PlainWriter(out)), Interrupts(), seconds=5)
     started = time.monotonic()
     assert wait(DOWN.strip()) is True
     assert 0.9 < time.monotonic() - started < 3
     assert "the Docker engine does not answer (Cannot connect" in out.getvalue()
     assert "the Docker engine answers again after" in out.getvalue() and wait.outages == 1
 
-    never = EngineWait(lambda: False, Progress(stream=io.StringIO()), Interrupts(), seconds=1)
+    never = EngineWait(lambda: False, Progress(PlainWriter(io.StringIO())), Interrupts(), seconds=1)
     started = time.monotonic()
     assert never("down") is False and time.monotonic() - started < 2
 
 
 def test_an_interrupt_ends_the_wait_for_the_engine():
     interrupts = Interrupts()
-    wait = EngineWait(lambda: False, Progress(stream=io.StringIO()), interrupts, seconds=30)
+    wait = EngineWait(lambda: False, Progress(PlainWriter(io.StringIO())), interrupts, seconds=30)
     threading.Timer(0.3, interrupts.record, args=(2,)).start()
     started = time.monotonic()
     assert wait("down") is False and time.monotonic() - started < 2

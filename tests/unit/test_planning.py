@@ -2,22 +2,19 @@
 
 import pytest
 
-from docker_reroll.deploy import Phase, rolls_back
 from docker_reroll.errors import RefusedError, UsageError
 from docker_reroll.model import Container, Journal, ProjectConfig, ServiceSpec, Status, serving
 from docker_reroll.options import OPTIONS_BY_DEST, Options
 from docker_reroll.planning import (
     NO_DRAIN,
-    ReleaseFacts,
-    check_exists,
     check_history,
-    dependency_order,
     plan_batches,
     plan_deploy,
     plan_drain,
-    plan_release,
     pre_stop_command,
 )
+from docker_reroll.release_planning import ReleaseFacts, check_exists, dependency_order, plan_release
+from docker_reroll.vocabulary import Phase, rolls_back
 from docker_reroll.watch import all_healthy, all_unhealthy, still_serving
 
 

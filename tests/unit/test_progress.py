@@ -6,16 +6,10 @@ import json
 
 import pytest
 
-from docker_reroll import progress as progress_module
-from docker_reroll.progress import (
-    JsonWriter,
-    PhaseClock,
-    PlainWriter,
-    Progress,
-    QuietWriter,
-    TtyWriter,
-    choose_writer,
-)
+from docker_reroll import writers as progress_module
+from docker_reroll.progress import PhaseClock, Progress
+from docker_reroll.vocabulary import Phase
+from docker_reroll.writers import JsonWriter, PlainWriter, QuietWriter, TtyWriter, choose_writer
 
 
 def run_a_deploy(progress):
@@ -36,7 +30,7 @@ def run_a_deploy(progress):
 
 def test_json_is_one_object_per_event_in_order_ending_with_the_summary():
     out = io.StringIO()
-    run_a_deploy(Progress(writer=JsonWriter(out)))
+    run_a_deploy(Progress(JsonWriter(out)))
     events = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [e["type"] for e in events] == ["phase", "log", "phase", "output", "container", "container", "log", "log",
                                            "detail", "output", "summary"]
@@ -49,8 +43,8 @@ def test_json_is_one_object_per_event_in_order_ending_with_the_summary():
 
 def test_plain_keeps_the_timestamped_lines_and_quiet_only_errors_and_the_summary():
     plain, quiet = io.StringIO(), io.StringIO()
-    run_a_deploy(Progress(writer=PlainWriter(plain)))
-    run_a_deploy(Progress(writer=QuietWriter(quiet)))
+    run_a_deploy(Progress(PlainWriter(plain)))
+    run_a_deploy(Progress(QuietWriter(quiet)))
     lines = plain.getvalue().splitlines()
     assert lines[0].endswith("Z INFO old containers: web-1")
     assert any(line.endswith(" INFO compose: Container web-2  Created") for line in lines)
@@ -63,10 +57,10 @@ def test_plain_keeps_the_timestamped_lines_and_quiet_only_errors_and_the_summary
 
 def test_the_phase_clock_is_contiguous_so_phases_sum_to_the_total():
     clock = PhaseClock(10.0)
-    clock.enter(None, "start", 10.0)
-    clock.enter("web", "scale up", 10.5)
-    clock.enter("web", "drain", 12.0)
-    clock.enter("api", "drain", 13.0)
+    clock.enter(None, Phase.START, 10.0)
+    clock.enter("web", Phase.SCALE_UP, 10.5)
+    clock.enter("web", Phase.DRAIN, 12.0)
+    clock.enter("api", Phase.DRAIN, 13.0)
     clock.close(14.25)
     assert [(s.service, s.phase, s.seconds) for s in clock.spans] == [
         (None, "start", 0.5), ("web", "scale up", 1.5), ("web", "drain", 1.0), ("api", "drain", 1.25)]
@@ -85,7 +79,7 @@ def test_the_live_block_redraws_in_place_and_prints_errors_below_it(monkeypatch)
     monkeypatch.setattr(progress_module, "_rows", lambda stream: 40)
     screen = FakeTerminal()
     writer = TtyWriter(screen, "docker reroll web")
-    run_a_deploy(Progress(writer=writer))
+    run_a_deploy(Progress(writer))
     text = screen.getvalue()
     assert text.count("\x1b[J") >= 2 and "\x1b[" in text.split("\x1b[J")[-2]  # each redraw moves back up first
     final = text.split("\x1b[J")[-1]
@@ -130,7 +124,7 @@ def test_a_terminal_narrowed_mid_run_keeps_the_block_and_the_summary(monkeypatch
     monkeypatch.setattr(progress_module, "_rows", lambda stream: 40)
     monkeypatch.setattr(progress_module, "_columns", lambda stream: 100)
     screen = FakeTerminal()
-    progress = Progress(writer=TtyWriter(screen, "docker reroll web"))
+    progress = Progress(TtyWriter(screen, "docker reroll web"))
     monkeypatch.setattr(progress_module, "_columns", lambda stream: 6)
     run_a_deploy(progress)
     text = screen.getvalue()
@@ -147,7 +141,7 @@ def test_a_failing_live_block_falls_back_to_plain_lines(monkeypatch):
         raise ValueError("a drawing bug")
 
     monkeypatch.setattr(writer, "_draw", broken)
-    progress = Progress(writer=writer)
+    progress = Progress(writer)
     progress.error("web-3 is unhealthy")
     progress.summary("summary: web failed; exit 1 after 1.0s", 1, "failed", [])
     text = screen.getvalue()
@@ -160,14 +154,15 @@ def test_a_broken_stream_never_stops_the_deploy():
         def write(self, text):
             raise BrokenPipeError
 
-    progress = Progress(writer=PlainWriter(Closed()))
+    progress = Progress(PlainWriter(Closed()))
     progress.info("one")
     progress.summary("summary: web deployed; exit 0 after 1.0s", 0, "deployed", [])
     assert progress.finished
 
 
 def test_the_outcome_in_a_word_follows_the_exit_code_and_what_each_service_became():
-    from docker_reroll.release import Outcome, outcome_word
+    from docker_reroll.summary import ServiceOutcome as Outcome
+    from docker_reroll.summary import outcome_word
 
     assert outcome_word(0, [Outcome("web", "deployed")], dry_run=False) == "deployed"
     assert outcome_word(1, [Outcome("web", "failed (rolled back)")], dry_run=False) == "rolled back"

@@ -8,24 +8,29 @@ from types import SimpleNamespace
 
 import pytest
 
-from docker_reroll.deploy import StoppedBetweenBatches
-from docker_reroll.errors import DeployFailed, Interrupted, LockedError, RefusedError
+from docker_reroll.errors import DeployFailed, Interrupted, LockedError, RefusedError, StoppedBetweenBatches
 from docker_reroll.interrupts import Interrupts
 from docker_reroll.model import ServiceSpec
 from docker_reroll.options import Options
-from docker_reroll.planning import ROLL, Step
 from docker_reroll.progress import Progress
-from docker_reroll.release import Release
-from docker_reroll.swarm import SwarmEngine
+from docker_reroll.release import ReleaseRun
+from docker_reroll.summary import Outcomes
+from docker_reroll.swarm_engine import SwarmEngine
+from docker_reroll.vocabulary import Result
+from docker_reroll.writers import PlainWriter
+
+PLANNED = ["a", "b", "c"]
 
 
 def release_in_flight(flight_consistent=True, recreate=False):
-    release = Release(Options(), None, Progress(io.StringIO()), Interrupts(), "docker reroll a b c")
-    release.steps = [Step(s, ROLL, "named on the command line") for s in ("a", "b", "c")]
-    release._done("a", "deployed")
-    release._in_flight = "b"
-    release._flight = None if recreate else SimpleNamespace(service="b", consistent=flight_consistent)
-    return release
+    """a deployed, b in flight (a deployment, or compose's recreate), c not reached."""
+    outcomes = Outcomes()
+    outcomes.done("a", Result.DEPLOYED)
+    if recreate:
+        outcomes.start("b")
+    else:
+        outcomes.start("b", lambda: flight_consistent)
+    return outcomes
 
 
 @pytest.mark.parametrize("error, result", [
@@ -37,27 +42,27 @@ def release_in_flight(flight_consistent=True, recreate=False):
     (LockedError("Swarm is updating it"), "locked"),
 ])
 def test_the_service_in_flight_is_said_rolled_back_only_when_it_was(error, result):
-    release = release_in_flight()
-    release._finish_outcomes(error)
-    assert [(o.service, o.result) for o in release.outcomes] == [("a", "deployed"), ("b", result),
-                                                                ("c", "not started")]
+    outcomes = release_in_flight()
+    outcomes.finish(error, PLANNED)
+    assert [(o.service, o.result) for o in outcomes.items] == [("a", "deployed"), ("b", result),
+                                                               ("c", "not started")]
 
 
 def test_a_half_way_service_or_an_interrupted_recreate_is_not_said_rolled_back():
     half_way = release_in_flight(flight_consistent=False)
-    half_way._finish_outcomes(DeployFailed("the roll-back failed"))
+    half_way.finish(DeployFailed("the roll-back failed"), PLANNED)
     recreate = release_in_flight(recreate=True)
-    recreate._finish_outcomes(Interrupted("while compose recreated b", signal.SIGTERM, rolled_back=False))
-    assert half_way.outcomes[1].result == "failed" and recreate.outcomes[1].result == "interrupted"
+    recreate.finish(Interrupted("while compose recreated b", signal.SIGTERM, rolled_back=False), PLANNED)
+    assert half_way.items[1].result == "failed" and recreate.items[1].result == "interrupted"
 
 
 def test_a_bad_update_config_is_a_refusal_that_names_the_service_and_the_key():
-    release = Release(Options(), None, Progress(io.StringIO()), Interrupts(), "docker reroll web")
+    release = ReleaseRun(Options(), None, Progress(PlainWriter(io.StringIO())), Interrupts(), "docker reroll web")
     spec = ServiceSpec(name="web", update_config={"parallelism": -1})
     project = SimpleNamespace(services={"web": spec})
     with pytest.raises(RefusedError, match=r"service 'web': deploy\.update_config\.parallelism"):
-        release._options_for(project, "web")
-    assert release._options_for(project, "other") is release.options  # not in the file: the command line's
+        release.options_for(project, "web")
+    assert release.options_for(project, "other") is release.options  # not in the file: the command line's
 
 
 class ServiceListing:

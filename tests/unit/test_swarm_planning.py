@@ -3,7 +3,6 @@
 import copy
 import io
 import json
-from types import SimpleNamespace
 
 import pytest
 
@@ -11,17 +10,13 @@ from docker_reroll import swarm
 from docker_reroll.cli import parse_command_line
 from docker_reroll.errors import DeployFailed, RefusedError, UsageError
 from docker_reroll.interrupts import Interrupts
+from docker_reroll.model import SwarmService, UpdateConfig, parse_tasks, without_resolved_digest
 from docker_reroll.options import FROM_COMMAND_LINE, Options
-from docker_reroll.progress import JsonWriter, Progress
-from docker_reroll.release import Outcome, Release, outcome_word
-from docker_reroll.swarm import (
-    SwarmDeployment,
-    SwarmService,
-    check_swarm_options,
-    parse_tasks,
-    plan_swarm_update,
-    without_resolved_digest,
-)
+from docker_reroll.progress import Progress
+from docker_reroll.summary import Outcomes, ServiceOutcome, outcome_word, summarize
+from docker_reroll.swarm import SwarmDeployment
+from docker_reroll.swarm_planning import check_swarm_options, plan_swarm_update, refusal_for
+from docker_reroll.writers import JsonWriter
 
 SECOND = 1_000_000_000
 INSPECT = {
@@ -55,7 +50,7 @@ def test_what_swarm_reports_about_a_service_and_its_tasks():
     assert (current.update_config.parallelism, current.update_config.monitor, current.update_config.failure_action,
             current.update_config.order, current.stop_grace) == (1, 60.0, "pause", "stop-first", 20.0)
     assert service(Mode={"Global": {}}).replicas is None
-    assert service(UpdateConfig=None).update_config == swarm.UpdateConfig()  # Swarm's defaults
+    assert service(UpdateConfig=None).update_config == UpdateConfig()  # Swarm's defaults
     tasks = parse_tasks(json.dumps([{"ID": "t1", "Slot": 2, "DesiredState": "shutdown",
                                      "Spec": {"ContainerSpec": {"Image": "app:v2@sha256:def"}},
                                      "Status": {"State": "failed", "Err": "task: non-zero exit (1)",
@@ -131,7 +126,7 @@ def test_scale_is_the_replica_count_of_the_update_and_its_deadline():
     plan = plan_swarm_update(options, service(), None, None, 6)
     assert value_of(plan.args, "--replicas") == "6" and "replicas 4 -> 6" in plan.changes
     assert plan.deadline == 6 * (60 + 20) + 60
-    assert swarm.refusal_for("shop_web", service(Mode={"Global": {}}), 6).startswith("--scale: shop_web is a global")
+    assert refusal_for("shop_web", service(Mode={"Global": {}}), 6).startswith("--scale: shop_web is a global")
 
 
 @pytest.mark.parametrize("flag, name, value", [
@@ -204,7 +199,7 @@ def deploy(engine, monkeypatch, healthcheck_timeout=30.0, rollback_extra=0.2):
     options = Options()
     options.healthcheck_timeout = healthcheck_timeout
     stream = io.StringIO()
-    deployment = SwarmDeployment(options, "shop_web", "web", engine, Progress(writer=JsonWriter(stream)),
+    deployment = SwarmDeployment(options, "shop_web", "web", engine, Progress(JsonWriter(stream)),
                                  Interrupts(), Lock(), (None, None))
     with pytest.raises(DeployFailed) as failed:
         deployment.run(deployment.check())
@@ -219,7 +214,7 @@ def test_a_pause_is_reported_as_swarm_reports_it_never_as_rolled_back(states, en
     error, events = deploy(FakeSwarm(states), monkeypatch)
     assert not error.rolled_back and error.service_state == ending
     assert ("paused the roll-back" if "rollback" in ending else "paused the update") in str(error)
-    assert outcome_word(1, [Outcome("web", f"failed ({ending})")], False) == ending
+    assert outcome_word(1, [ServiceOutcome("web", f"failed ({ending})")], False) == ending
 
 
 def test_a_deadline_that_passes_while_swarm_rolls_back_says_so(monkeypatch):
@@ -246,10 +241,10 @@ def test_stack_empty_names_the_compose_project_over_the_environment():
 
 @pytest.mark.parametrize("ending", ["paused", "rollback paused", "rollback in progress"])
 def test_the_summary_says_what_swarm_left_the_service_in(ending):
-    release = Release(Options(), None, Progress(io.StringIO()), Interrupts(), "docker reroll --stack shop web")
-    release._in_flight, release._flight = "web", SimpleNamespace(service="web", consistent=True)
+    outcomes = Outcomes()
+    outcomes.start("web", lambda: True)
     failed = DeployFailed("Swarm said so")
     failed.rolled_back, failed.service_state = False, ending
-    release._finish_outcomes(failed)
-    line, outcome, services = release.summary(1, 3.0)
+    outcomes.finish(failed, ["web"])
+    line, outcome, services = summarize(1, 3.0, outcomes.items, False, lambda service: {})
     assert line == f"summary: web failed ({ending}); exit 1 after 3.0s" and outcome == ending
