@@ -2,6 +2,13 @@
 # `make test` (the README's test command, run in the virtual environment that `make dev` filled with the test tools):
 # make sure a Docker engine and the local registry the Swarm tests push to answer (provisioning them on a bare Debian
 # machine), then run the whole suite against them. A missing engine or registry is a failure here, never a skip.
+#
+# The suite runs in three phases, so that it is fast without changing what a test proves:
+#   1. every test whose meaning does not need the machine to itself, in parallel workers (each engine test has a
+#      compose project, names and ports of its own; the Swarm tests share one worker, which makes the swarm);
+#   2. the `serial` tests, one at a time with nothing beside them: zero failed requests at the tightest timings;
+#   3. the `exclusive` tests, which stop and restart the engine itself.
+# Arguments go to pytest in every phase (e.g. a file or -k); a phase they select nothing from is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,4 +19,18 @@ if ! timeout 10 docker info >/dev/null 2>&1 || ! docker compose version >/dev/nu
 fi
 
 export REROLL_REQUIRE_ENGINE=1
-exec python3 -m pytest -v --durations=15 "$@"
+workers=${REROLL_TEST_WORKERS:-5}  # the engine tests mostly wait on health checks: more workers than cores
+
+phase() {  # pytest's exit code 5 is "no test selected": that phase has nothing to do
+  local name=$1; shift
+  printf '\n==> %s\n' "$name"
+  local started=$SECONDS code=0
+  python3 -m pytest "$@" || code=$?
+  printf '==> %s: %ss\n' "$name" $((SECONDS - started))
+  [ "$code" -eq 0 ] || [ "$code" -eq 5 ] || exit "$code"
+}
+
+phase "parallel ($workers workers)" -n "$workers" --dist loadgroup -m "not serial and not exclusive" \
+  --durations=15 -q "$@"
+phase "serial" -m "serial" --durations=5 -v "$@"
+phase "exclusive" -m "exclusive" -v "$@"

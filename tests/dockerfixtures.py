@@ -65,7 +65,26 @@ def require_engine() -> None:
                     pytrace=False)
 
 
+@contextlib.contextmanager
+def machine_lock(name: str):
+    """One test worker at a time builds a shared image (parallel workers would build it twice, or tag over each
+    other); the others wait, then find it built."""
+    import fcntl
+
+    with open(os.path.join(tempfile.gettempdir(), f"docker-reroll-tests-{name}.lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def build_test_images() -> None:
+    with machine_lock("test-images"):
+        _build_test_images()
+
+
+def _build_test_images() -> None:
     if docker("image", "inspect", f"{APP_IMAGE}:v3", check=False).returncode == 0:
         return
     context = tempfile.mkdtemp(prefix="reroll-bb-")

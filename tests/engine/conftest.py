@@ -40,9 +40,10 @@ def project_without_healthcheck(base_env):
 @pytest.fixture(scope="session")
 def stack_images(base_env):
     """Build the example's app and proxy images once (from the local debian:bookworm-slim base)."""
-    from dockerfixtures import EXAMPLE, docker
+    from dockerfixtures import EXAMPLE, docker, machine_lock
 
-    docker("compose", "-p", "rerollbuild", "build", "-q", env=base_env, cwd=EXAMPLE, timeout=900)
+    with machine_lock("example-images"):
+        docker("compose", "-p", "rerollbuild", "build", "-q", env=base_env, cwd=EXAMPLE, timeout=900)
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ import pytest
 
 from dockerfixtures import ROOT, docker, finish, free_port, load_on, read_until, versions_after
 
+# One swarm for the module, on one test worker: tests elsewhere run beside it on the same engine.
+pytestmark = pytest.mark.xdist_group("swarm")
 STACK_FILE = os.path.join(ROOT, "tests", "stacks", "swarm", "stack.yaml")
 REGISTRY_STACK_FILE = os.path.join(ROOT, "tests", "stacks", "swarm", "registry.yaml")
 REGISTRY = "127.0.0.1:5000"  # Debian's docker-registry, started by scripts/provision.sh

@@ -10,6 +10,8 @@ control at the end shows that without it the same stack fails requests. 16 keep-
 
 import time
 
+import pytest
+
 from dockerfixtures import DRAIN, load_on, start_stack
 
 CLIENTS, RATE = 16, 300
@@ -48,6 +50,7 @@ def assert_every_deploy_clean(stack, replicas, runs, failed_per_deploy, report):
     assert {stack.env_of(c)["APP_VERSION"] for c in final} == {f"v{len(runs) + 1}"}
 
 
+@pytest.mark.serial
 def test_ten_deploys_at_tight_timings_one_replica_zero_failed_requests(make_stack):
     stack = make_stack("tight")
     start_stack(stack, 1)
@@ -57,6 +60,7 @@ def test_ten_deploys_at_tight_timings_one_replica_zero_failed_requests(make_stac
         "each deploy waited for Docker's verdict as well as the floor"
 
 
+@pytest.mark.serial
 def test_ten_deploys_at_tight_timings_three_replicas_zero_failed_requests(make_stack):
     stack = make_stack("tight")
     start_stack(stack, 3)
@@ -68,6 +72,7 @@ NO_HEALTHCHECK_REPLICAS = 5  # 10 containers during a deploy: as many as the exa
 CONTROL_MAX_DEPLOYS = 20
 
 
+@pytest.mark.serial
 def test_ten_deploys_without_a_health_check_the_pre_stop_command_and_the_floor_drain(make_stack):
     stack = make_stack("no-healthcheck")
     start_stack(stack, NO_HEALTHCHECK_REPLICAS)
