@@ -206,6 +206,7 @@ class Docker:
         # Called with the CLI's error when the engine does not answer; True once it answers again (set by the
         # runner, which can say so and notice interrupts). None: no waiting, the call fails at once.
         self.await_engine: Optional[Callable[[str], bool]] = None
+        self.engine_seen = False  # a call reached the engine this run
 
     # -- plain docker
 
@@ -222,9 +223,12 @@ class Docker:
         back, EngineUnreachable."""
         result = self.runner.run(argv, check=False, **kwargs)  # type: ignore[arg-type]
         if result.returncode != 0 and engine_unreachable(result.stderr):
-            if self.await_engine is None or not self.await_engine(first_line(result.stderr)):
+            # An engine that never answered this run is refused at once; one that went away is waited for.
+            if not self.engine_seen or self.await_engine is None or not self.await_engine(first_line(result.stderr)):
                 raise EngineUnreachable(list(argv), result.returncode, result.stderr)
             result = self.runner.run(argv, check=False, **kwargs)  # type: ignore[arg-type]
+        elif result.returncode == 0:
+            self.engine_seen = True
         if check and result.returncode != 0:
             error = EngineUnreachable if engine_unreachable(result.stderr) else DockerCommandError
             raise error(list(argv), result.returncode, result.stderr)

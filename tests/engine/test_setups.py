@@ -272,7 +272,7 @@ def test_a_journal_left_by_a_failed_recovery_does_not_resize_a_service_rescaled_
     refused = project.reroll("web", extra_env={"TAG": "v3"})
 
     assert refused.returncode == 3
-    assert "says web had 2 container(s)" in refused.stderr and "now it runs 6" in refused.stderr
+    assert "took web from 2 container(s)" in refused.stderr and "now it runs 6" in refused.stderr
     assert "changed by hand since" in refused.stderr and ids(project.containers()) == before
 
     settled = project.reroll("web", "--scale", "web=6", extra_env={"TAG": "v3"})

@@ -33,6 +33,7 @@ class Runner:
 def docker_with(runner, await_engine):
     docker = Docker("docker", [], [], {}, runner)
     docker.await_engine = await_engine
+    docker.engine_seen = True  # it answered earlier in the run
     return docker
 
 
@@ -73,3 +74,12 @@ def test_an_interrupt_ends_the_wait_for_the_engine():
     threading.Timer(0.3, interrupts.record, args=(2,)).start()
     started = time.monotonic()
     assert wait("down") is False and time.monotonic() - started < 2
+
+
+def test_an_engine_that_never_answered_this_run_is_refused_at_once_not_waited_for():
+    asked = []
+    docker = Docker("docker", [], [], {}, Runner(Result(1, "", DOWN)))
+    docker.await_engine = lambda error: asked.append(error) or True
+    with pytest.raises(EngineUnreachable):
+        docker.run("info")
+    assert asked == [], "a wrong --host or a stopped engine at the start is an error now, not a minute from now"
