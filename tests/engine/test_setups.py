@@ -207,6 +207,7 @@ def test_a_run_whose_lock_was_taken_over_stops_touching_the_service(stack):
     assert report.failed == 0, report.failures
 
 
+@pytest.mark.exclusive  # a real prune, of the whole engine: nothing may run beside it
 def test_a_prune_during_the_deploy_does_not_lose_the_lock(project):
     """`docker container prune` removes never-started containers, the lock among them: the run takes it again at
     its next step and finishes; the journal is a volume, which a container prune leaves."""
@@ -224,6 +225,7 @@ def test_a_prune_during_the_deploy_does_not_lose_the_lock(project):
     assert lock_and_journal(project) == [] and journal_replicas(project) is None
 
 
+@pytest.mark.exclusive  # a real prune, of the whole engine: nothing may run beside it
 def test_after_a_crash_and_a_system_prune_the_next_run_still_restores_the_count(project):
     project.up(replicas=2)
     kill_mid_deploy(project)
@@ -238,6 +240,7 @@ def test_after_a_crash_and_a_system_prune_the_next_run_still_restores_the_count(
     assert len(final) == 2 and all(project.image_of(c) == f"{APP_IMAGE}:v3" for c in final)
 
 
+@pytest.mark.exclusive  # a real prune, of the whole engine: nothing may run beside it
 def test_a_lost_journal_is_not_guessed_and_scale_settles_it(project):
     """The journal removed too (a volume prune): four containers of two configs. Counting them would keep the
     service doubled: the run refuses, changes nothing, and says how to go on."""
