@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from docker_reroll.display import ContainerDisplay
-from docker_reroll.engine import Docker
+from docker_reroll.engine import Engine
 from docker_reroll.errors import Interrupted
 from docker_reroll.interrupts import Interrupts, signal_name
 from docker_reroll.lock import EngineLock
@@ -35,7 +35,7 @@ class DeployReport:
 
 
 class DeployContext:
-    def __init__(self, service: str, project: str, spec: Optional[ServiceSpec], options: Options, docker: Docker,
+    def __init__(self, service: str, project: str, spec: Optional[ServiceSpec], options: Options, docker: Engine,
                  progress: Progress, interrupts: Interrupts, lock: EngineLock, watch: ContainerWatch,
                  display: ContainerDisplay, report: DeployReport) -> None:
         self.service = service

@@ -19,7 +19,7 @@ from typing import List, Optional
 from docker_reroll.batches import Batches
 from docker_reroll.context import DeployContext, DeployReport
 from docker_reroll.display import ContainerDisplay
-from docker_reroll.engine import Docker
+from docker_reroll.engine import Engine
 from docker_reroll.errors import DeployFailed, DockerCommandError, Incomplete, LockLost
 from docker_reroll.facts import service_facts
 from docker_reroll.interrupts import Interrupts
@@ -36,7 +36,7 @@ from docker_reroll.watch import ContainerWatch, WaitStats
 
 
 class Deployment:
-    def __init__(self, options: Options, service: str, spec: Optional[ServiceSpec], project: str, docker: Docker,
+    def __init__(self, options: Options, service: str, spec: Optional[ServiceSpec], project: str, docker: Engine,
                  progress: Progress, interrupts: Interrupts, lock: EngineLock) -> None:
         self.options = options  # this service's: the command line over its labels and deploy.update_config
         self.service = service

@@ -8,7 +8,7 @@ Exit 0 when the deploy could proceed, 3 when it would be refused, 4 when another
 
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from docker_reroll.engine import Docker
+from docker_reroll.engine import Engine
 from docker_reroll.errors import EXIT_LOCKED, EXIT_OK, EXIT_REFUSED, RefusedError
 from docker_reroll.facts import service_facts
 from docker_reroll.lock import EngineLock
@@ -27,7 +27,7 @@ NewConfig = Tuple[Optional[str], Optional[Dict[str, str]]]  # a Swarm service's 
 
 
 class DryRun:
-    def __init__(self, options: Options, docker: Docker, progress: Progress, command_line: str) -> None:
+    def __init__(self, options: Options, docker: Engine, progress: Progress, command_line: str) -> None:
         self.options = options
         self.docker = docker
         self.progress = progress

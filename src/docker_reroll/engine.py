@@ -1,7 +1,8 @@
 """The thin layer that talks to Docker: the user's own `docker` CLI and compose, with the user's global flags.
 
 Docker is reached only through here (processes.py runs the commands within their bounds). Engine JSON is parsed
-here into small dataclasses, by pure functions that the unit tests feed with saved engine output.
+here into small dataclasses, by pure functions that the unit tests feed with saved engine output. `Engine` is what
+the rest of the package asks of this layer: `Docker` gives it, and the unit tests share an in-memory fake of it.
 """
 
 import functools
@@ -15,7 +16,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence
 
 from docker_reroll.clone import Clone, clone, connect_args
 from docker_reroll.errors import (
@@ -110,6 +111,75 @@ def _die_with_parent_hook() -> Optional[Callable[[], None]]:
     except (ImportError, OSError, AttributeError):  # not Linux: the closed pipe ends the child at its next event
         return None
     return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+# ---------------------------------------------------------------------------------------------------- the interface
+
+
+class EventSubscription(Protocol):
+    """What `Engine.events` returns: the subscription, ended by close()."""
+
+    def close(self) -> None: ...
+
+
+class Engine(Protocol):
+    """What the rest of the package asks of the engine: `Docker` below, or an in-memory fake in the unit tests.
+    Every call that fails raises DockerCommandError (EngineUnreachable when no engine answers)."""
+
+    @property
+    def environ(self) -> Mapping[str, str]: ...
+
+    @property
+    def runner(self) -> CommandRunner: ...  # runs the user's own commands (pre-stop), with their bounds
+
+    def docker(self, *args: str) -> List[str]: ...
+
+    def run(self, *args: str, **kwargs: object) -> Result: ...
+
+    def environment_for_user_commands(self) -> Dict[str, str]: ...
+
+    def project_containers(self, project: str) -> List[Container]: ...
+
+    def service_container_ids(self, project: str, service: str) -> List[str]: ...
+
+    def inspect(self, ids: Iterable[str]) -> List[Container]: ...
+
+    def inspect_raw(self, ids: Sequence[str]) -> List[Dict[str, object]]: ...
+
+    def stop(self, ids: Sequence[str], grace_seconds: float) -> None: ...
+
+    def remove(self, ids: Sequence[str]) -> None: ...
+
+    def remove_volumes(self, names: Sequence[str]) -> None: ...
+
+    def start(self, container_id: str) -> None: ...
+
+    def pause(self, ids: Sequence[str]) -> None: ...
+
+    def unpause(self, ids: Sequence[str]) -> None: ...
+
+    def plan_clone(self, item: Mapping[str, object], number: int) -> Clone: ...
+
+    def create_clone(self, item: Mapping[str, object], number: int) -> str: ...
+
+    def image_ids(self, names: Sequence[str]) -> Dict[str, Optional[str]]: ...
+
+    def image_has_healthcheck(self, image: str) -> Optional[bool]: ...
+
+    def logs_tail(self, container_id: str, lines: int = 20) -> str: ...
+
+    def events(self, project: str, service: str,
+               on_event: Callable[[Optional[ContainerEvent]], None]) -> EventSubscription: ...
+
+    def load_project(self) -> ProjectConfig: ...
+
+    def services_in_any_profile(self) -> List[str]: ...
+
+    def config_hashes(self) -> Dict[str, str]: ...
+
+    def compose_up(self, service: str, *, scale: Optional[int], no_deps: bool,
+                   cancel: Callable[[], bool], start: bool = True, recreate: bool = False,
+                   on_line: Optional[Callable[[str], None]] = None) -> None: ...
 
 
 # ------------------------------------------------------------------------------------------------ docker and compose

@@ -3,12 +3,12 @@ deploy and for a dry run, so the two plan alike."""
 
 from typing import List, Optional, Sequence
 
-from docker_reroll.engine import Docker
+from docker_reroll.engine import Engine
 from docker_reroll.model import Container, Journal, ServiceSpec
 from docker_reroll.planning import ServiceFacts
 
 
-def service_facts(docker: Docker, spec: Optional[ServiceSpec], containers: Sequence[Container],
+def service_facts(docker: Engine, spec: Optional[ServiceSpec], containers: Sequence[Container],
                   journal: Optional[Journal]) -> ServiceFacts:
     """`containers`: the service's, as the caller inspected them (a deploy through its watch)."""
 
@@ -19,7 +19,7 @@ def service_facts(docker: Docker, spec: Optional[ServiceSpec], containers: Seque
                         unrestorable)
 
 
-def new_healthcheck(docker: Docker, spec: Optional[ServiceSpec]) -> Optional[bool]:
+def new_healthcheck(docker: Engine, spec: Optional[ServiceSpec]) -> Optional[bool]:
     """Whether the service's new containers will have a health check: the compose file says, else its image
     (None: the image is not on the engine yet, or compose v1 does not tell)."""
     if spec is None or not spec.known:

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
-from docker_reroll.engine import Docker
+from docker_reroll.engine import Engine
 from docker_reroll.errors import (
     DockerCommandError,
     Interrupted,
@@ -120,7 +120,7 @@ class Owner:
 
 
 class EngineLock:
-    def __init__(self, docker: Docker, project: str, service: str, progress: Progress, command: str,
+    def __init__(self, docker: Engine, project: str, service: str, progress: Progress, command: str,
                  system: Optional[System] = None) -> None:
         self._docker = docker
         self._progress = progress

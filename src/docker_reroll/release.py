@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 
 from docker_reroll.deploy import Deployment
 from docker_reroll.dryrun import DryRun, refused_plan
-from docker_reroll.engine import Docker
+from docker_reroll.engine import Engine
 from docker_reroll.errors import EXIT_OK, Interrupted, RefusedError, RerollError, UsageError
 from docker_reroll.interrupts import Interrupts, signal_name
 from docker_reroll.lock import EngineLock
@@ -27,7 +27,7 @@ from docker_reroll.vocabulary import Action, Phase, Result
 class ReleaseRun:
     """What a compose release and a Swarm one share: the settings per service, the locks, the outcomes."""
 
-    def __init__(self, options: Options, docker: Docker, progress: Progress, interrupts: Interrupts,
+    def __init__(self, options: Options, docker: Engine, progress: Progress, interrupts: Interrupts,
                  command_line: str) -> None:
         self.options = options
         self.docker = docker
@@ -80,7 +80,7 @@ class ReleaseRun:
 
 
 class Release(ReleaseRun):
-    def __init__(self, options: Options, docker: Docker, progress: Progress, interrupts: Interrupts,
+    def __init__(self, options: Options, docker: Engine, progress: Progress, interrupts: Interrupts,
                  command_line: str, project: ProjectConfig) -> None:
         super().__init__(options, docker, progress, interrupts, command_line)
         self.project = project

@@ -8,7 +8,7 @@ from typing import Mapping, Optional, Sequence
 
 from docker_reroll.deploy import Deployment
 from docker_reroll.dryrun import refused_plan
-from docker_reroll.engine import Docker, docker_binary
+from docker_reroll.engine import Docker, Engine, docker_binary
 from docker_reroll.errors import (
     EXIT_DEPLOY_FAILED,
     EXIT_INCOMPLETE,
@@ -84,7 +84,7 @@ def run(options: Options, environ: Mapping[str, str], progress: Optional[Progres
     return code
 
 
-def _release(options: Options, docker: Docker, progress: Progress, interrupts: Interrupts,
+def _release(options: Options, docker: Engine, progress: Progress, interrupts: Interrupts,
              command_line: str) -> ReleaseRun:
     """The compose project's release, or a Swarm stack's."""
     try:

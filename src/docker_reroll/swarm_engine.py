@@ -3,7 +3,7 @@
 import json
 from typing import List, Mapping, Optional, Sequence
 
-from docker_reroll.engine import Docker, compose_message
+from docker_reroll.engine import Engine, compose_message
 from docker_reroll.errors import DockerCommandError
 from docker_reroll.model import STACK_LABEL, SwarmService, Task, parse_tasks
 
@@ -11,7 +11,7 @@ from docker_reroll.model import STACK_LABEL, SwarmService, Task, parse_tasks
 class SwarmEngine:
     """The Swarm calls, through the same `docker` (and flags) as every other call."""
 
-    def __init__(self, docker: Docker) -> None:
+    def __init__(self, docker: Engine) -> None:
         self.docker = docker
 
     def is_manager(self) -> bool:

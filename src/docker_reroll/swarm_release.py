@@ -5,7 +5,7 @@ updating it) and its lock taken."""
 from typing import Dict, List, Optional, Tuple
 
 from docker_reroll.dryrun import DryRun
-from docker_reroll.engine import Docker
+from docker_reroll.engine import Engine
 from docker_reroll.errors import EXIT_OK, RefusedError
 from docker_reroll.interrupts import Interrupts
 from docker_reroll.model import ProjectConfig
@@ -21,7 +21,7 @@ NewConfig = Tuple[Optional[str], Optional[Dict[str, str]]]
 
 
 class SwarmRelease(ReleaseRun):
-    def __init__(self, options: Options, docker: Docker, progress: Progress, interrupts: Interrupts,
+    def __init__(self, options: Options, docker: Engine, progress: Progress, interrupts: Interrupts,
                  command_line: str, stack: str, project: Optional[ProjectConfig]) -> None:
         super().__init__(options, docker, progress, interrupts, command_line)
         self.stack = stack

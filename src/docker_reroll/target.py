@@ -4,14 +4,14 @@
 
 from typing import List, Optional, Tuple
 
-from docker_reroll.engine import Docker
+from docker_reroll.engine import Engine
 from docker_reroll.errors import RefusedError
 from docker_reroll.model import ProjectConfig
 from docker_reroll.options import Options
 from docker_reroll.swarm_engine import SwarmEngine
 
 
-def choose_target(options: Options, docker: Docker) -> Tuple[Optional[ProjectConfig], Optional[str]]:
+def choose_target(options: Options, docker: Engine) -> Tuple[Optional[ProjectConfig], Optional[str]]:
     """The compose project (None with a stack and no compose file), and the stack (None: the compose project)."""
     if options.stack:
         return _stack_file(options, docker), options.stack
@@ -34,7 +34,7 @@ def choose_target(options: Options, docker: Docker) -> Tuple[Optional[ProjectCon
     return project, None
 
 
-def _refuse_if_a_stack_is_meant(options: Options, docker: Docker, project: ProjectConfig) -> None:
+def _refuse_if_a_stack_is_meant(options: Options, docker: Engine, project: ProjectConfig) -> None:
     """A compose file here that names the service, none of whose containers run, and a Swarm stack that has it
     (`docker stack deploy -c compose.yaml shop` from this directory): deploying the compose service would start it
     beside the stack, so the user says which (--all always means the compose project)."""
@@ -51,7 +51,7 @@ def _refuse_if_a_stack_is_meant(options: Options, docker: Docker, project: Proje
                 f"`--stack {stacks[0]}` for the Swarm service, `--stack ''` for the compose project")
 
 
-def _stack_file(options: Options, docker: Docker) -> Optional[ProjectConfig]:
+def _stack_file(options: Options, docker: Engine) -> Optional[ProjectConfig]:
     """With a stack: the compose file that gives the new config, -f's, else the one compose finds here, if any
     (none: the service's current config, its tasks replaced)."""
     try:
@@ -62,7 +62,7 @@ def _stack_file(options: Options, docker: Docker) -> Optional[ProjectConfig]:
         return None
 
 
-def _stack_with(docker: Docker, services: List[str]) -> Optional[str]:
+def _stack_with(docker: Engine, services: List[str]) -> Optional[str]:
     engine = SwarmEngine(docker)
     if not engine.is_manager():
         return None

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
-from docker_reroll.engine import Docker, EventStream
+from docker_reroll.engine import Engine, EventSubscription
 from docker_reroll.interrupts import POLL_SECONDS, Interrupts
 from docker_reroll.model import Container, ContainerEvent, Health, Status, gone, serving
 
@@ -50,7 +50,7 @@ class WaitStats:
 
 
 class ContainerWatch:
-    def __init__(self, docker: Docker, project: str, service: str, interrupts: Interrupts,
+    def __init__(self, docker: Engine, project: str, service: str, interrupts: Interrupts,
                  on_change: Optional[Callable[[Container], None]] = None) -> None:
         self._docker = docker
         self._on_change = on_change  # told of every state we learn, for the progress display
@@ -61,7 +61,7 @@ class ContainerWatch:
         self._states: Dict[str, Container] = {}
         self._recent_events: Dict[str, List[ContainerEvent]] = {}  # per container, to replay over an inspect
         self._last_event: Optional[ContainerEvent] = None
-        self._stream: Optional[EventStream] = None
+        self._stream: Optional[EventSubscription] = None
         self._stream_alive = False
         self._subscribed_at = 0.0
         self._generation = 0
