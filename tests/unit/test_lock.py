@@ -16,6 +16,7 @@ import pytest
 from docker_reroll.host import System, identity, owner_is_gone, process_start
 from docker_reroll.lock import REMOTE_LOCK_LIFETIME, Owner
 from docker_reroll.model import Journal
+from fakeengine import FakeEngine, FakeRunner
 
 
 class Recorded(System):
@@ -182,7 +183,7 @@ def test_this_machine_and_a_real_zombie():
     assert here.boot_id and here.pid_ns
 
 
-# ----------------------------------------------------------------- every result checked (recorded engine answers)
+# ------------------------------------------------------------------------- every result checked (the fake engine)
 
 
 def test_one_missing_container_does_not_hide_another_ones_failure():
@@ -190,15 +191,8 @@ def test_one_missing_container_does_not_hide_another_ones_failure():
     from docker_reroll.errors import DockerCommandError
     from docker_reroll.processes import Result
 
-    class Runner:
-        def __init__(self, result):
-            self.result = result
-
-        def run(self, argv, **kwargs):
-            return self.result
-
     def remove(result):
-        Docker("docker", [], [], {}, Runner(result)).remove(["1111", "2222", "3333"])
+        Docker("docker", [], [], {}, FakeRunner(result)).remove(["1111", "2222", "3333"])
 
     stderr = ("Error response from daemon: No such container: 1111\n"
               "Error response from daemon: removal of container 2222 is already in progress\n")
@@ -211,144 +205,82 @@ def test_one_missing_container_does_not_hide_another_ones_failure():
     assert failed.value.failures() == "exit 1"
 
 
-class FakeEngine:
-    """Just enough of `Docker` for the lock: the lock name is held by a dead owner whose lock cannot be removed."""
-
-    def __init__(self, holder_labels, rm_failure):
-        self.holder_labels = holder_labels
-        self.rm_failure = rm_failure
-        self.removals = 0
-
-    def run(self, *args, **kwargs):
-        from docker_reroll.processes import Result
-
-        if args[0] == "create":
-            return Result(1, "", "Conflict. The container name is already in use")
-        return Result(1, "", "Error: No such volume")
-
-    def inspect(self, ids):
-        from docker_reroll.model import Container
-
-        return [Container(id="ab" * 32, name=ids[0], status="created", health=None, labels=self.holder_labels)]
-
-    def remove(self, ids):
-        from docker_reroll.errors import DockerCommandError
-
-        self.removals += 1
-        raise DockerCommandError(["docker", "rm", *ids], 1, self.rm_failure)
-
-
-def test_a_takeover_whose_removal_fails_says_why_waits_between_tries_and_respects_the_timeout():
-    """Seen before: the `rm` result was ignored and the loop retried at once, spinning past --lock-timeout."""
-    import io
-
-    from docker_reroll.errors import LockedError
-    from docker_reroll.interrupts import Interrupts
-    from docker_reroll.lock import LOCK_RETRY_SECONDS, EngineLock
-    from docker_reroll.progress import Progress
-    from docker_reroll.writers import PlainWriter
-
-    dead = owner(pid=4243)  # no such process on the recorded machine
-    labels = {"io.docker-reroll." + k: v for k, v in dead.labels().items()}
-    engine = FakeEngine(labels, "Error response from daemon: permission denied")
-    out = io.StringIO()
-    lock = EngineLock(engine, "p", "web", Progress(PlainWriter(out)), "docker reroll web", system=LINUX)
-    started = time.monotonic()
-    try:
-        lock.acquire(1.2, Interrupts())
-    except LockedError as error:
-        assert "another deploy of this service is running" in str(error)
-    else:
-        raise AssertionError("no LockedError")
-    elapsed = time.monotonic() - started
-    assert 1.2 <= elapsed < 1.2 + LOCK_RETRY_SECONDS + 0.5
-    assert engine.removals <= 4, "one try per retry interval, not a spin"
-    assert "could not remove the stale lock docker-reroll-lock.p.web: Error response from daemon: permission " \
-           "denied" in out.getvalue()
-
-
-class FlakyEngine:
-    """The few engine calls a lock makes, with the journal read and the lock inspect failing on demand."""
-
-    def __init__(self, journal_fails=False, inspect_fails=False):
-        self.journal_fails = journal_fails
-        self.inspect_fails = inspect_fails
-        self.removed = []
-
-    def run(self, *args, check=True, **kwargs):
-        from docker_reroll.errors import RefusedError
-
-        if args[0] == "create":
-            return subprocess.CompletedProcess(args, 0, "lock-id\n", "")
-        if args[:2] == ("volume", "inspect") and self.journal_fails:
-            raise RefusedError("cannot read the deploy journal: context deadline exceeded")
-        return subprocess.CompletedProcess(args, 1, "", "no such volume")
-
-    def inspect(self, names):
-        from docker_reroll.errors import DockerCommandError
-
-        if self.inspect_fails:
-            raise DockerCommandError(["docker", "inspect"], 1, "context deadline exceeded")
-        return [type("Found", (), {"id": "lock-id", "labels": {}})()]
-
-    def remove(self, ids):
-        self.removed += ids
-
-    def remove_volumes(self, names):
-        self.removed += names
+LOCK_NAME = "docker-reroll-lock.p.web"
 
 
 def engine_lock(engine):
-    import io
-
-    from docker_reroll.interrupts import Interrupts
     from docker_reroll.lock import EngineLock
     from docker_reroll.progress import Progress
     from docker_reroll.writers import PlainWriter
 
     stream = io.StringIO()
-    lock = EngineLock(engine, "p", "web", Progress(PlainWriter(stream)), "docker reroll web", system=LINUX)
-    return lock, stream, Interrupts()
+    return EngineLock(engine, "p", "web", Progress(PlainWriter(stream)), "docker reroll web", system=LINUX), stream
+
+
+def held_by(engine, holder):
+    """The lock container, created on the engine by `holder`'s run (as lock.py creates it); its id."""
+    labels = [word for key, value in holder.labels().items() for word in ("--label", f"io.docker-reroll.{key}={value}")]
+    return engine.run("create", "--name", LOCK_NAME, *labels, "docker-reroll/lock:1", "lock").stdout.strip()
+
+
+def test_a_takeover_whose_removal_fails_says_why_waits_between_tries_and_respects_the_timeout():
+    """Seen before: the `rm` result was ignored and the loop retried at once, spinning past --lock-timeout."""
+    from docker_reroll.errors import LockedError
+    from docker_reroll.interrupts import Interrupts
+    from docker_reroll.lock import LOCK_RETRY_SECONDS
+
+    engine = FakeEngine()
+    engine.fail("rm", held_by(engine, owner(pid=4243)), "permission denied")  # no such process on LINUX: dead
+    lock, out = engine_lock(engine)
+    started = time.monotonic()
+    with pytest.raises(LockedError, match="another deploy of this service is running"):
+        lock.acquire(1.2, Interrupts())
+    elapsed = time.monotonic() - started
+    assert 1.2 <= elapsed < 1.2 + LOCK_RETRY_SECONDS + 0.5
+    assert 1 <= engine.calls.count("rm") <= 4, "one try per retry interval, not a spin"
+    assert "could not remove the stale lock docker-reroll-lock.p.web: Error response from daemon: permission " \
+           "denied" in out.getvalue()
 
 
 def test_a_lock_whose_journal_cannot_be_read_is_not_left_behind():
-    import pytest
-
     from docker_reroll.errors import RefusedError
+    from docker_reroll.interrupts import Interrupts
 
-    engine = FlakyEngine(journal_fails=True)
-    lock, _, interrupts = engine_lock(engine)
-    with pytest.raises(RefusedError):
-        lock.acquire(0, interrupts)
-    assert engine.removed == ["lock-id"] and not lock.held
+    engine = FakeEngine()
+    engine.fail("volume inspect", LOCK_NAME + ".journal", "context deadline exceeded")
+    lock, _ = engine_lock(engine)
+    with pytest.raises(RefusedError, match="cannot read the deploy journal .*: .*context deadline exceeded"):
+        lock.acquire(0, Interrupts())
+    assert engine.inspect([LOCK_NAME]) == [] and not lock.held
 
 
 def test_an_engine_error_at_release_is_a_warning_not_the_deploys_outcome():
-    engine = FlakyEngine()
-    lock, stream, interrupts = engine_lock(engine)
-    lock.acquire(0, interrupts)
-    engine.inspect_fails = True
+    from docker_reroll.interrupts import Interrupts
+
+    engine = FakeEngine()
+    lock, stream = engine_lock(engine)
+    lock.acquire(0, Interrupts())
+    lock_id = lock.lock_id
+    engine.fail("inspect", LOCK_NAME, "context deadline exceeded")
     lock.release()  # must not raise: the deploy's own result stands
     assert not lock.held and "could not check the deploy lock before releasing it" in stream.getvalue()
-    assert engine.removed == [], "what could not be checked as ours is not removed"
+    assert [c.name for c in engine.inspect([lock_id])] == [LOCK_NAME], "what could not be checked as ours stays"
 
 
-def test_a_locks_age_is_measured_on_the_engines_clock():
-    """A laptop whose clock is a day off must not judge another machine's lock by it."""
-    from docker_reroll.lock import EngineLock
-    from docker_reroll.model import Container
-    from docker_reroll.processes import Result
-    from docker_reroll.progress import Progress
-    from docker_reroll.writers import PlainWriter
+@pytest.mark.parametrize("engine_age, taken_over", [(REMOTE_LOCK_LIFETIME + 1, True), (3600.0, False)])
+def test_a_locks_age_is_measured_on_the_engines_clock(engine_age, taken_over):
+    """A laptop whose clock is a day off must not judge another machine's lock by it: the lock of a deploy on
+    another machine, taken just now by its clock (`since`), is as old as the engine's clock says."""
+    from docker_reroll.errors import LockedError
+    from docker_reroll.interrupts import Interrupts
 
-    class Engine:
-        def inspect(self, ids):
-            return [Container(id="ab" * 32, name="lock", status="created", health=None,
-                              created="2026-12-01T10:00:00.5Z")]
-
-        def run(self, *args, **kwargs):
-            assert args[:1] == ("info",)
-            return Result(0, '"2026-12-01T14:00:01.5Z"\n', "")
-
-    lock = EngineLock(Engine(), "p", "web", Progress(PlainWriter(io.StringIO())), "docker reroll web", system=LINUX)
-    assert lock._age("ab" * 32) == pytest.approx(4 * 3600 + 1)
+    engine = FakeEngine()
+    held_by(engine, owner(machine_id="m2", boot_id="b2", since=time.time()))
+    engine.clock_skew = engine_age  # the engine's clock has moved on since it created the lock
+    lock, out = engine_lock(engine)
+    if taken_over:
+        lock.acquire(0, Interrupts())
+        assert lock.held and "it is older than 3 hours by the engine's clock" in out.getvalue()
+    else:
+        with pytest.raises(LockedError):
+            lock.acquire(0, Interrupts())

@@ -1,5 +1,5 @@
 """An engine that stops answering mid-deploy is waited for, a bounded time, and the call made again; its silence
-is never taken for the containers' state. With stand-ins for the docker CLI and the engine's answers."""
+is never taken for the containers' state. With the docker CLI's recorded answers (FakeRunner)."""
 
 import io
 import threading
@@ -14,20 +14,9 @@ from docker_reroll.outage import EngineWait
 from docker_reroll.processes import Result
 from docker_reroll.progress import Progress
 from docker_reroll.writers import PlainWriter
+from fakeengine import FakeRunner
 
 DOWN = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n"
-
-
-class Runner:
-    """Answers each call from a script of results; records the calls."""
-
-    def __init__(self, *results):
-        self.results = list(results)
-        self.calls = []
-
-    def run(self, argv, **kwargs):
-        self.calls.append(list(argv))
-        return self.results.pop(0)
 
 
 def docker_with(runner, await_engine):
@@ -39,17 +28,17 @@ def docker_with(runner, await_engine):
 
 def test_a_call_that_finds_no_engine_waits_for_it_and_is_made_again():
     asked = []
-    runner = Runner(Result(1, "", DOWN), Result(0, "[]", ""))
+    runner = FakeRunner(Result(1, "", DOWN), Result(0, "[]", ""))
     docker = docker_with(runner, lambda error: asked.append(error) or True)
     assert docker.run("ps", "-q").stdout == "[]"
     assert asked == [DOWN.strip()] and len(runner.calls) == 2
 
 
 def test_an_engine_that_does_not_come_back_ends_the_call_with_its_own_error():
-    docker = docker_with(Runner(Result(1, "", DOWN)), lambda error: False)
+    docker = docker_with(FakeRunner(Result(1, "", DOWN)), lambda error: False)
     with pytest.raises(EngineUnreachable, match="Cannot connect to the Docker daemon"):
         docker.run("inspect", "x", check=False)
-    other = docker_with(Runner(Result(1, "", "Error: No such container: x")), lambda error: False)
+    other = docker_with(FakeRunner(Result(1, "", "Error: No such container: x")), lambda error: False)
     assert other.run("inspect", "x", check=False).returncode == 1, "other failures are the caller's to judge"
 
 

@@ -3,21 +3,22 @@ a stack's service found by the stack's own label, without a daemon."""
 
 import io
 import signal
-import subprocess
-from types import SimpleNamespace
 
 import pytest
 
+from docker_reroll.engine import Docker
 from docker_reroll.errors import DeployFailed, Interrupted, LockedError, RefusedError, StoppedBetweenBatches
 from docker_reroll.interrupts import Interrupts
-from docker_reroll.model import ServiceSpec
+from docker_reroll.model import ProjectConfig, ServiceSpec
 from docker_reroll.options import Options
+from docker_reroll.processes import Result as ProcessResult
 from docker_reroll.progress import Progress
 from docker_reroll.release import ReleaseRun
 from docker_reroll.summary import Outcomes
 from docker_reroll.swarm_engine import SwarmEngine
 from docker_reroll.vocabulary import Result
 from docker_reroll.writers import PlainWriter
+from fakeengine import FakeEngine, FakeRunner
 
 PLANNED = ["a", "b", "c"]
 
@@ -57,30 +58,30 @@ def test_a_half_way_service_or_an_interrupted_recreate_is_not_said_rolled_back()
 
 
 def test_a_bad_update_config_is_a_refusal_that_names_the_service_and_the_key():
-    release = ReleaseRun(Options(), None, Progress(PlainWriter(io.StringIO())), Interrupts(), "docker reroll web")
+    release = ReleaseRun(Options(), FakeEngine(), Progress(PlainWriter(io.StringIO())), Interrupts(),
+                         "docker reroll web")
     spec = ServiceSpec(name="web", update_config={"parallelism": -1})
-    project = SimpleNamespace(services={"web": spec})
+    project = ProjectConfig("p", {"web": spec})
     with pytest.raises(RefusedError, match=r"service 'web': deploy\.update_config\.parallelism"):
         release.options_for(project, "web")
     assert release.options_for(project, "other") is release.options  # not in the file: the command line's
 
 
-class ServiceListing:
-    """`docker service ls` and `docker service inspect --format` as the engine answers them."""
+def service_listing(namespaces):
+    """The docker CLI's answers to `docker service ls` and `docker service inspect --format`, for services (name ->
+    its stack's label)."""
 
-    def __init__(self, namespaces):
-        self.namespaces = namespaces  # service name -> its stack's label
+    def answer(argv):
+        if argv[1:3] == ["service", "ls"]:
+            return ProcessResult(0, "\n".join(namespaces) + "\n", "")
+        assert argv[1:4] == ["service", "inspect", "--format"], argv
+        return ProcessResult(0, "".join(f"{name} {namespaces[name]}\n" for name in argv[5:]), "")
 
-    def run(self, *args, **kwargs):
-        if args[:2] == ("service", "ls"):
-            out = "\n".join(self.namespaces)
-        else:
-            out = "\n".join(f"{name} {self.namespaces[name]}" for name in args[4:])
-        return subprocess.CompletedProcess(args, 0, out + "\n", "")
+    return Docker("docker", [], [], {}, FakeRunner(answer=answer))
 
 
 def test_a_stack_service_is_matched_by_its_stacks_label_not_by_the_end_of_its_name():
-    engine = SwarmEngine(ServiceListing({"shop_web": "shop", "shop_admin_web": "shop", "blog_web": "blog"}))
+    engine = SwarmEngine(service_listing({"shop_web": "shop", "shop_admin_web": "shop", "blog_web": "blog"}))
     assert engine.stack_services("web") == ["blog_web", "shop_web"]  # shop_admin_web is shop's admin_web
     assert engine.stack_services("admin_web") == ["shop_admin_web"]
     assert engine.stack_services("api") == []

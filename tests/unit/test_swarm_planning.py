@@ -10,6 +10,7 @@ from docker_reroll import swarm
 from docker_reroll.cli import parse_command_line
 from docker_reroll.errors import DeployFailed, RefusedError, UsageError
 from docker_reroll.interrupts import Interrupts
+from docker_reroll.lock import EngineLock
 from docker_reroll.model import SwarmService, UpdateConfig, parse_tasks, without_resolved_digest
 from docker_reroll.options import FROM_COMMAND_LINE, Options
 from docker_reroll.progress import Progress
@@ -17,6 +18,7 @@ from docker_reroll.summary import Outcomes, ServiceOutcome, outcome_word, summar
 from docker_reroll.swarm import SwarmDeployment
 from docker_reroll.swarm_planning import check_swarm_options, plan_swarm_update, refusal_for
 from docker_reroll.writers import JsonWriter
+from fakeengine import FakeEngine
 
 SECOND = 1_000_000_000
 INSPECT = {
@@ -157,7 +159,8 @@ def test_labels_of_the_compose_file_are_refused_as_the_command_line_is():
 
 
 class FakeSwarm:
-    """A service whose update Swarm takes through the given UpdateStatus states, one per look (the last one stays);
+    """SwarmEngine's answers (the Swarm calls are SwarmEngine's own, over `docker service`, not the Engine's): a
+    service whose update Swarm takes through the given UpdateStatus states, one per look (the last one stays);
     `docker service rollback` starts a roll-back that never ends."""
 
     def __init__(self, states, message="update paused due to failure or early termination of task x"):
@@ -188,19 +191,16 @@ class FakeSwarm:
         return ""
 
 
-class Lock:
-    def verify(self):
-        pass
-
-
 def deploy(engine, monkeypatch, healthcheck_timeout=30.0, rollback_extra=0.2):
     monkeypatch.setattr(swarm, "FOLLOW_SECONDS", 0.01)
     monkeypatch.setattr(swarm, "ROLLBACK_EXTRA_SECONDS", rollback_extra)
     options = Options()
     options.healthcheck_timeout = healthcheck_timeout
     stream = io.StringIO()
-    deployment = SwarmDeployment(options, "shop_web", "web", engine, Progress(JsonWriter(stream)),
-                                 Interrupts(), Lock(), (None, None))
+    progress = Progress(JsonWriter(stream))
+    lock = EngineLock(FakeEngine(), "shop", "web", progress, "docker reroll --stack shop web")
+    lock.acquire(0, Interrupts())
+    deployment = SwarmDeployment(options, "shop_web", "web", engine, progress, Interrupts(), lock, (None, None))
     with pytest.raises(DeployFailed) as failed:
         deployment.run(deployment.check())
     return failed.value, [json.loads(line) for line in stream.getvalue().splitlines()]
