@@ -107,6 +107,10 @@ class FakeEngine:
         self.calls: List[str] = []  # the verbs asked of the engine, in order
         self.environ: Dict[str, str] = {}
         self.runner = FakeRunner(answer=self._user_command)
+        self.execs: List[tuple] = []  # (container, argv, input) of each `docker exec`
+        self.exec_answer: Optional[Callable[[str, List[str]], Result]] = None
+        self.copies: List[tuple] = []  # (container, directory, files) of each `docker cp` into one
+        self.kills: List[tuple] = []  # (container, signal)
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
 
@@ -242,6 +246,17 @@ class FakeEngine:
     def logs_tail(self, container_id: str, lines: int = 20) -> str:
         box = self._find(container_id)
         return f"{box.name} listening on :8080" if box else f"Error: No such container: {container_id}"
+
+    def exec_in(self, container_id: str, argv, input_bytes: bytes = b"", timeout: float = 120.0) -> Result:
+        """A command inside a container (a proxy driver's): recorded, answered by `exec_answer` if given."""
+        self.execs.append((container_id, list(argv), input_bytes))
+        return self.exec_answer(container_id, list(argv)) if self.exec_answer else Result(0, "", "")
+
+    def copy_into(self, container_id: str, directory: str, files) -> None:
+        self.copies.append((container_id, directory, dict(files)))
+
+    def kill(self, container_id: str, signal_name: str) -> None:
+        self.kills.append((container_id, signal_name))
 
     def events(self, project: str, service: str, on_event) -> Subscription:
         subscription = Subscription(project, service, on_event)

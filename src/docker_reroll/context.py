@@ -3,7 +3,7 @@ batches.py each do one part of it): the service, its settings, the engine, the w
 and the phase the deploy is in, which decides what an interrupt means."""
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 from docker_reroll.display import ContainerDisplay
 from docker_reroll.engine import Engine
@@ -15,6 +15,9 @@ from docker_reroll.options import Options
 from docker_reroll.progress import Progress
 from docker_reroll.vocabulary import Phase, rolls_back
 from docker_reroll.watch import ContainerWatch
+
+if TYPE_CHECKING:
+    from docker_reroll.proxy_drain import ProxyControl
 
 
 @dataclass
@@ -32,6 +35,7 @@ class DeployReport:
     phase_seconds: Dict[str, float] = field(default_factory=dict)
     old_containers: List[Container] = field(default_factory=list)  # as found, for the summary
     new_containers: List[Container] = field(default_factory=list)  # on the new config, serving at the end
+    cut_connections: Dict[str, int] = field(default_factory=dict)  # proxy mode: open at the drain timeout
 
 
 class DeployContext:
@@ -54,6 +58,7 @@ class DeployContext:
         # next run knows it must finish this deploy.
         self.consistent = True
         self.keep_journal = False  # stopped between batches: the next run must replace the rest
+        self.proxy: Optional["ProxyControl"] = None  # proxy mode: the proxy this deploy drives
 
     def enter(self, phase: Phase, rolling_back: bool = False) -> None:
         """Enter a phase: it decides what an interrupt means, and the progress display times it. A roll-back stays

@@ -28,6 +28,8 @@ from docker_reroll.model import Container, ServiceSpec
 from docker_reroll.options import Options, settings_line
 from docker_reroll.planning import ServicePlan, describe, names, plan_service
 from docker_reroll.progress import Progress
+from docker_reroll.proxy import Route
+from docker_reroll.proxy_drain import ProxyControl, ProxyDrain
 from docker_reroll.rendering import plan_facts
 from docker_reroll.retire import Retirement
 from docker_reroll.rollout import Rollout
@@ -37,7 +39,7 @@ from docker_reroll.watch import ContainerWatch, WaitStats
 
 class Deployment:
     def __init__(self, options: Options, service: str, spec: Optional[ServiceSpec], project: str, docker: Engine,
-                 progress: Progress, interrupts: Interrupts, lock: EngineLock) -> None:
+                 progress: Progress, interrupts: Interrupts, lock: EngineLock, route: Optional[Route] = None) -> None:
         self.options = options  # this service's: the command line over its labels and deploy.update_config
         self.service = service
         self.spec = spec
@@ -46,6 +48,7 @@ class Deployment:
         self.progress = progress
         self.interrupts = interrupts
         self.lock = lock
+        self.route = route  # proxy mode: how the proxy routes to the service
         self.report = DeployReport()
         self.wait_stats: Optional[WaitStats] = None
         self.plan: Optional[ServicePlan] = None  # as carried out
@@ -88,11 +91,14 @@ class Deployment:
     def _deploy(self, ctx: DeployContext) -> None:
         self.progress.info(f"settings for {self.service}: {settings_line(self.options)}")
         facts = service_facts(self.docker, self.spec, ctx.service_containers(), self.lock.journal)
-        plan = self.plan = plan_service(self.service, self.spec, self.options, facts)
+        plan = self.plan = plan_service(self.service, self.spec, self.options, facts, self.route)
         ctx.options = plan.options  # a failure action that cannot be kept is the plan's to change
         self.progress.plan(plan_facts(plan, dry_run=False))
         for level, message in plan.messages:
             self.progress.say(level, message)
+        if plan.route is not None:
+            ctx.proxy = ProxyControl(ctx, plan.route)
+            ctx.proxy.attach()  # refused before any change if the proxy cannot be driven
         self._remove_stale(ctx, plan.stale)
         ctx.check_interrupt()
         self.report.first_start = plan.first_start
@@ -107,10 +113,21 @@ class Deployment:
             self.lock.write_journal(plan.replicas, [c.id for c in plan.old])
             self.progress.info(f"old containers: {describe(plan.old)}")
         ctx.consistent = False
-        retirement = Retirement(ctx)
+        retirement = Retirement(ctx, ProxyDrain(ctx, ctx.proxy) if ctx.proxy else None)
         batches = Batches(ctx, Rollout(ctx, retirement), retirement)
-        new = batches.run(plan)
+        try:
+            if ctx.proxy is not None:
+                ctx.proxy.route_to(plan.old)  # pinned: the new containers get no connection before they are ready
+            new = batches.run(plan)
+            if ctx.proxy is not None and plan.first_start:
+                ctx.proxy.route_to(new)
+        finally:
+            if ctx.proxy is not None and ctx.consistent:  # old or new only: Docker's DNS tells the truth again
+                ctx.proxy.rest()
         ctx.consistent = True
+        if ctx.proxy is not None:
+            ctx.proxy.rest()
+        self.report.cut_connections = dict(ctx.proxy.cut_connections) if ctx.proxy else {}
         self.report.completed = not self.report.kept_old
         if self.report.kept_old:
             batches.stop(f"{len(self.report.kept_old)} old container(s) kept in place of new ones that failed "

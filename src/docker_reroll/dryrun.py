@@ -16,6 +16,8 @@ from docker_reroll.model import Journal, ProjectConfig
 from docker_reroll.options import Options
 from docker_reroll.planning import plan_service
 from docker_reroll.progress import Progress
+from docker_reroll.proxy import Route, routes_of
+from docker_reroll.proxy_drain import DRIVERS
 from docker_reroll.release_planning import Step
 from docker_reroll.rendering import service_facts as plan_facts
 from docker_reroll.rendering import service_lines
@@ -35,9 +37,11 @@ class DryRun:
         self.lines: List[str] = []
         self.exit_code = EXIT_OK
 
-    def run(self, project: ProjectConfig, steps: Sequence[Step], options: Mapping[str, Options]) -> int:
-        """`options`: each rolled service's own, as the deploy would resolve them."""
+    def run(self, project: ProjectConfig, steps: Sequence[Step], options: Mapping[str, Options],
+            routes: Mapping[str, Route]) -> int:
+        """`options`: each rolled service's own, as the deploy would resolve them; `routes`: proxy mode's."""
         self.lines.append(f"dry run: nothing is changed; project {project.name}")
+        self.routes = routes
         services = [self._step(project, step, options.get(step.service, self.options)) for step in steps]
         self._end(project.name, services, "another deploy holds a lock: this one would wait or exit 4")
         return self.exit_code
@@ -73,8 +77,10 @@ class DryRun:
             return facts
         spec = project.services[step.service]
         containers = self.docker.inspect(self.docker.service_container_ids(project.name, step.service))
+        route = self.routes.get(step.service)
         try:
-            plan = plan_service(step.service, spec, options, service_facts(self.docker, spec, containers, journal))
+            plan = plan_service(step.service, spec, options, service_facts(self.docker, spec, containers, journal),
+                                route)
         except RefusedError as error:
             facts["refused"] = str(error)
             say(f"  refused: {error}")
@@ -82,7 +88,30 @@ class DryRun:
             return facts
         facts.update(plan_facts(plan))
         self.lines.extend(service_lines(plan))
+        if route is not None:
+            self._proxy(project, route, facts)
         return facts
+
+    def _proxy(self, project: ProjectConfig, route: Route, facts: Dict[str, object]) -> None:
+        """Proxy mode: the proxy's container, whether it can be driven for the route (a read of its configuration),
+        and the configuration docker-reroll generates for it."""
+        say = self.lines.append
+        driver = DRIVERS[route.kind](self.docker)
+        config = driver.config(routes_of(self.routes, route.proxy))
+        found = [c for c in self.docker.inspect(self.docker.service_container_ids(project.name, route.proxy))
+                 if c.running]
+        problem = driver.check(found[0].id, route) if len(found) == 1 else \
+            f"the service '{route.proxy}' runs {len(found)} container(s), not 1"
+        facts["proxy"] = {"service": route.proxy, "kind": route.kind, "listen": route.listen, "port": route.port,
+                          "protocol": route.protocol, "hosts": list(route.hosts), "problem": problem,
+                          "config": config}
+        if problem:
+            say(f"  refused: proxy mode: {problem}")
+            self._worst(EXIT_REFUSED)
+        say(f"  proxy {route.proxy} ({route.kind}): pinned to the old containers, switched to the new ones once "
+            "ready, each old one stopped when its connections have ended; then back to routing by Docker's DNS")
+        say(f"  the configuration {route.proxy} needs at {route.config_path} (generated from the labels):")
+        self.lines.extend(f"    | {line}" for line in config.splitlines())
 
     def _look_at_lock(self, project: str, service: str, options: Options, facts: Dict[str, object]
                       ) -> Optional[Journal]:

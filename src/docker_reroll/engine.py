@@ -168,6 +168,13 @@ class Engine(Protocol):
 
     def logs_tail(self, container_id: str, lines: int = 20) -> str: ...
 
+    def exec_in(self, container_id: str, argv: Sequence[str], input_bytes: bytes = b"",
+                timeout: float = DOCKER_CALL_TIMEOUT) -> Result: ...
+
+    def copy_into(self, container_id: str, directory: str, files: Mapping[str, str]) -> None: ...
+
+    def kill(self, container_id: str, signal_name: str) -> None: ...
+
     def events(self, project: str, service: str,
                on_event: Callable[[Optional[ContainerEvent]], None]) -> EventSubscription: ...
 
@@ -424,6 +431,37 @@ class Docker:
             return None
         test = (json.loads(result.stdout or "null") or {}).get("Test") or []
         return bool(test) and test[:1] != ["NONE"]
+
+    def exec_in(self, container_id: str, argv: Sequence[str], input_bytes: bytes = b"",
+                timeout: float = DOCKER_CALL_TIMEOUT) -> Result:
+        """`docker exec` (with `-i` when there is input): a command inside a running container, such as a proxy's
+        own tools. The caller judges the result."""
+        flags = ["-i"] if input_bytes else []
+        return self.call(self.docker("exec", *flags, container_id, *argv), check=False, timeout=timeout,
+                         input_bytes=input_bytes)
+
+    def copy_into(self, container_id: str, directory: str, files: Mapping[str, str]) -> None:
+        """Write text files into a container's `directory` (made if missing) with `docker cp`, which needs no
+        shell in the image: a tar archive on its standard input, unpacked in the directory's parent."""
+        import io
+        import tarfile
+
+        parent, _, name = directory.rstrip("/").rpartition("/")
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            folder = tarfile.TarInfo(name)
+            folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
+            tar.addfile(folder)
+            for file_name, text in files.items():
+                data = text.encode()
+                info = tarfile.TarInfo(f"{name}/{file_name}")
+                info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+                tar.addfile(info, io.BytesIO(data))
+        self.call(self.docker("cp", "-", f"{container_id}:{parent or '/'}"), input_bytes=archive.getvalue())
+
+    def kill(self, container_id: str, signal_name: str) -> None:
+        """`docker kill -s`: a signal to the container's main process (a proxy's reload)."""
+        self.run("kill", "--signal", signal_name, container_id)
 
     def logs_tail(self, container_id: str, lines: int = 20) -> str:
         result = self.run("logs", "--tail", str(lines), "--timestamps", container_id, check=False)

@@ -64,6 +64,7 @@ class Container:
     stop_timeout: Optional[int] = None  # seconds, from stop_grace_period; None: the engine's default (10)
     image: str = ""  # the image as the config names it (`app:v2`); image_id is what it resolved to
     created: str = ""  # when the engine created it, by the engine's clock (RFC 3339)
+    addresses: Mapping[str, str] = field(default_factory=dict)  # network name -> its IPv4 address there
 
     @property
     def short_id(self) -> str:
@@ -159,6 +160,9 @@ def parse_inspect(text: str) -> List[Container]:
                 stop_timeout=config.get("StopTimeout"),
                 image=config.get("Image") or "",
                 created=item.get("Created") or "",
+                addresses={name: str(endpoint.get("IPAddress")) for name, endpoint in
+                           ((item.get("NetworkSettings") or {}).get("Networks") or {}).items()
+                           if endpoint and endpoint.get("IPAddress")},
             )
         )
     return containers
@@ -220,6 +224,7 @@ class ServiceSpec:
     image: str = ""
     environment: Mapping[str, str] = field(default_factory=dict)
     healthcheck: Optional[bool] = None  # set (True) or disabled (False) in the compose file; None: the image's
+    published_targets: List[int] = field(default_factory=list)  # the container ports it publishes on the host
 
 
 @dataclass(frozen=True)
@@ -243,11 +248,13 @@ def parse_compose_config(text: str) -> ProjectConfig:
 
 
 def _service_spec(project: dict, name: str, definition: dict) -> ServiceSpec:
-    fixed = []
+    fixed, targets = [], []
     for port in definition.get("ports") or []:
         published = str(port.get("published") or "") if isinstance(port, dict) else ""
         if published and not PORT_RANGE.match(published):
             fixed.append(f"{published}:{port.get('target')}")
+        if isinstance(port, dict) and str(port.get("target") or "").isdigit():
+            targets.append(int(port["target"]))
     deploy = definition.get("deploy") or {}
     replicas, key = deploy.get("replicas"), "deploy.replicas"
     if replicas is None:
@@ -266,6 +273,7 @@ def _service_spec(project: dict, name: str, definition: dict) -> ServiceSpec:
         image=str(definition.get("image") or ""),
         environment={str(k): "" if v is None else str(v) for k, v in (definition.get("environment") or {}).items()},
         healthcheck=_healthcheck(definition.get("healthcheck")),
+        published_targets=targets,
     )
 
 

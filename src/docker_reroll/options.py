@@ -235,6 +235,10 @@ OPTIONS: List[Option] = [
            "Keep each old container running at least X seconds after its pre-stop command finished, so the proxy "
            "sees it fail, however soon Docker reports it unhealthy", "DRAIN_TIME", default_text=None,
            label="drain-time", shown=True),
+    _value("--drain-timeout", "drain_timeout", "seconds", 30.0,
+           "In proxy mode, wait up to X seconds for the proxy's connections to an old container to end before "
+           "stopping it; those still open then are closed", "DRAIN_TIMEOUT", default_text=None,
+           label="drain-timeout"),
     _flag("--all", "all", "Deploy every service of the project in dependency order: roll those that can run twice, "
                           "let compose recreate the others, skip those that run their current config"),
     _value("--max-surge", "max_surge", "count", None,
@@ -315,6 +319,7 @@ class Options:
     wait_after_healthy: float
     wait_after_unhealthy: float
     drain_time: float
+    drain_timeout: float
     all: bool
     max_surge: Optional[int]  # a rolling update in batches; None starts all new containers at once
     scale: Dict[str, int]

@@ -10,6 +10,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from docker_reroll.errors import RefusedError
 from docker_reroll.model import Container, Health, Journal, ServiceSpec, Status, gone, stale
 from docker_reroll.options import FROM_DEFAULT, Options
+from docker_reroll.proxy import Route
 from docker_reroll.vocabulary import Level
 
 
@@ -240,6 +241,7 @@ class ServicePlan:
     drain: Drain  # of the old containers, as they are now
     new_healthcheck: Optional[bool]
     messages: List[Tuple[Level, str]] = field(default_factory=list)  # said before the first change, in order
+    route: Optional[Route] = None  # proxy mode: how the proxy routes to the service
 
     @property
     def first_start(self) -> bool:
@@ -251,7 +253,8 @@ class ServicePlan:
         return [c for c in self.old if c.status == Status.PAUSED]
 
 
-def plan_service(service: str, spec: Optional[ServiceSpec], options: Options, facts: ServiceFacts) -> ServicePlan:
+def plan_service(service: str, spec: Optional[ServiceSpec], options: Options, facts: ServiceFacts,
+                 route: Optional[Route] = None) -> ServicePlan:
     """The replica count after the deploy: --scale, else an interrupted deploy's journal, else the compose file's
     deploy.replicas/scale when it differs from what runs, else what runs; then the batches, the drain, and the
     failure action that can really be kept. Raises RefusedError where the deploy would be refused."""
@@ -281,8 +284,33 @@ def plan_service(service: str, spec: Optional[ServiceSpec], options: Options, fa
         if options.update_order == "stop-first":
             messages.append((Level.INFO, "deploy.update_config.order is stop-first: treated as start-first (new "
                                          "containers start before old ones stop: that is what this tool is for)"))
-    return ServicePlan(service, options, plan.stale, plan.old, plan.replicas, facts.journal, batches,
-                       plan_drain(plan.old, options, rolling_back=False), facts.new_healthcheck, messages)
+    drain = plan_drain(plan.old, options, rolling_back=False)
+    if route is not None:
+        drain = NO_DRAIN  # the proxy is told directly: no health check to fail, no floor
+        messages += _proxy_messages(route, options)
+    return ServicePlan(service, options, plan.stale, plan.old, plan.replicas, facts.journal, batches, drain,
+                       facts.new_healthcheck, messages, route)
+
+
+# Settings of the drain through the containers' health checks, which proxy mode does not use.
+HEALTH_CHECK_DRAIN = (("--pre-stop-cmd", "pre_stop_cmd"), ("--pre-stop-exec", "pre_stop_exec"),
+                      ("--pre-stop-wait-until-unhealthy", "pre_stop_wait_until_unhealthy"),
+                      ("--drain-time", "drain_time"), ("--wait-after-unhealthy", "wait_after_unhealthy"))
+
+
+def _proxy_messages(route: Route, options: Options) -> List[Tuple[Level, str]]:
+    hosts = f", host {', '.join(route.hosts)}" if route.hosts else ""
+    check = f"GET {route.health_path}" if route.health_path else "a connect"
+    said = [(Level.INFO, f"proxy mode: {route.proxy} ({route.kind}) routes {route.service} ({route.protocol} on port "
+                         f"{route.listen}{hosts}) to port {route.port}; new containers get connections once their "
+                         f"health check and the proxy's ({check}) pass, old ones are stopped once the proxy holds no "
+                         f"connection to them, after {options.drain_timeout:g}s at most "
+                         f"({options.source('drain_timeout')})")]
+    unused = [flag for flag, name in HEALTH_CHECK_DRAIN if options.source(name) != FROM_DEFAULT]
+    if unused:
+        said.append((Level.WARN, f"proxy mode: {', '.join(unused)} do not apply: the proxy is switched directly "
+                                 "instead of draining through the containers' health checks"))
+    return said
 
 
 def _keepable_failure_action(spec: Optional[ServiceSpec], options: Options, old: Container, facts: ServiceFacts,

@@ -83,6 +83,15 @@ class Output(Event):
 
 
 @dataclass
+class Connections(Event):
+    """Proxy mode: the connections the proxy still holds to each old container of a service, by name."""
+
+    kind: ClassVar[str] = "connections"
+    service: str
+    connections: Dict[str, int]
+
+
+@dataclass
 class PlanShown(Event):
     """What a deploy will do (or a dry run would): `facts` are its structure, `lines` say it in words."""
 
@@ -224,6 +233,9 @@ class Progress:
         """A line of compose's output: captured, never written by compose itself, so that it cannot draw its own
         live view over ours (or in a narrow terminal, between our plain lines)."""
         self.output("compose", line)
+
+    def connections(self, service: str, connections: Dict[str, int]) -> None:
+        self.emit(Connections(service, dict(connections)))
 
     def plan(self, facts: Dict[str, object]) -> None:
         self.emit(PlanShown(facts))

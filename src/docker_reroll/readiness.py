@@ -13,9 +13,13 @@ LOG_TAIL_LINES = 20
 
 
 def wait_ready(ctx: DeployContext, new: List[Container], interrupts_seen: int = 0) -> None:
-    """Until the new containers are ready; an interrupt beyond the first `interrupts_seen` ends the wait."""
+    """Until the new containers are ready; an interrupt beyond the first `interrupts_seen` ends the wait. In proxy
+    mode the proxy's own check must pass too, and replaces --wait's clock where there is no health check."""
     options = ctx.options
     ids = [c.id for c in new]
+    if ctx.proxy is not None and not any(c.has_healthcheck for c in new):
+        ctx.proxy.wait_ready(new, options.healthcheck_timeout)
+        return
     if any(c.has_healthcheck for c in new):  # the new config decides: it may add or drop a health check
         timeout = options.healthcheck_timeout
         ctx.progress.info(f"waiting up to {timeout:g}s for {len(ids)} new container(s) to be healthy")
@@ -29,6 +33,8 @@ def wait_ready(ctx: DeployContext, new: List[Container], interrupts_seen: int = 
     if options.update_monitor > 0:  # deploy.update_config.monitor: a batch must stay healthy this long to count
         _stay_up(ctx, ids, options.update_monitor, f"monitoring them ({options.source('update_monitor')})",
                  interrupts_seen)
+    if ctx.proxy is not None:
+        ctx.proxy.wait_ready(new, options.healthcheck_timeout)
 
 
 def _stay_up(ctx: DeployContext, ids: List[str], seconds: float, why: str, interrupts_seen: int) -> None:

@@ -19,6 +19,7 @@ from docker_reroll.lock import EngineLock
 from docker_reroll.model import Container, ProjectConfig
 from docker_reroll.options import Options
 from docker_reroll.progress import Progress
+from docker_reroll.proxy import Route, plan_routes
 from docker_reroll.release_planning import ReleaseFacts, Step, plan_release
 from docker_reroll.summary import Outcomes
 from docker_reroll.vocabulary import Action, Phase, Result
@@ -86,6 +87,7 @@ class Release(ReleaseRun):
         self.project = project
         self.steps: List[Step] = []
         self.deployments: List[Deployment] = []
+        self.routes: Dict[str, Route] = {}
 
     @property
     def consistent(self) -> bool:
@@ -108,9 +110,10 @@ class Release(ReleaseRun):
             self.refused_in_dry_run(error)
             raise
         self.planned = [s.service for s in steps]
+        self.routes = plan_routes(project)  # proxy mode: a bad label refuses the release before any change
         if self.options.dry_run:
             return DryRun(self.options, self.docker, self.progress, self.command_line).run(
-                project, steps, self.service_options)
+                project, steps, self.service_options, self.routes)
         if len(steps) > 1 or self.options.all or any(s.action != Action.ROLL or s.warnings for s in steps):
             self._say_plan(steps)
         try:
@@ -171,7 +174,7 @@ class Release(ReleaseRun):
             self.progress.info(f"deploying {step.service}")
         deployment = Deployment(self.service_options[step.service], step.service,
                                 self.project.services[step.service], self.project.name, self.docker, self.progress,
-                                self.interrupts, lock)
+                                self.interrupts, lock, self.routes.get(step.service))
         self.deployments.append(deployment)
         self.outcomes.start(step.service, lambda: deployment.consistent)
         deployment.run()

@@ -9,6 +9,7 @@ from typing import List, Mapping, Optional, Sequence, Tuple
 from docker_reroll.errors import RefusedError, UsageError
 from docker_reroll.model import Container, ProjectConfig, ServiceSpec, stale
 from docker_reroll.options import LABEL_PREFIX, SETTING_LABELS
+from docker_reroll.proxy import PROXY_LABEL, PROXY_LABELS
 from docker_reroll.vocabulary import Action
 
 
@@ -23,7 +24,9 @@ def cannot_run_twice(spec: ServiceSpec) -> Optional[Tuple[str, str]]:
                 "the new and old containers would fight over the same ports; use a bridge network behind a proxy")
     if spec.fixed_host_ports:
         return (f"it publishes fixed host port(s) {', '.join(spec.fixed_host_ports)}",
-                "a new container cannot bind them while the old one runs; put a proxy in front or publish a range")
+                "a new container cannot bind them while the old one runs; use proxy mode: move the `ports:` entry "
+                f"to a proxy service and label this one `{PROXY_LABEL}: <that service>` (README, \"Proxy mode\"), "
+                "or put a proxy of your own in front, or publish a range")
     return None
 
 
@@ -42,7 +45,7 @@ ROLL, RECREATE, SKIP = Action.ROLL, Action.RECREATE, Action.SKIP
 STRATEGY_LABEL = "docker-reroll.strategy"  # `recreate`: never run two (a database); left to compose
 STRATEGIES = (ROLL, RECREATE)
 # Every `docker-reroll.*` label the tool reads: the settings, and how a release treats the service.
-KNOWN_LABELS = tuple(sorted((*SETTING_LABELS, STRATEGY_LABEL)))
+KNOWN_LABELS = tuple(sorted((*SETTING_LABELS, STRATEGY_LABEL, *PROXY_LABELS)))
 
 
 @dataclass(frozen=True)

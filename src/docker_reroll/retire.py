@@ -25,7 +25,15 @@ PRE_STOP_MIN_TIMEOUT = 10.0  # a pre-stop command may run for --healthcheck-time
 LastLooks = List[Callable[[], None]]  # docker calls made just before the stop: the lock, a replacement serves
 
 
-class HealthCheckDrain:
+class DrainStrategy:
+    """How containers leave the proxy's pool before they are stopped: `HealthCheckDrain` here, `ProxyDrain` in
+    proxy mode (proxy_drain.py). It makes the `last_looks` before it returns."""
+
+    def drain(self, containers: List[Container], rolling_back: bool, last_looks: LastLooks) -> None:
+        raise NotImplementedError
+
+
+class HealthCheckDrain(DrainStrategy):
     """Pre-stop command, then keep the containers running through the floor and, for those that can, until
     Docker calls them unhealthy (whichever is later), then the pause. The floor counts from when the pre-stop
     commands finished: Docker may report "unhealthy" a few milliseconds after them, long before a proxy's next
@@ -124,7 +132,7 @@ class HealthCheckDrain:
 
 
 class Retirement:
-    def __init__(self, ctx: DeployContext, strategy: Optional[HealthCheckDrain] = None) -> None:
+    def __init__(self, ctx: DeployContext, strategy: Optional[DrainStrategy] = None) -> None:
         self.ctx = ctx
         self.strategy = strategy or HealthCheckDrain(ctx)
 

@@ -23,7 +23,8 @@ SWARM_ENDINGS = (PAUSED, ROLLBACK_PAUSED, ROLLING_BACK, UPDATING)
 # What a Swarm service's update cannot do: these settings are refused rather than ignored
 NO_SWARM_MEANING = (("--pre-stop-cmd", "pre_stop_cmd"), ("--pre-stop-exec", "pre_stop_exec"),
                     ("--pre-stop-wait-until-unhealthy", "pre_stop_wait_until_unhealthy"), ("--wait", "wait"),
-                    ("--wait-after-unhealthy", "wait_after_unhealthy"), ("--drain-time", "drain_time"))
+                    ("--wait-after-unhealthy", "wait_after_unhealthy"), ("--drain-time", "drain_time"),
+                    ("--drain-timeout", "drain_timeout"))
 
 
 def check_swarm_options(service: str, options: Options) -> None:

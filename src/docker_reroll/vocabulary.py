@@ -21,6 +21,7 @@ class Phase(Word):
     PRE_STOP = "pre-stop"
     DRAIN = "drain"
     RETIRE = "retire"
+    PROXY = "proxy"  # proxy mode: the proxy switched, its connections to the old containers ending
     ROLL_BACK = "roll back"
     RECREATE = "recreate"  # a service left to compose
     UPDATE = "update"  # a Swarm service's rolling update, run by Swarm

@@ -67,7 +67,7 @@ def test_an_interrupt_ends_the_wait_for_the_engine():
 
 def test_an_engine_that_never_answered_this_run_is_refused_at_once_not_waited_for():
     asked = []
-    docker = Docker("docker", [], [], {}, Runner(Result(1, "", DOWN)))
+    docker = Docker("docker", [], [], {}, FakeRunner(Result(1, "", DOWN)))
     docker.await_engine = lambda error: asked.append(error) or True
     with pytest.raises(EngineUnreachable):
         docker.run("info")

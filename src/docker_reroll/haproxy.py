@@ -1,0 +1,7 @@
+"""Proxy mode with HAProxy, driven through its runtime API (no reload during a deploy)."""
+
+from docker_reroll.proxy_driver import ProxyDriver
+
+
+class HAProxyDriver(ProxyDriver):
+    kind = "haproxy"
