@@ -18,9 +18,16 @@ Docker's health check (/usr/local/bin/healthcheck) asks /health too, and can als
 APP_DOCKER_CHECK_FAILS_AFTER=N the app writes /tmp/docker-check-fails N seconds after start and Docker's check fails
 from then on, while /health (what HAProxy checks) stays 200, like a deeper dependency check that only Docker runs.
 
+GET /stream?seconds=N  a line "<APP_VERSION> <hostname> <i>" every 0.5 s for N seconds (chunked): a long-lived response
+
+With APP_EXIT_AT_ONCE=1 the app ends the moment it gets SIGTERM, requests in flight and all, as many apps do (no
+signal handler of their own); with APP_MODE=tcp-echo it is a raw TCP line-echo server on APP_PORT instead
+("<APP_VERSION> <hostname> <line>" for each line), for the TCP route of proxy mode.
+
 Environment: APP_VERSION (v1), APP_STARTUP_DELAY (0), APP_BROKEN (0), APP_RESPONSE_DELAY (0, seconds added to GET /),
 APP_PORT (8080), APP_DEAD_FILE (/.dead), APP_SHUTDOWN_GRACE (5), APP_DOCKER_CHECK_FAILS_AFTER (unset),
-APP_FAIL_FILE (unset: Docker's check also fails while this file exists, a switch for tests), APP_LAME_DUCK (0).
+APP_FAIL_FILE (unset: Docker's check also fails while this file exists, a switch for tests), APP_LAME_DUCK (0),
+APP_EXIT_AT_ONCE (0), APP_MODE (http or tcp-echo).
 """
 import os
 import select
@@ -49,6 +56,8 @@ SHUTDOWN_GRACE = _env_float("APP_SHUTDOWN_GRACE", 5)
 LAME_DUCK = _env_float("APP_LAME_DUCK", 0)
 DOCKER_CHECK_FAILS_AFTER = _env_float("APP_DOCKER_CHECK_FAILS_AFTER", -1)
 DOCKER_CHECK_FAIL_FILE = "/tmp/docker-check-fails"
+EXIT_AT_ONCE = os.environ.get("APP_EXIT_AT_ONCE", "0").strip().lower() not in ("", "0", "false", "no", "off")
+MODE = os.environ.get("APP_MODE", "") or "http"
 HOSTNAME = socket.gethostname()
 STARTED = time.monotonic()
 
@@ -173,8 +182,30 @@ class Handler(BaseHTTPRequestHandler):
             if RESPONSE_DELAY > 0:
                 time.sleep(RESPONSE_DELAY)
             self.reply(200, f"{VERSION} {HOSTNAME}\n", head)
+        elif path == "/stream":
+            self.stream(self.path.partition("seconds=")[2])
         else:
             self.reply(404, "not found\n", head)
+
+    def stream(self, seconds):
+        """Chunked lines for `seconds` (default 5): a response that stays open across a deploy."""
+        try:
+            duration = float(seconds or 5)
+        except ValueError:
+            duration = 5.0
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        ends = time.monotonic() + duration
+        count = 0
+        while time.monotonic() < ends:
+            line = f"{VERSION} {HOSTNAME} {count}\n".encode()
+            self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
+            self.wfile.flush()
+            count += 1
+            time.sleep(0.5)
+        self.wfile.write(b"0\r\n\r\n")
 
     def do_HEAD(self):
         self.do_GET(head=True)
@@ -183,10 +214,32 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+def echo_main():
+    """APP_MODE=tcp-echo: each line a client sends comes back as "<version> <hostname> <line>"."""
+    import socketserver
+
+    class Echo(socketserver.StreamRequestHandler):
+        def handle(self):
+            for line in self.rfile:
+                self.wfile.write(f"{VERSION} {HOSTNAME} ".encode() + line)
+
+    class EchoServer(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    log(f"tcp line-echo on :{PORT}")
+    EchoServer(("0.0.0.0", PORT), Echo).serve_forever()
+
+
 def main():
+    if MODE == "tcp-echo":
+        return echo_main()
     server = Server(("0.0.0.0", PORT), Handler)
 
     def on_signal(signum, _frame):
+        if EXIT_AT_ONCE:  # no graceful anything: what is in flight is lost, as with an app that handles no signal
+            os._exit(0)
         if stopping.is_set():
             return
         stopping.set()
