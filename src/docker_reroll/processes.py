@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import IO, Callable, Dict, List, Mapping, Optional, Sequence, TypeVar
 
 from docker_reroll.errors import DockerCommandError
+from docker_reroll.vocabulary import Ended
 
 POLL_SECONDS = 0.05  # how soon a running command notices its deadline or a cancel
 OUTPUT_GRACE = 1.0  # after a command exits: how long a background job it left may keep its output open
@@ -64,7 +65,7 @@ class Result:
     returncode: int
     stdout: str
     stderr: str
-    ended: str = ""  # why we ended it: "timeout" or "cancelled"; empty when it exited by itself
+    ended: Optional[Ended] = None  # why we ended it (a timeout, the caller); None when it exited by itself
 
 
 class CommandRunner:
@@ -100,7 +101,7 @@ class CommandRunner:
         finally:
             self.stats.end()
         stdout, stderr = (output.get(name, b"").decode(errors="replace") for name in ("stdout", "stderr"))
-        if ended == "timeout":
+        if ended == Ended.TIMEOUT:
             stderr += f"\ngave up after {timeout:g}s"
         returncode = process.returncode if process.returncode is not None else -signal.SIGKILL
         result = Result(returncode, stdout, stderr, ended)
@@ -146,7 +147,7 @@ def _feed(process: "subprocess.Popen[bytes]", data: bytes) -> None:
 
 def _supervise(process: "subprocess.Popen[bytes]", timeout: Optional[float], cancel: Optional[Callable[[], bool]],
                stop_signal: int, grace: float,
-               on_line: Optional[Callable[[str], None]] = None) -> "tuple[Dict[str, bytes], str]":
+               on_line: Optional[Callable[[str], None]] = None) -> "tuple[Dict[str, bytes], Optional[Ended]]":
     """Read the output and keep the limits until the command has exited and its output is closed.
 
     Ending a running command: `stop_signal` to its group, SIGKILL `grace` seconds later. Once it has exited, what
@@ -157,7 +158,7 @@ def _supervise(process: "subprocess.Popen[bytes]", timeout: Optional[float], can
                                                                   ("stderr", process.stderr)) if stream is not None}
     chunks: Dict[str, List[bytes]] = {name: [] for name, _ in pipes.values()}
     lines = _Lines(on_line) if on_line else None
-    ended = ""
+    ended: Optional[Ended] = None
     exited = False
     schedule: List["tuple[float, Optional[int]]"] = []  # (when, signal to the group; None: stop waiting)
     try:
@@ -173,9 +174,9 @@ def _supervise(process: "subprocess.Popen[bytes]", timeout: Optional[float], can
                 break
             if not exited and not ended:
                 if timeout is not None and now - started >= timeout:
-                    ended = "timeout"
+                    ended = Ended.TIMEOUT
                 elif cancel is not None and cancel():
-                    ended = "cancelled"
+                    ended = Ended.CANCELLED
                 if ended:
                     schedule = [(now, stop_signal), (now + grace, signal.SIGKILL), (now + grace + KILL_WAIT, None)]
             if schedule and now >= schedule[0][0]:

@@ -7,7 +7,8 @@ from typing import List, Sequence
 from docker_reroll.context import DeployContext
 from docker_reroll.errors import DeployFailed
 from docker_reroll.model import Container, serving
-from docker_reroll.watch import Outcome, all_healthy, still_serving
+from docker_reroll.vocabulary import Ended
+from docker_reroll.watch import WaitEnd, all_healthy, still_serving
 
 LOG_TAIL_LINES = 20
 
@@ -42,7 +43,7 @@ def _stay_up(ctx: DeployContext, ids: List[str], seconds: float, why: str, inter
     the deploy at once, and any interrupt (we are before the point of no return) ends the wait."""
     ctx.progress.info(f"waiting {seconds:g}s {why}")
     outcome = ctx.watch.wait(ids, still_serving, seconds, interrupts_seen=interrupts_seen)
-    if outcome.kind != "timeout":  # here the time running out is the success
+    if outcome.how != Ended.TIMEOUT:  # here the time running out is the success
         _raise_unless_done(ctx, outcome, ids, "")
     # One last look through the engine itself, not only its events: this decides whether the old ones go.
     failed = still_serving(ctx.watch.refresh(ids))
@@ -50,10 +51,10 @@ def _stay_up(ctx: DeployContext, ids: List[str], seconds: float, why: str, inter
         _raise_unless_done(ctx, failed, ids, "")
 
 
-def _raise_unless_done(ctx: DeployContext, outcome: Outcome, ids: List[str], timeout_reason: str) -> None:
+def _raise_unless_done(ctx: DeployContext, outcome: WaitEnd, ids: List[str], timeout_reason: str) -> None:
     if outcome.done:
         return
-    if outcome.kind == "interrupted":
+    if outcome.how == Ended.INTERRUPTED:
         ctx.check_interrupt()
     failure = DeployFailed(outcome.reason or timeout_reason)
     failure.failed = diagnose(ctx, ids)

@@ -15,7 +15,7 @@ from docker_reroll.model import Container, Status, serving
 from docker_reroll.planning import Drain, describe_states, names, plan_drain, shown_pre_stop
 from docker_reroll.processes import concurrently
 from docker_reroll.readiness import diagnose
-from docker_reroll.vocabulary import Phase, Shown
+from docker_reroll.vocabulary import Ended, Phase, Shown
 from docker_reroll.watch import all_unhealthy
 
 DEFAULT_STOP_TIMEOUT = 10  # the engine's grace period for a container that does not set one
@@ -100,9 +100,9 @@ class HealthCheckDrain(DrainStrategy):
                 return
             for line in (result.stdout + result.stderr).strip().splitlines():
                 ctx.progress.output("pre-stop", line, container.name)
-            if result.ended == "timeout":
+            if result.ended == Ended.TIMEOUT:
                 ctx.progress.warn(f"pre-stop command for {container.name} ran past {timeout:g}s: ended it")
-            elif result.ended == "cancelled":
+            elif result.ended == Ended.CANCELLED:
                 ctx.progress.warn(f"pre-stop command for {container.name} ended by a further interrupt")
             elif result.returncode != 0:
                 ctx.progress.warn(f"pre-stop command for {container.name} exited with {result.returncode}")
@@ -125,7 +125,7 @@ class HealthCheckDrain(DrainStrategy):
         # A further interrupt ends this wait early: the user wants out, and stopping is all that is left.
         outcome = ctx.watch.wait([c.id for c in containers], all_unhealthy, timeout,
                                  interrupts_seen=ctx.further_interrupt())
-        if outcome.kind == "timeout":
+        if outcome.how == Ended.TIMEOUT:
             ctx.progress.warn(f"still healthy after {timeout:g}s; stopping anyway")
         elif outcome.done:
             ctx.progress.info(f"{names(containers)} unhealthy")

@@ -109,6 +109,16 @@ BUSY = (Shown.STARTING, Shown.WAITING_HEALTHY, Shown.DRAINING, Shown.STOPPING)  
 BAD = (Shown.UNHEALTHY, Shown.EXITED)
 
 
+class Ended(Word):
+    """How a wait or a command ended."""
+
+    DONE = "done"  # the condition held
+    FAILED = "failed"  # it can no longer hold
+    TIMEOUT = "timeout"  # time ran out
+    INTERRUPTED = "interrupted"  # an interrupt came first
+    CANCELLED = "cancelled"  # a command ended by the caller
+
+
 class Level(Word):
     INFO = "info"
     WARN = "warn"

@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from docker_reroll.engine import Engine, EventSubscription
 from docker_reroll.interrupts import POLL_SECONDS, Interrupts
 from docker_reroll.model import Container, ContainerEvent, Health, Status, gone, serving
+from docker_reroll.vocabulary import Ended
 
 RECONCILE_SECONDS = 2.0  # with a live event stream: a cheap safety net against a lost event
 RESUBSCRIBE_SECONDS = 2.0  # without one: how often to try a new stream (the engine may have restarted)
@@ -23,19 +24,19 @@ RECENT_EVENTS_KEPT = 16
 
 
 @dataclass(frozen=True)
-class Outcome:
+class WaitEnd:
     """How a wait ended: the condition held, it can no longer hold (with why), time ran out, or an interrupt."""
 
-    kind: str  # "done", "failed", "timeout", "interrupted"
+    how: Ended
     reason: str = ""
 
     @property
     def done(self) -> bool:
-        return self.kind == "done"
+        return self.how == Ended.DONE
 
 
-DONE = Outcome("done")
-Verdict = Callable[[List[Container]], Optional[Outcome]]  # None: keep waiting
+DONE = WaitEnd(Ended.DONE)
+Verdict = Callable[[List[Container]], Optional[WaitEnd]]  # None: keep waiting
 
 
 @dataclass
@@ -150,7 +151,7 @@ class ContainerWatch:
             return [self._states[i] for i in ids if i in self._states]
 
     def wait(self, ids: Sequence[str], verdict: Verdict, seconds: float,
-             interrupts_seen: Optional[int] = None) -> Outcome:
+             interrupts_seen: Optional[int] = None) -> WaitEnd:
         """Wait up to `seconds` until `verdict` decides; an interrupt beyond `interrupts_seen` ends it early."""
         started = time.monotonic()
         deadline = started + seconds
@@ -166,10 +167,10 @@ class ContainerWatch:
                         self._note_reaction(started)
                         return outcome
                     if self._interrupts.count > seen:
-                        return Outcome("interrupted")
+                        return WaitEnd(Ended.INTERRUPTED)
                     now = time.monotonic()
                     if now >= deadline:
-                        return Outcome("timeout")
+                        return WaitEnd(Ended.TIMEOUT)
                     self._cond.wait(min(POLL_SECONDS, deadline - now))
                     streaming = self._stream_alive
                 interval = RECONCILE_SECONDS if streaming else POLL_FALLBACK_SECONDS
@@ -230,28 +231,28 @@ def exit_reason(container: Container) -> str:
     return f"{container.name} exited with code {container.exit_code}"
 
 
-def all_healthy(containers: List[Container]) -> Optional[Outcome]:
+def all_healthy(containers: List[Container]) -> Optional[WaitEnd]:
     """New containers with a health check: ready when every one is healthy; failed as soon as one stops."""
     for container in containers:
         if gone(container):
-            return Outcome("failed", exit_reason(container))
+            return WaitEnd(Ended.FAILED, exit_reason(container))
     if containers and all(serving(c) for c in containers):
         return DONE
     return None
 
 
-def still_serving(containers: List[Container]) -> Optional[Outcome]:
+def still_serving(containers: List[Container]) -> Optional[WaitEnd]:
     """New containers once ready (or, without a health check, once started): only a stop or a failing health check
     decides early, and fails the deploy; otherwise the wait runs its course."""
     for container in containers:
         if gone(container):
-            return Outcome("failed", exit_reason(container))
+            return WaitEnd(Ended.FAILED, exit_reason(container))
         if container.health == Health.UNHEALTHY:
-            return Outcome("failed", f"{container.name} turned unhealthy")
+            return WaitEnd(Ended.FAILED, f"{container.name} turned unhealthy")
     return None
 
 
-def all_unhealthy(containers: List[Container]) -> Optional[Outcome]:
+def all_unhealthy(containers: List[Container]) -> Optional[WaitEnd]:
     """Draining: done when Docker calls every container unhealthy (or it stopped). `starting` is not enough: a new
     container being rolled back may be in a proxy's pool already, and only its failing check takes it out."""
     if all(c.health == Health.UNHEALTHY or gone(c) for c in containers):

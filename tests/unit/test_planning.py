@@ -140,10 +140,10 @@ def test_readiness_verdicts():
     assert all_healthy([box(1), box(2, health="starting")]) is None
     assert all_healthy([box(1, health="unhealthy")]) is None  # may still recover within the timeout
     failed = all_healthy([box(1), box(2, status="exited", exit_code=3)])
-    assert failed.kind == "failed" and "p-web-2 exited with code 3" in failed.reason
-    assert all_healthy([box(1, status=Status.REMOVED)]).kind == "failed"
+    assert failed.how == "failed" and "p-web-2 exited with code 3" in failed.reason
+    assert all_healthy([box(1, status=Status.REMOVED)]).how == "failed"
     assert still_serving([box(1, health=None)]) is None
-    assert still_serving([box(1, health=None, status="dead")]).kind == "failed"
+    assert still_serving([box(1, health=None, status="dead")]).how == "failed"
 
 
 def test_drain_verdict():
@@ -217,8 +217,8 @@ def test_no_drain_options_means_straight_to_stop_and_a_useless_wait_is_a_warning
 def test_readiness_verdicts_keep_checking_after_healthy():
     assert still_serving([box(1), box(2, health=None)]) is None
     turned = still_serving([box(1), box(2, health="unhealthy")])
-    assert turned.kind == "failed" and "p-web-2 turned unhealthy" in turned.reason
-    assert still_serving([box(1, status="exited", exit_code=1)]).kind == "failed"
+    assert turned.how == "failed" and "p-web-2 turned unhealthy" in turned.reason
+    assert still_serving([box(1, status="exited", exit_code=1)]).how == "failed"
     assert serving(box(1)) and serving(box(2, health=None)) and not serving(box(3, health="starting"))
     assert not serving(box(4, health=None, status="exited"))
 

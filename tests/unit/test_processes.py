@@ -21,7 +21,7 @@ def timed(argv, **kwargs):
 
 def test_output_and_exit_status_are_collected():
     result, _ = timed(["sh", "-c", "echo out; echo err >&2; exit 3"])
-    assert (result.returncode, result.stdout, result.stderr, result.ended) == (3, "out\n", "err\n", "")
+    assert (result.returncode, result.stdout, result.stderr, result.ended) == (3, "out\n", "err\n", None)
 
 
 def test_a_background_job_holding_the_output_open_does_not_hold_the_caller_and_is_ended(tmp_path):
@@ -29,7 +29,7 @@ def test_a_background_job_holding_the_output_open_does_not_hold_the_caller_and_i
     (here after 12 s; with `sleep 600 &` in a pre-stop command, never in practice)."""
     job = tmp_path / "job"
     result, seconds = timed(["sh", "-c", f"echo drained; sleep 12.34 & echo $! > {job}"], timeout=60)
-    assert result.returncode == 0 and result.stdout == "drained\n" and result.ended == ""
+    assert result.returncode == 0 and result.stdout == "drained\n" and result.ended is None
     assert OUTPUT_GRACE <= seconds < 2 * OUTPUT_GRACE + 1, seconds
     time.sleep(0.2)
     assert not running(*pids_from(job)), "what held the finished command's output was ended"

@@ -58,10 +58,10 @@ def test_waits_end_at_their_deadline_and_on_interrupts():
     interrupts = Interrupts()
     with ContainerWatch(engine, "p", "web", interrupts) as watch:
         started = time.monotonic()
-        assert watch.wait([a], all_healthy, 0.3).kind == "timeout"
+        assert watch.wait([a], all_healthy, 0.3).how == "timeout"
         assert 0.3 <= time.monotonic() - started < 1.0
         threading.Timer(0.1, interrupts.record, args=(2,)).start()
-        assert watch.wait([a], all_healthy, 10).kind == "interrupted"
+        assert watch.wait([a], all_healthy, 10).how == "interrupted"
 
 
 def test_a_container_that_dies_fails_the_wait_at_once():
@@ -69,7 +69,7 @@ def test_a_container_that_dies_fails_the_wait_at_once():
     with ContainerWatch(engine, "p", "web", Interrupts()) as watch:
         threading.Timer(0.1, engine.die, args=(a, 3)).start()
         outcome = watch.wait([a, b], all_healthy, 10)
-    assert outcome.kind == "failed" and outcome.reason == "p-web-1 exited with code 3"
+    assert outcome.how == "failed" and outcome.reason == "p-web-1 exited with code 3"
 
 
 def test_a_cli_cancel_and_the_signal_behind_it_are_one_interrupt():
