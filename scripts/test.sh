@@ -19,7 +19,7 @@ if ! timeout 10 docker info >/dev/null 2>&1 || ! docker compose version >/dev/nu
 fi
 
 export REROLL_REQUIRE_ENGINE=1
-workers=${REROLL_TEST_WORKERS:-5}  # the engine tests mostly wait on health checks: more workers than cores
+workers=${REROLL_TEST_WORKERS:-4}  # the engine tests mostly wait on health checks: more workers than cores
 
 phase() {  # pytest's exit code 5 is "no test selected": that phase has nothing to do
   local name=$1; shift

@@ -410,9 +410,14 @@ LOAD_CLIENTS = 8
 DRAIN = ["--pre-stop-cmd", "docker exec {id} touch /.dead", "--pre-stop-wait-until-unhealthy"]
 
 
+# Requests per second in all, unless a test asks otherwise: steady load on every container (a request every few ms),
+# without the clients eating the cores the engine, the proxy and parallel tests need. rate=None: as fast as they go.
+LOAD_RATE = 400
+
+
 @contextlib.contextmanager
-def load_on(stack, settle=1.5, clients=LOAD_CLIENTS, rate=None, max_duration=240, path="/"):
-    """8 clients (as fast as they go, or `rate` requests per second in all) against the proxy for the duration of
+def load_on(stack, settle=1.5, clients=LOAD_CLIENTS, rate=LOAD_RATE, max_duration=240, path="/"):
+    """8 clients (`rate` requests per second in all, or as fast as they go) against the proxy for the duration of
     the block (and `settle` seconds more, so the requests after the deploy show what serves now). The final report
     is `load.report()` after the block."""
     load = LoadGenerator(stack_url(stack, path), clients=clients, max_duration=max_duration, rate=rate)

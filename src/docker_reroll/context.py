@@ -3,7 +3,7 @@ batches.py each do one part of it): the service, its settings, the engine, the w
 and the phase the deploy is in, which decides what an interrupt means."""
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import Dict, List, Optional
 
 from docker_reroll.display import ContainerDisplay
 from docker_reroll.engine import Engine
@@ -16,8 +16,12 @@ from docker_reroll.progress import Progress
 from docker_reroll.vocabulary import Phase, rolls_back
 from docker_reroll.watch import ContainerWatch
 
-if TYPE_CHECKING:
-    from docker_reroll.proxy_drain import ProxyControl
+
+class ProxyHold:
+    """Proxy mode's part in the readiness of new containers (proxy_drain.ProxyControl)."""
+
+    def wait_ready(self, new: List[Container], timeout: float) -> None:
+        raise NotImplementedError
 
 
 @dataclass
@@ -58,7 +62,7 @@ class DeployContext:
         # next run knows it must finish this deploy.
         self.consistent = True
         self.keep_journal = False  # stopped between batches: the next run must replace the rest
-        self.proxy: Optional["ProxyControl"] = None  # proxy mode: the proxy this deploy drives
+        self.proxy: Optional[ProxyHold] = None  # proxy mode: the proxy this deploy drives
 
     def enter(self, phase: Phase, rolling_back: bool = False) -> None:
         """Enter a phase: it decides what an interrupt means, and the progress display times it. A roll-back stays

@@ -96,9 +96,10 @@ class Deployment:
         self.progress.plan(plan_facts(plan, dry_run=False))
         for level, message in plan.messages:
             self.progress.say(level, message)
-        if plan.route is not None:
-            ctx.proxy = ProxyControl(ctx, plan.route)
-            ctx.proxy.attach()  # refused before any change if the proxy cannot be driven
+        proxy = ProxyControl(ctx, plan.route) if plan.route is not None else None
+        if proxy is not None:
+            proxy.attach()  # refused before any change if the proxy cannot be driven
+            ctx.proxy = proxy
         self._remove_stale(ctx, plan.stale)
         ctx.check_interrupt()
         self.report.first_start = plan.first_start
@@ -113,21 +114,19 @@ class Deployment:
             self.lock.write_journal(plan.replicas, [c.id for c in plan.old])
             self.progress.info(f"old containers: {describe(plan.old)}")
         ctx.consistent = False
-        retirement = Retirement(ctx, ProxyDrain(ctx, ctx.proxy) if ctx.proxy else None)
+        retirement = Retirement(ctx, ProxyDrain(ctx, proxy) if proxy is not None else None)
         batches = Batches(ctx, Rollout(ctx, retirement), retirement)
         try:
-            if ctx.proxy is not None:
-                ctx.proxy.route_to(plan.old)  # pinned: the new containers get no connection before they are ready
+            if proxy is not None:
+                proxy.route_to(plan.old)  # pinned: the new containers get no connection before they are ready
             new = batches.run(plan)
-            if ctx.proxy is not None and plan.first_start:
-                ctx.proxy.route_to(new)
+            if proxy is not None and plan.first_start:
+                proxy.route_to(new)
+            ctx.consistent = True
         finally:
-            if ctx.proxy is not None and ctx.consistent:  # old or new only: Docker's DNS tells the truth again
-                ctx.proxy.rest()
-        ctx.consistent = True
-        if ctx.proxy is not None:
-            ctx.proxy.rest()
-        self.report.cut_connections = dict(ctx.proxy.cut_connections) if ctx.proxy else {}
+            if proxy is not None and ctx.consistent:  # old or new only: Docker's DNS tells the truth again
+                proxy.rest()
+                self.report.cut_connections = dict(proxy.cut_connections)
         self.report.completed = not self.report.kept_old
         if self.report.kept_old:
             batches.stop(f"{len(self.report.kept_old)} old container(s) kept in place of new ones that failed "

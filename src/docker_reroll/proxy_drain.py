@@ -8,7 +8,7 @@ clock: the drain ends when the last connection does. At the end the proxy goes b
 import time
 from typing import Dict, List, Optional, Sequence
 
-from docker_reroll.context import DeployContext
+from docker_reroll.context import DeployContext, ProxyHold
 from docker_reroll.errors import DeployFailed, RefusedError
 from docker_reroll.haproxy import HAProxyDriver
 from docker_reroll.model import Container
@@ -24,7 +24,7 @@ DRIVERS = {"haproxy": HAProxyDriver, "nginx": NginxDriver}
 POLL_SECONDS = 0.1  # how often the proxy is asked about a drain or a check: it answers in tens of milliseconds
 
 
-class ProxyControl:
+class ProxyControl(ProxyHold):
     def __init__(self, ctx: DeployContext, route: Route, driver: Optional[ProxyDriver] = None) -> None:
         self.ctx = ctx
         self.route = route

@@ -3,7 +3,8 @@
 import json
 from typing import List, Mapping, Optional, Sequence
 
-from docker_reroll.engine import Engine, compose_message
+from docker_reroll.compose import compose_message
+from docker_reroll.engine import Engine
 from docker_reroll.errors import DockerCommandError
 from docker_reroll.model import STACK_LABEL, SwarmService, Task, parse_tasks
 

@@ -83,13 +83,17 @@ def test_slow_starting_version_old_container_serves_untouched_until_the_new_one_
 
 def test_control_stopping_without_a_drain_fails_requests(stack):
     """The same stack, deployed without the drain: the old containers are stopped while HAProxy still routes to
-    them. If this showed no failures, the stack would be too forgiving to prove anything."""
+    them. If this showed no failures, the stack would be too forgiving to prove anything. The app shuts down
+    gracefully, so a deploy can be lucky: up to 5 deploys, until requests fail."""
     start_stack(stack, 2)
-
-    run, report, _, _ = deploy_under_load(stack, APP_VERSION="v2")
-
-    assert run.returncode == 0, run.stderr
-    assert report.failed > 0, "stopping without a drain must fail requests on this stack"
+    with load_on(stack) as load:
+        for version in range(2, 7):
+            run = stack.reroll("app", extra_env={"APP_VERSION": f"v{version}"})
+            assert run.returncode == 0, run.stderr
+            time.sleep(0.5)  # a request cut by the stop may end a moment after the deploy
+            if load.report().failed:
+                break
+    assert load.report().failed > 0, "stopping without a drain must fail requests on this stack"
 
 
 # ------------------------------------------------------------------- the new containers keep earning their place

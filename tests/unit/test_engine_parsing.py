@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from docker_reroll.engine import legacy_compose, legacy_project_name
+from docker_reroll.compose import legacy_compose, legacy_project_name
 from docker_reroll.model import parse_compose_config, parse_event, parse_inspect
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
