@@ -280,6 +280,46 @@ def test_dry_run_prints_the_plan_and_changes_nothing(project):
     assert "the deploy can proceed" in out and "summary: dry run; exit 0" in out
 
 
+PLAN_FIELDS = ("settings", "containers", "stale", "replicas", "journal", "batches", "failure_action", "healthcheck",
+               "pre_stop", "messages")
+
+
+def test_the_dry_runs_plan_is_the_plan_the_deploy_then_carries_out(project):
+    """One plan for both: the deploy's own plan event equals the dry run's, field by field and line by line, and
+    what the engine shows afterwards is that plan carried out (stale removed, batches, pre-stop commands, count)."""
+    project.up(replicas=3)
+    docker("stop", "--time", "0", f"{project.name}-web-2")
+    args = ["--progress", "json", "--pre-stop-cmd", "echo drain {id}", "--max-surge", "1", "web"]
+
+    dry = project.reroll("--dry-run", *args, extra_env={"TAG": "v2"})
+    run = project.reroll(*args, extra_env={"TAG": "v2"})
+
+    assert dry.returncode == 0 and run.returncode == 0, (dry.stderr, run.stderr)
+    [dry_plan] = [e for e in events_of(dry) if e["type"] == "plan"]
+    events = events_of(run)
+    [done_plan] = [e for e in events if e["type"] == "plan"]
+    assert done_plan["dry_run"] is False and dry_plan["dry_run"] is True
+    [dry_service], [done_service] = dry_plan["services"], done_plan["services"]
+    assert {f: done_service[f] for f in PLAN_FIELDS} == {f: dry_service[f] for f in PLAN_FIELDS}
+    said = [line.strip() for line in done_plan["lines"][1:]]
+    printed = [line.strip() for line in dry_plan["lines"]]
+    assert said and any(printed[i:i + len(said)] == said for i in range(len(printed))), (said, printed)
+
+    # ...and carried out: the stale container went first, one scale-up per batch, each old container drained by
+    # the planned command, and the service ends at the planned count.
+    assert [c["name"] for c in done_service["stale"]] == [f"{project.name}-web-2"]
+    batches = done_service["batches"]
+    assert len(batches) == 2 and sum(b["retire"] for b in batches) == 2
+    phases = [e["phase"] for e in events if e["type"] == "phase"]
+    assert phases.count("scale up") == len(batches) and phases.count("retire") == len(batches), phases
+    commands = [e["line"] for e in events if e["type"] == "output" and e["source"] == "pre-stop"]
+    assert sorted(commands) == sorted(p["command"].replace("echo ", "", 1) for p in done_service["pre_stop"])
+    assert len(project.containers()) == done_service["replicas"] == 2
+    [summary] = [e for e in events if e["type"] == "summary"]
+    assert sorted(c["id"] for c in summary["services"][0]["old"]) == sorted(c["id"] for c in
+                                                                            done_service["containers"])
+
+
 def test_dry_run_exits_3_when_refused_and_4_when_locked(project):
     project.up(replicas=1)
     project.compose("up", "-d", "--no-recreate", "--scale", "web=2", "web", extra_env={"TAG": "v2"})
