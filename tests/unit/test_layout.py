@@ -82,3 +82,11 @@ def test_the_fast_paths_import_nothing_heavy(module):
     top_level = {name for node in tree(module).body if isinstance(node, ast.ImportFrom) and node.module
                  and node.module.startswith("docker_reroll.") for name in [node.module.split(".", 1)[1]]}
     assert not top_level & heavy, top_level & heavy
+
+
+def test_the_readme_layout_names_every_module_and_no_gone_one():
+    with open(os.path.join(PACKAGE, "..", "..", "README.md"), encoding="utf-8") as handle:
+        readme = handle.read()
+    layout = readme.split("### Layout", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`(\w+)\.py`", layout))
+    assert named == set(modules()) - {"__init__"}
