@@ -56,6 +56,14 @@ class SwarmStack:
         return sorted((t["ID"], dict(e.split("=", 1) for e in t["Spec"]["ContainerSpec"]["Env"])["APP_VERSION"])
                       for t in found if t["Status"]["State"] == "running")
 
+    def settled_tasks(self, count, service="app", timeout=20):
+        """The running tasks once there are `count` of them: a task Swarm is replacing may still run a moment after
+        the update's state says it ended."""
+        deadline = time.monotonic() + timeout
+        while len(self.tasks(service)) != count and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return self.tasks(service)
+
     def inspect(self, service="app"):
         return json.loads(docker("service", "inspect", f"{self.name}_{service}").stdout)[0]
 
@@ -194,7 +202,7 @@ def test_a_broken_version_is_rolled_back_by_swarm_exit_1_and_v1_keeps_serving(sw
     assert report.failed == 0 and report.total > 300, report.summary()
     assert versions_after(report, 0) == {"v1"}
     assert stack.update_state() == "rollback_completed"
-    assert [version for _, version in stack.tasks()] == ["v1"] * 3 and len(old) == 3
+    assert [version for _, version in stack.settled_tasks(3)] == ["v1"] * 3 and len(old) == 3
 
 
 def test_an_interrupt_during_the_update_asks_swarm_to_roll_back(swarm_stack):
@@ -214,7 +222,7 @@ def test_an_interrupt_during_the_update_asks_swarm_to_roll_back(swarm_stack):
     assert process.returncode == 130, rest
     assert "asking Swarm to roll" in rest and "Swarm rolled" in rest
     assert load.report().failed == 0, load.report().summary()
-    assert [version for _, version in stack.tasks()] == ["v1"] * 3
+    assert [version for _, version in stack.settled_tasks(3)] == ["v1"] * 3
     assert stack.update_state() == "rollback_completed"
     print(f"interrupt to exit: {took:.1f}s")
 
