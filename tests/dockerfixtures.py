@@ -172,6 +172,11 @@ class Stream:
     def returncode(self) -> int:
         return self.run.returncode
 
+    @property
+    def seconds(self) -> float:
+        """How long the run took, as the test measured it."""
+        return self.run.seconds
+
     def __str__(self) -> str:  # an assertion's message: the stream as it came
         return self.run.stderr
 
