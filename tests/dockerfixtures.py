@@ -152,6 +152,9 @@ class Run:
     seconds: float
 
 
+JSON_STREAM = {"DOCKER_REROLL_PROGRESS": "json"}  # a run's progress as the JSON stream
+
+
 @dataclass
 class Stream:
     """A run's JSON stream (`--progress json`), parsed: what happened, in the tool's own fields (the README's "The
@@ -216,6 +219,10 @@ class Stream:
         """The service's plan, as the deploy made it (the first plan event naming it)."""
         return next(s for e in self.typed("plan") for s in e["services"] if s["service"] == service)
 
+    def setting(self, service: str, option: str) -> tuple:
+        """(value, where it came from) of one of the service's settings, as its plan shows it."""
+        return next((s["value"], s["source"]) for s in self.plan(service)["settings"] if s["setting"] == option)
+
 
 @dataclass
 class ComposeProject:
@@ -260,7 +267,7 @@ class ComposeProject:
 
     def reroll_json(self, *args: str, extra_env: Optional[Dict[str, str]] = None, **how) -> Stream:
         """`reroll`, its progress the JSON stream, parsed."""
-        return Stream.of(self.reroll(*args, extra_env={**(extra_env or {}), "DOCKER_REROLL_PROGRESS": "json"}, **how))
+        return Stream.of(self.reroll(*args, extra_env={**(extra_env or {}), **JSON_STREAM}, **how))
 
     def containers(self, service: Optional[str] = None, all_states: bool = True) -> List[Container]:
         ids = docker("ps", *(["-a"] if all_states else []), "-q", "--no-trunc",
@@ -360,6 +367,12 @@ def finish(process: subprocess.Popen, timeout: float = 120) -> str:
     process.wait(timeout=timeout)
     sys.stderr.write(f"--- background deploy -> {process.returncode}\n{rest}\n")
     return rest
+
+
+def finish_json(process: subprocess.Popen, seen: str = "", timeout: float = 120) -> Stream:
+    """`finish` of a deploy started with JSON_STREAM: all it wrote (`seen`: what read_until got), parsed."""
+    rest = finish(process, timeout=timeout)
+    return Stream.of(Run(process.returncode, "", seen + rest, 0.0))
 
 
 def child_pid(docker_cli_pid: int) -> int:
