@@ -155,7 +155,7 @@ class Run:
 JSON_STREAM = {"DOCKER_REROLL_PROGRESS": "json"}  # a run's progress as the JSON stream
 
 
-@dataclass
+@dataclass(repr=False)
 class Stream:
     """A run's JSON stream (`--progress json`), parsed: what happened, in the tool's own fields (the README's "The
     JSON stream"). `run` is the run itself, its stderr the raw stream."""
@@ -180,8 +180,10 @@ class Stream:
         """How long the run took, as the test measured it."""
         return self.run.seconds
 
-    def __str__(self) -> str:  # an assertion's message: the stream as it came
-        return self.run.stderr
+    def __repr__(self) -> str:
+        """Short, for assertion messages: the whole stream is in the test's captured stderr."""
+        last = self.events[-1] if self.events else {}
+        return f"<exit {self.returncode}, {last.get('outcome', 'no summary')}, errors {self.logs('error')}>"
 
     def typed(self, kind: str, **fields: object) -> List[dict]:
         """The events of one type whose fields have these values."""
@@ -371,6 +373,7 @@ def finish(process: subprocess.Popen, timeout: float = 120) -> str:
 
 def finish_json(process: subprocess.Popen, seen: str = "", timeout: float = 120) -> Stream:
     """`finish` of a deploy started with JSON_STREAM: all it wrote (`seen`: what read_until got), parsed."""
+    sys.stderr.write(seen)
     rest = finish(process, timeout=timeout)
     return Stream.of(Run(process.returncode, "", seen + rest, 0.0))
 
