@@ -152,6 +152,80 @@ class Run:
     seconds: float
 
 
+JSON_STREAM = {"DOCKER_REROLL_PROGRESS": "json"}  # a run's progress as the JSON stream
+
+
+@dataclass(repr=False)
+class Stream:
+    """A run's JSON stream (`--progress json`), parsed: what happened, in the tool's own fields (the README's "The
+    JSON stream"). `run` is the run itself, its stderr the raw stream."""
+
+    run: Run
+    events: List[dict]
+
+    @classmethod
+    def of(cls, run: Run) -> "Stream":
+        lines = [line for line in run.stderr.splitlines() if line.strip()]
+        try:
+            return cls(run, [json.loads(line) for line in lines])
+        except json.JSONDecodeError as error:
+            raise AssertionError(f"not a JSON stream ({error}):\n{run.stderr}") from None
+
+    @property
+    def returncode(self) -> int:
+        return self.run.returncode
+
+    @property
+    def seconds(self) -> float:
+        """How long the run took, as the test measured it."""
+        return self.run.seconds
+
+    def __repr__(self) -> str:
+        """Short, for assertion messages: the whole stream is in the test's captured stderr."""
+        last = self.events[-1] if self.events else {}
+        return f"<exit {self.returncode}, {last.get('outcome', 'no summary')}, errors {self.logs('error')}>"
+
+    def typed(self, kind: str, **fields: object) -> List[dict]:
+        """The events of one type whose fields have these values."""
+        return [e for e in self.events if e["type"] == kind and all(e.get(k) == v for k, v in fields.items())]
+
+    @property
+    def summary(self) -> dict:
+        assert self.events and self.events[-1]["type"] == "summary", f"the summary is not last:\n{self}"
+        return self.events[-1]
+
+    @property
+    def outcome(self) -> str:
+        return self.summary["outcome"]
+
+    def result(self, service: str) -> str:
+        [found] = [s["result"] for s in self.summary["services"] if s["service"] == service]
+        return found
+
+    def phases(self, service: Optional[str] = None) -> List[str]:
+        """The phases the service (or the whole run) entered, in order."""
+        return [e["phase"] for e in self.typed("phase") if service is None or e["service"] == service]
+
+    def logs(self, level: Optional[str] = None) -> List[str]:
+        return [e["message"] for e in self.typed("log") if level is None or e["level"] == level]
+
+    def said(self, words: str, level: Optional[str] = None) -> bool:
+        """Some log message (of this level) holds these words."""
+        return any(words in message for message in self.logs(level))
+
+    def containers(self, **fields: object) -> List[str]:
+        """The ids of the containers some `container` event shows with these fields (role, state, service...)."""
+        return list(dict.fromkeys(e["id"] for e in self.typed("container", **fields)))
+
+    def plan(self, service: str) -> dict:
+        """The service's plan, as the deploy made it (the first plan event naming it)."""
+        return next(s for e in self.typed("plan") for s in e["services"] if s["service"] == service)
+
+    def setting(self, service: str, option: str) -> tuple:
+        """(value, where it came from) of one of the service's settings, as its plan shows it."""
+        return next((s["value"], s["source"]) for s in self.plan(service)["settings"] if s["setting"] == option)
+
+
 @dataclass
 class ComposeProject:
     """A compose project of its own for one test, removed afterwards whatever happened."""
@@ -192,6 +266,10 @@ class ComposeProject:
         sys.stderr.write(f"--- docker reroll {' '.join(args)} -> {run.returncode} in {run.seconds:.1f}s\n"
                          f"{run.stderr}\n")
         return run
+
+    def reroll_json(self, *args: str, extra_env: Optional[Dict[str, str]] = None, **how) -> Stream:
+        """`reroll`, its progress the JSON stream, parsed."""
+        return Stream.of(self.reroll(*args, extra_env={**(extra_env or {}), **JSON_STREAM}, **how))
 
     def containers(self, service: Optional[str] = None, all_states: bool = True) -> List[Container]:
         ids = docker("ps", *(["-a"] if all_states else []), "-q", "--no-trunc",
@@ -291,6 +369,13 @@ def finish(process: subprocess.Popen, timeout: float = 120) -> str:
     process.wait(timeout=timeout)
     sys.stderr.write(f"--- background deploy -> {process.returncode}\n{rest}\n")
     return rest
+
+
+def finish_json(process: subprocess.Popen, seen: str = "", timeout: float = 120) -> Stream:
+    """`finish` of a deploy started with JSON_STREAM: all it wrote (`seen`: what read_until got), parsed."""
+    sys.stderr.write(seen)
+    rest = finish(process, timeout=timeout)
+    return Stream.of(Run(process.returncode, "", seen + rest, 0.0))
 
 
 def child_pid(docker_cli_pid: int) -> int:

@@ -14,15 +14,18 @@ def test_deploy_with_health_check_replaces_the_container_with_the_new_image(proj
     [old] = project.up(TAG="v1")
     assert project.image_of(old) == f"{APP_IMAGE}:v1"
 
-    run = project.reroll("web", extra_env={"TAG": "v2"})
+    run = project.reroll_json("web", extra_env={"TAG": "v2"})
 
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed" and run.result("web") == "deployed", run
     [new] = project.containers()
     assert new.id != old.id and new.running and new.health == "healthy"
     assert project.image_of(new) == f"{APP_IMAGE}:v2"
     assert docker("inspect", old.id, check=False).returncode != 0, "the old container must be removed"
-    assert "scaling web from 1 to 2 containers" in run.stderr
-    assert "1/1 new container(s) healthy" in run.stderr
+    plan = run.plan("web")
+    assert [c["id"] for c in plan["containers"]] == [old.id] and plan["batches"] == [{"start": 1, "retire": 1}], \
+        "from 1 to 2 containers, then 1"
+    assert run.containers(role="new", state="healthy") == [new.id]
+    assert run.containers(role="old", state="removed") == [old.id]
     assert lock_and_journal(project) == [], "the lock and journal are released"
 
 
@@ -30,13 +33,15 @@ def test_two_replicas_stay_two_all_new(project):
     old = project.up(replicas=2, TAG="v1")
     assert len(old) == 2
 
-    run = project.reroll("web", extra_env={"TAG": "v2"})
+    run = project.reroll_json("web", extra_env={"TAG": "v2"})
 
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed", run
     new = project.containers()
     assert len(new) == 2 and not set(ids(new)) & set(ids(old))
     assert all(c.running and c.health == "healthy" and project.image_of(c) == f"{APP_IMAGE}:v2" for c in new)
-    assert "scaling web from 2 to 4 containers" in run.stderr
+    plan = run.plan("web")
+    assert len(plan["containers"]) == 2 and plan["batches"] == [{"start": 2, "retire": 2}], "from 2 to 4 containers"
+    assert sorted(run.containers(role="new", state="healthy")) == sorted(ids(new))
 
 
 def test_without_health_check_waits_then_checks_the_new_containers_still_run(project_without_healthcheck):
@@ -44,12 +49,14 @@ def test_without_health_check_waits_then_checks_the_new_containers_still_run(pro
     [old] = project.up(TAG="v1")
     assert old.health is None
 
-    run = project.reroll("web", "--wait", "2", extra_env={"TAG": "v2"})
+    run = project.reroll_json("web", "--wait", "2", extra_env={"TAG": "v2"})
 
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed", run
     [new] = project.containers()
     assert new.id != old.id and project.image_of(new) == f"{APP_IMAGE}:v2"
-    assert "waiting 2s (no health check) before checking the new containers" in run.stderr
+    assert run.plan("web")["healthcheck"] is False
+    assert run.said("waiting 2s (no health check) before checking the new containers", "info")
+    assert run.containers(role="new", state="running") == [new.id]
     assert run.seconds >= 2
 
 
@@ -57,21 +64,26 @@ def test_without_health_check_a_new_container_that_dies_is_rolled_back(project_w
     project = project_without_healthcheck
     [old] = project.up(TAG="v1")
 
-    run = project.reroll("web", "--wait", "5", extra_env={"TAG": "v2", "CRASH": "1"})
+    run = project.reroll_json("web", "--wait", "5", extra_env={"TAG": "v2", "CRASH": "1"})
 
-    assert run.returncode == 1
-    assert "exited with code 3" in run.stderr
+    assert run.returncode == 1 and run.outcome == "rolled back" and run.result("web") == "failed (rolled back)", run
+    assert "roll back" in run.phases("web")
+    [crashed] = run.containers(role="new", state="exited")
+    assert run.said("exited with code 3", "error") and crashed in run.containers(role="new", state="removed")
     assert ids(project.containers()) == [old.id] and project.containers()[0].running
 
 
 def test_a_version_that_never_gets_healthy_is_rolled_back_and_the_old_one_keeps_running(project):
     [old] = project.up(TAG="v1")
 
-    run = project.reroll("web", "--healthcheck-timeout", "4", extra_env={"TAG": "v2", "BROKEN": "1"})
+    run = project.reroll_json("web", "--healthcheck-timeout", "4", extra_env={"TAG": "v2", "BROKEN": "1"})
 
-    assert run.returncode == 1
-    assert "not healthy after 4s" in run.stderr
-    assert "last 20 log lines" in run.stderr and "rolled back" in run.stderr
+    assert run.returncode == 1 and run.outcome == "rolled back" and run.result("web") == "failed (rolled back)", run
+    assert run.logs("error")[-1] == "not healthy after 4s"
+    assert any(d["title"].startswith("last 20 log lines of ") for d in run.typed("detail"))
+    assert run.phases("web")[-1] == "roll back"
+    [unhealthy] = run.containers(role="new", state="unhealthy")
+    assert unhealthy in run.containers(role="new", state="removed")
     remaining = project.containers()
     assert ids(remaining) == [old.id] and remaining[0].running and remaining[0].health == "healthy"
     assert project.image_of(remaining[0]) == f"{APP_IMAGE}:v1"
@@ -80,9 +92,10 @@ def test_a_version_that_never_gets_healthy_is_rolled_back_and_the_old_one_keeps_
 def test_a_crashing_version_fails_at_once_not_at_the_timeout(project):
     [old] = project.up(TAG="v1")
 
-    run = project.reroll("web", "--healthcheck-timeout", "60", extra_env={"TAG": "v2", "CRASH": "1"})
+    run = project.reroll_json("web", "--healthcheck-timeout", "60", extra_env={"TAG": "v2", "CRASH": "1"})
 
-    assert run.returncode == 1 and "exited with code 3" in run.stderr
+    assert run.returncode == 1 and run.outcome == "rolled back", run
+    assert len(run.containers(role="new", state="exited")) == 1 and run.said("exited with code 3", "error")
     assert run.seconds < 20
     assert ids(project.containers()) == [old.id]
 
@@ -90,18 +103,20 @@ def test_a_crashing_version_fails_at_once_not_at_the_timeout(project):
 def test_first_start_starts_the_service_and_waits_for_health(project):
     assert project.containers() == []
 
-    run = project.reroll("web")
+    run = project.reroll_json("web")
 
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed", run
     [started] = project.containers()
     assert started.running and started.health == "healthy"
-    assert "no running container of web: starting it" in run.stderr
+    assert run.plan("web")["containers"] == [] and run.said("no running container of web: starting it", "info")
+    assert run.containers(role="new", state="healthy") == [started.id]
 
 
 def test_first_start_that_never_gets_healthy_exits_non_zero(project):
-    run = project.reroll("web", "--healthcheck-timeout", "3", extra_env={"BROKEN": "1"})
+    run = project.reroll_json("web", "--healthcheck-timeout", "3", extra_env={"BROKEN": "1"})
 
-    assert run.returncode == 1 and "not healthy after 3s" in run.stderr
+    assert run.returncode == 1 and run.summary["exit_code"] == 1 and run.result("web") == "failed (rolled back)", run
+    assert run.logs("error")[-1] == "not healthy after 3s"
     assert project.containers() == []
 
 
@@ -109,10 +124,12 @@ def test_exited_containers_are_removed_and_not_counted(project):
     first, second = project.up(replicas=2)
     docker("stop", "-t", "0", second.id)
 
-    run = project.reroll("web", extra_env={"TAG": "v2"})
+    run = project.reroll_json("web", extra_env={"TAG": "v2"})
 
-    assert run.returncode == 0, run.stderr
-    assert "removing stopped containers" in run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed", run
+    assert [c["id"] for c in run.plan("web")["stale"]] == [second.id]
+    assert run.containers(role="stale", state="removed") == [second.id]
+    assert run.containers(role="old") == [first.id]
     [new] = project.containers()
     assert new.id not in (first.id, second.id) and project.image_of(new) == f"{APP_IMAGE}:v2"
 
@@ -139,10 +156,10 @@ def test_pre_stop_command_gets_the_full_id_and_the_old_container_turns_unhealthy
 def test_a_failing_pre_stop_command_is_only_a_warning(project):
     project.up()
 
-    run = project.reroll("web", "--pre-stop-cmd", "exit 7", extra_env={"TAG": "v2"})
+    run = project.reroll_json("web", "--pre-stop-cmd", "exit 7", extra_env={"TAG": "v2"})
 
-    assert run.returncode == 0, run.stderr
-    assert "exited with 7" in run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed", run
+    assert run.said("exited with 7", "warn")
     assert project.image_of(project.containers()[0]) == f"{APP_IMAGE}:v2"
 
 
@@ -186,10 +203,10 @@ def test_a_scale_up_that_compose_cannot_do_is_rolled_back(project):
     """The new config names an image that cannot be had: compose fails, nothing new stays, the old one serves."""
     [old] = project.up()
 
-    run = project.reroll("web", extra_env={"TAG": "no-such-tag"})
+    run = project.reroll_json("web", extra_env={"TAG": "no-such-tag"})
 
-    assert run.returncode == 1
-    [rolling_back] = [line for line in run.stderr.splitlines() if "WARN rolling back: " in line]
+    assert run.returncode == 1 and run.outcome == "rolled back" and run.phases("web")[-1] == "roll back", run
+    [rolling_back] = [message for message in run.logs("warn") if message.startswith("rolling back: ")]
     explained = rolling_back.split("` failed: ", 1)[1]  # compose's own words (a pull error), on the line that says why
     assert "Error" in explained and "its output is above" not in rolling_back
     remaining = project.containers()
@@ -209,11 +226,12 @@ def test_the_traefik_example_is_a_valid_compose_file(base_env):
 def test_old_containers_that_never_turn_unhealthy_are_stopped_after_the_timeout_with_a_warning(project):
     [old] = project.up()
 
-    run = project.reroll("web", "--pre-stop-cmd", "true", "--pre-stop-wait-until-unhealthy",
+    run = project.reroll_json("web", "--pre-stop-cmd", "true", "--pre-stop-wait-until-unhealthy",
                          "--healthcheck-timeout", "2", extra_env={"TAG": "v2"})
 
-    assert run.returncode == 0, run.stderr
-    assert "WARN still healthy after 2s; stopping anyway" in run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed", run
+    assert "still healthy after 2s; stopping anyway" in run.logs("warn")
+    assert run.containers(role="old", state="removed") == [old.id]
     [new] = project.containers()
     assert new.id != old.id and project.image_of(new) == f"{APP_IMAGE}:v2"
 
@@ -222,16 +240,16 @@ def test_several_new_containers_start_together_but_post_start_hooks_are_left_to_
     """With more than one new container docker-reroll starts them itself; compose's post_start hooks only run
     when compose starts a container, so a service with hooks is scaled by plain `up`, and every hook runs."""
     project.up(replicas=2)
-    together = project.reroll("web", extra_env={"TAG": "v2"})
-    assert together.returncode == 0 and "starting 2 new containers at once" in together.stderr
+    together = project.reroll_json("web", extra_env={"TAG": "v2"})
+    assert together.returncode == 0 and together.said("starting 2 new containers at once", "info"), together
 
     compose = open(f"{project.directory}/compose.yaml").read()
     project.write(compose.replace("    stop_grace_period: 5s\n",
                                   "    stop_grace_period: 5s\n    post_start:\n      - command: [touch, /hooked]\n"))
-    hooked = project.reroll("web", extra_env={"TAG": "v3"})
+    hooked = project.reroll_json("web", extra_env={"TAG": "v3"})
 
-    assert hooked.returncode == 0, hooked.stderr
-    assert "at once" not in hooked.stderr
+    assert hooked.returncode == 0 and hooked.outcome == "deployed", hooked
+    assert not hooked.said("at once") and hooked.said("compose starts the new containers itself", "info")
     new = project.containers()
     assert len(new) == 2 and all(project.image_of(c) == f"{APP_IMAGE}:v3" for c in new)
     for container in new:

@@ -306,19 +306,18 @@ def test_a_killed_deploy_is_finished_by_the_next_run_with_zero_failed_requests(s
         assert lock_and_journal(stack) == [lock, f"{lock}.journal"], "the killed run leaves lock and journal"
         assert journal_replicas(stack) == "2"
 
-        rerun = stack.reroll("app", *DRAIN, *HEALTH_TIMEOUT, extra_env={"APP_VERSION": "v3"}, timeout=120)
+        rerun = stack.reroll_json("app", *DRAIN, *HEALTH_TIMEOUT, extra_env={"APP_VERSION": "v3"}, timeout=120)
         ended = time.time()
     report = load.report()
 
     print(f"[{stack.name}] re-run after SIGKILL -> exit {rerun.returncode} in {rerun.seconds:.2f}s")
     problems = invariant_problems(stack, NEW, old + halfway, report, ended, replicas=2, version="v3")
     problems += undrained(stack, victim.since, ended)
-    if rerun.returncode != 0:
-        problems.append(f"re-run exit {rerun.returncode}")
-    if "an earlier deploy of app was interrupted" not in rerun.stderr or "taking over the deploy lock" \
-            not in rerun.stderr:
-        problems.append("the re-run did not say it took over and finished the interrupted deploy")
-    verify(problems, rerun.stderr)
+    if rerun.returncode != 0 or rerun.outcome != "deployed":
+        problems.append(f"re-run exit {rerun.returncode}, {rerun.outcome}")
+    if (rerun.plan("app")["journal"] or {}).get("replicas") != 2 or not rerun.said("taking over the deploy lock"):
+        problems.append("the re-run did not take over and finish the interrupted deploy (its journal, 2 replicas)")
+    verify(problems, rerun.run.stderr)
 
 
 # -------------------------------------------------------------------------------- 5: a broken event stream
@@ -366,7 +365,7 @@ def test_a_concurrent_deploy_exits_4_at_once_and_the_first_completes(stack, depl
         first = deploys(*DRAIN, *HEALTH_TIMEOUT, "--wait-after-healthy", "3", APP_VERSION="v2")
         first.reach("after healthy")
         during = [c.id for c in stack.containers()]
-        second = stack.reroll("app", *DRAIN, extra_env={"APP_VERSION": "v3"}, timeout=60)
+        second = stack.reroll_json("app", *DRAIN, extra_env={"APP_VERSION": "v3"}, timeout=60)
         untouched = [c.id for c in stack.containers()] == during
         code = first.finish()
     report = load.report()
@@ -377,7 +376,7 @@ def test_a_concurrent_deploy_exits_4_at_once_and_the_first_completes(stack, depl
     problems += undrained(stack, first.since, first.ended)
     if second.returncode != 4 or second.seconds > 5:
         problems.append(f"second deploy: exit {second.returncode} after {second.seconds:.1f}s, expected 4 at once")
-    if "another deploy of this service is running" not in second.stderr:
+    if second.outcome != "locked" or not second.said("another deploy of this service is running", "error"):
         problems.append("the second deploy did not say why it stopped")
     if not untouched:
         problems.append("the refused deploy changed the service")
@@ -458,7 +457,7 @@ def test_a_killed_deploy_left_as_an_unreaped_zombie_is_taken_over_at_once(stack,
             while process_state(victim) != "Z":
                 assert time.monotonic() < deadline, "the killed deploy did not become a zombie"
                 time.sleep(0.05)
-            rerun = stack.reroll("app", *DRAIN, extra_env={"APP_VERSION": "v3"})
+            rerun = stack.reroll_json("app", *DRAIN, extra_env={"APP_VERSION": "v3"})
             ended = time.time()
             still_zombie = process_state(victim) == "Z"
         finally:
@@ -468,11 +467,11 @@ def test_a_killed_deploy_left_as_an_unreaped_zombie_is_taken_over_at_once(stack,
 
     assert still_zombie, "the owner stayed an unreaped zombie throughout"
     problems = invariant_problems(stack, NEW, old, report, ended, replicas=1, version="v3")
-    if rerun.returncode != 0:
-        problems.append(f"re-run exit {rerun.returncode}")
-    if "taking over the deploy lock" not in rerun.stderr or f"process {victim} " not in rerun.stderr:
+    if rerun.returncode != 0 or rerun.outcome != "deployed":
+        problems.append(f"re-run exit {rerun.returncode}, {rerun.outcome}")
+    if not any("taking over the deploy lock" in m and f"process {victim} " in m for m in rerun.logs()):
         problems.append("the re-run did not take over the zombie's lock")
-    verify(problems, rerun.stderr)
+    verify(problems, rerun.run.stderr)
 
 
 def test_the_recovery_run_retires_a_half_made_container_still_in_its_start_period_promptly(make_stack):
@@ -491,16 +490,16 @@ def test_the_recovery_run_retires_a_half_made_container_still_in_its_start_perio
             victim.kill()
         half_made = [c for c in stack.containers() if c.id not in {o.id for o in old}]
         assert [c.health for c in half_made] == ["starting"]
-        rerun = stack.reroll("app", *DRAIN, extra_env={"APP_VERSION": "v3"})
+        rerun = stack.reroll_json("app", *DRAIN, extra_env={"APP_VERSION": "v3"})
         ended = time.time()
     report = load.report()
 
     print(f"[{stack.name}] recovery run -> exit {rerun.returncode} in {rerun.seconds:.2f}s")
     problems = invariant_problems(stack, NEW, old + half_made, report, ended, replicas=1, version="v3")
-    if rerun.returncode != 0:
-        problems.append(f"re-run exit {rerun.returncode}")
+    if rerun.returncode != 0 or rerun.outcome != "deployed":
+        problems.append(f"re-run exit {rerun.returncode}, {rerun.outcome}")
     if rerun.seconds > 15:
         problems.append(f"the recovery took {rerun.seconds:.1f}s: it waited for the half-made container")
-    if "never turned healthy" not in rerun.stderr:
+    if not rerun.said("never turned healthy"):
         problems.append("the half-made container was not recognised as never healthy")
-    verify(problems, rerun.stderr)
+    verify(problems, rerun.run.stderr)

@@ -80,9 +80,10 @@ def test_legacy_docker_compose_v1_is_used_when_compose_v2_is_missing(project, tm
     # Several replicas: compose v1 creates them (`up --no-start`), docker-reroll starts them.
     subprocess.run(["docker-compose", "up", "-d", "--no-recreate", "--scale", "web=2"], cwd=project.directory,
                    env={**env, "TAG": "v2"}, check=True, capture_output=True)
-    two = project.reroll("web", standalone=True, extra_env={"PATH": env["PATH"], "TAG": "v3"})
-    assert two.returncode == 0, two.stderr
-    assert "starting 2 new containers at once" in two.stderr
+    two = project.reroll_json("web", standalone=True, extra_env={"PATH": env["PATH"], "TAG": "v3"})
+    assert two.returncode == 0 and two.outcome == "deployed", two
+    assert two.said("starting 2 new containers at once", "info")
+    assert len(two.containers(role="new", state="healthy")) == 2
     final = project.containers()
     assert len(final) == 2 and all(project.image_of(c) == f"{APP_IMAGE}:v3" and c.running for c in final)
 

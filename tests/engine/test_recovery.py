@@ -12,6 +12,7 @@ from dockerfixtures import (
     child_pid,
     docker,
     finish,
+    finish_json,
     journal_replicas,
     lock_and_journal,
     read_until,
@@ -61,11 +62,13 @@ def test_a_deploy_killed_during_its_scale_up_to_a_new_count_is_finished_by_the_n
     wait_gone(compose)  # it finishes creating the new containers, which nobody starts
     assert journal_replicas(project) is not None, "the killed run left its journal"
 
-    rerun = project.reroll("web", extra_env={"TAG": "v2"})
+    rerun = project.reroll_json("web", extra_env={"TAG": "v2"})
 
-    assert rerun.returncode == 0, rerun.stderr
-    assert "an earlier deploy of web was interrupted; finishing it: the service goes to 6 container(s)" \
-        in rerun.stderr
+    assert rerun.returncode == 0 and rerun.outcome == "deployed", rerun
+    plan = rerun.plan("web")
+    assert plan["journal"]["replicas"] == 6 and plan["replicas"] == 6, "the interrupted deploy's count"
+    assert rerun.said("an earlier deploy of web was interrupted; finishing it: the service goes to 6 container(s)",
+                      "warn")
     assert images(project) == [f"{APP_IMAGE}:v2"] * 6
     assert lock_and_journal(project) == []
 
@@ -75,18 +78,21 @@ def test_a_rolling_update_paused_by_its_failure_action_is_finished_by_the_next_r
     env = {"TAG": "v2", "SWITCH_DIR": switch, "PARALLELISM": "1"}
     project.write(SERVICE)
     project.up(2, SWITCH_DIR=switch)
-    deploy = start_reroll(project, "web", "--scale", "web=3", "--healthcheck-timeout", "3", "--progress", "plain",
+    deploy = start_reroll(project, "web", "--scale", "web=3", "--healthcheck-timeout", "3", "--progress", "json",
                           extra_env=env)
-    read_until(deploy, "waiting 2s before batch 3 of 3")
+    seen = read_until(deploy, "waiting 2s before batch 3 of 3")
     open(os.path.join(switch, "fail-v2"), "w").close()  # batch 3's new container never gets healthy
-    rest = finish(deploy)
-    assert deploy.returncode == 1 and "failure_action pause" in rest and "run `docker reroll web` again" in rest, rest
+    run = finish_json(deploy, seen)
+    assert run.returncode == 1 and run.outcome == "failed" and run.result("web") == "failed", run
+    assert run.phases("web").count("scale up") == 3, "paused in the third batch"
+    assert run.said("failure_action pause", "error") and run.said("run `docker reroll web` again", "error")
     assert images(project) == [f"{APP_IMAGE}:v2"] * 2, "batches 1 and 2 replaced both old containers"
     os.remove(os.path.join(switch, "fail-v2"))
 
-    rerun = project.reroll("web", extra_env=env)
+    rerun = project.reroll_json("web", extra_env=env)
 
-    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.returncode == 0 and rerun.outcome == "deployed", rerun
+    assert rerun.plan("web")["journal"]["replicas"] == 3
     assert images(project) == [f"{APP_IMAGE}:v2"] * 3, "the count the paused deploy was asked for"
     assert lock_and_journal(project) == []
 
@@ -140,11 +146,13 @@ def test_a_rollback_across_batches_that_could_not_restore_a_shellless_image_is_r
     assert sorted(c.id for c in project.containers()) == before, "nothing changed"
     project.write(DISTROLESS_SERVICE)  # failure_action left to docker-reroll's default
 
-    deploy = start_reroll(project, "web", "--healthcheck-timeout", "3", "--progress", "plain",
+    deploy = start_reroll(project, "web", "--healthcheck-timeout", "3", "--progress", "json",
                           extra_env={"TAG": "v2", "SWITCH_DIR": switch})
-    said = read_until(deploy, "waiting 2s before batch 2 of 2")
+    seen = read_until(deploy, "waiting 2s before batch 2 of 2")
     open(os.path.join(switch, "fail-v2"), "w").close()  # batch 2's new container never gets healthy
-    rest = finish(deploy)
-    assert "a failure after the first batch pauses instead" in said, said
-    assert deploy.returncode == 1 and "failure_action pause" in rest, rest
+    run = finish_json(deploy, seen)
+    plan = run.plan("web")
+    assert plan["failure_action"] == "pause" and any("a failure after the first batch pauses instead" in m["message"]
+                                                     for m in plan["messages"] if m["level"] == "warn"), run
+    assert run.returncode == 1 and run.result("web") == "failed" and run.said("failure_action pause", "error"), run
     assert len(project.containers(all_states=False)) == 2, "the count held, nothing half-way"

@@ -7,8 +7,9 @@ import time
 
 from dockerfixtures import (
     DRAIN,
+    JSON_STREAM,
     docker,
-    finish,
+    finish_json,
     load_on,
     lock_and_journal,
     project_events,
@@ -51,11 +52,13 @@ def test_three_services_in_one_run_and_a_broken_second_stops_the_release(release
     before = {service: ids(stack, service) for service in PATHS}
 
     with load_on_every_service(stack) as loads:
-        run = stack.reroll("app", "worker", "api", *DRAIN, "--healthcheck-timeout", "6", extra_env={
+        run = stack.reroll_json("app", "worker", "api", *DRAIN, "--healthcheck-timeout", "6", extra_env={
             "APP_VERSION": "v2", "WORKER_VERSION": "v2", "WORKER_BROKEN": "1", "API_VERSION": "v2"})
 
-    assert run.returncode == 1, run.stderr
-    assert "summary: app deployed; worker failed (rolled back); api not started" in run.stderr
+    assert run.returncode == 1 and run.outcome == "rolled back", run
+    assert [(s["service"], s["result"]) for s in run.summary["services"]] == [
+        ("app", "deployed"), ("worker", "failed (rolled back)"), ("api", "not started")]
+    assert "api" not in {e["service"] for e in run.typed("phase")}, "api never began"
     assert ids(stack, "app") != before["app"] and versions(stack, "app") == {"v2"}, "the first stays new"
     assert ids(stack, "worker") == before["worker"] and versions(stack, "worker") == {"v1"}, "rolled back"
     assert ids(stack, "api") == before["api"], "the third untouched"
@@ -67,12 +70,12 @@ def test_a_bad_label_on_a_later_service_refuses_the_release_before_the_first_cha
     start_stack(stack, 1)
     before = {service: ids(stack, service) for service in PATHS}
 
-    run = stack.reroll("app", "worker", extra_env={"APP_VERSION": "v2", "WORKER_WAIT": "soon"})
+    run = stack.reroll_json("app", "worker", extra_env={"APP_VERSION": "v2", "WORKER_WAIT": "soon"})
 
-    assert run.returncode == 2, run.stderr
-    assert "invalid value 'soon' for label docker-reroll.wait of service 'worker'" in run.stderr
+    assert run.returncode == 2 and run.outcome == "usage error" and run.summary["exit_code"] == 2, run
+    assert run.said("invalid value 'soon' for label docker-reroll.wait of service 'worker'", "error")
     assert {service: ids(stack, service) for service in PATHS} == before, "nothing changed"
-    assert "summary: usage error; nothing was changed; exit 2" in run.stderr
+    assert run.phases() == ["start"] and run.typed("container") == [], "no service began"
 
 
 def test_a_journal_left_for_a_later_service_survives_a_release_that_stops_before_it(release_stack):
@@ -86,11 +89,12 @@ def test_a_journal_left_for_a_later_service_survives_a_release_that_stops_before
            f"io.docker-reroll.containers={api.id[:12]}", "--label", f"io.docker-reroll.since={time.time():.3f}",
            journal)
 
-    run = stack.reroll("worker", "api", *DRAIN, "--healthcheck-timeout", "5",
-                       extra_env={"WORKER_VERSION": "v2", "WORKER_BROKEN": "1", "API_VERSION": "v2"})
+    run = stack.reroll_json("worker", "api", *DRAIN, "--healthcheck-timeout", "5",
+                            extra_env={"WORKER_VERSION": "v2", "WORKER_BROKEN": "1", "API_VERSION": "v2"})
 
-    assert run.returncode == 1, run.stderr
-    assert "summary: worker failed (rolled back); api not started" in run.stderr
+    assert run.returncode == 1 and run.outcome == "rolled back", run
+    assert [(s["service"], s["result"]) for s in run.summary["services"]] == [
+        ("worker", "failed (rolled back)"), ("api", "not started")]
     assert f"docker-reroll-lock.{stack.name}.api.journal" in lock_and_journal(stack), "the journal stays"
     assert f"docker-reroll-lock.{stack.name}.api" not in lock_and_journal(stack), "the lock does not"
     assert [c.id for c in stack.containers("api")] == [api.id]
@@ -99,13 +103,13 @@ def test_a_journal_left_for_a_later_service_survives_a_release_that_stops_before
 # ---------------------------------------------------------------------------------------------- the whole project
 
 
-def plan_lines(output):
-    lines = output.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.endswith("INFO plan:"))
+def plan_lines(run):
+    """Where the release's plan is in the stream, and its rows: (service, action)."""
+    start = run.events.index(next(e for e in run.typed("log") if e["message"] == "plan:"))
     plan = []
-    for line in lines[start + 1:]:
-        found = re.match(r"^\S+ INFO   (\S+) +(roll|recreate|skip) +", line)
-        if not found:
+    for event in run.events[start + 1:]:
+        found = re.match(r"^  (\S+) +(roll|recreate|skip) +", event.get("message", ""))
+        if event["type"] != "log" or not found:
             break
         plan.append((found.group(1), found.group(2)))
     return start, plan
@@ -119,18 +123,20 @@ def test_all_prints_the_plan_first_and_does_what_it_says(release_stack):
     before = {service: ids(stack, service) for service in ("db", "docs", "worker", "proxy", "app", "api")}
 
     with load_on_every_service(stack) as loads:
-        run = stack.reroll("--all", *DRAIN, extra_env={"APP_VERSION": "v2", "API_VERSION": "v2",
-                                                       "DB_SETTING": "2"})
+        run = stack.reroll_json("--all", *DRAIN, extra_env={"APP_VERSION": "v2", "API_VERSION": "v2",
+                                                            "DB_SETTING": "2"})
 
-    assert run.returncode == 0, run.stderr
-    start, plan = plan_lines(run.stderr)
+    assert run.returncode == 0 and run.outcome == "deployed", run
+    start, plan = plan_lines(run)
     assert plan == [("db", "recreate"), ("api", "roll"), ("app", "roll"), ("docs", "skip"), ("worker", "skip"),
                     ("proxy", "skip")], "dependency order: db before api before app; proxy last"
-    first_action = min(i for i, line in enumerate(run.stderr.splitlines())
-                       if "recreating db" in line or "deploying" in line)
+    first_action = min(i for i, e in enumerate(run.events) if e["type"] == "phase" and e["service"] is not None)
     assert start < first_action, "the plan comes before anything changes"
-    assert "summary: db recreated; api deployed; app deployed; docs skipped (up to date); worker skipped " \
-           "(up to date); proxy skipped (up to date)" in run.stderr
+    assert [(e["service"], e["phase"]) for e in run.typed("phase") if e["phase"] in ("recreate", "prepare")] == [
+        ("db", "recreate"), ("api", "prepare"), ("app", "prepare")]
+    assert [(s["service"], s["result"]) for s in run.summary["services"]] == [
+        ("db", "recreated"), ("api", "deployed"), ("app", "deployed"), ("docs", "skipped (up to date)"),
+        ("worker", "skipped (up to date)"), ("proxy", "skipped (up to date)")]
     for unchanged in ("docs", "worker", "proxy"):
         assert ids(stack, unchanged) == before[unchanged], f"{unchanged} was touched"
     assert ids(stack, "db") != before["db"]
@@ -161,7 +167,7 @@ def deploy_batches(stack, *args, **env):
     old = start_stack(stack, 4)
     since = time.time()
     with load_on(stack) as load:
-        run = stack.reroll("app", *DRAIN, *args, extra_env={"APP_VERSION": "v2", **env})
+        run = stack.reroll_json("app", *DRAIN, *args, extra_env={"APP_VERSION": "v2", **env})
     events = project_events(stack, since, time.time() + 1)
     return old, run, load.report(), fewest_healthy(events, [c.id for c in old])
 
@@ -170,9 +176,10 @@ def test_four_replicas_one_at_a_time_never_fewer_than_four_healthy(make_stack):
     stack = make_stack()
     old, run, report, fewest = deploy_batches(stack, "--max-surge", "1")
 
-    assert run.returncode == 0, run.stderr
-    assert "rolling update in 4 batches of up to 1 new container(s) (command line)" in run.stderr
-    assert run.stderr.count("scaling app from 4 to 5 containers") == 4
+    assert run.returncode == 0 and run.outcome == "deployed", run
+    assert run.plan("app")["batches"] == [{"start": 1, "retire": 1}] * 4
+    assert run.setting("app", "--max-surge") == ("1", "command line")
+    assert run.phases("app").count("scale up") == 4 and len(run.containers(role="new", state="healthy")) == 4
     assert fewest >= 4, f"only {fewest} healthy at one moment"
     assert report.failed == 0, report.summary()
     new = stack.containers()
@@ -183,10 +190,11 @@ def test_update_config_sets_the_batches_and_the_delay(make_stack):
     stack = make_stack("batches")
     old, run, report, fewest = deploy_batches(stack)
 
-    assert run.returncode == 0, run.stderr
-    assert "rolling update in 2 batches of up to 2 new container(s) (deploy.update_config.parallelism), 2s " \
-           "between batches; on a failure: rollback" in run.stderr
-    assert "waiting 2s before batch 2 of 2" in run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed", run
+    plan = run.plan("app")
+    assert plan["batches"] == [{"start": 2, "retire": 2}] * 2 and plan["failure_action"] == "rollback"
+    assert run.setting("app", "--max-surge") == ("2", "deploy.update_config.parallelism")
+    assert run.phases("app").count("scale up") == 2 and run.said("waiting 2s before batch 2 of 2", "info")
     assert fewest >= 4, f"only {fewest} healthy at one moment"
     assert report.failed == 0, report.summary()
     assert len(stack.containers()) == 4 and versions(stack, "app") == {"v2"}
@@ -202,15 +210,16 @@ def test_a_failure_in_the_second_batch_rolls_every_batch_back_with_zero_failed_r
 
     with load_on(stack) as load:
         deploy = start_reroll(stack, "app", *DRAIN, "--healthcheck-timeout", "6",
-                              extra_env={"APP_VERSION": "v2", "APP_FAIL_FILE": "/switch/fail"})
-        read_until(deploy, "waiting 2s before batch 2 of 2")
+                              extra_env={**JSON_STREAM, "APP_VERSION": "v2", "APP_FAIL_FILE": "/switch/fail"})
+        seen = read_until(deploy, "waiting 2s before batch 2 of 2")
         (tmp_path / "fail").touch()
-        output = finish(deploy)
+        run = finish_json(deploy, seen)
     report = load.report()
 
-    assert deploy.returncode == 1, output
-    assert "failure_action rollback: every batch went back to the old config" in output
-    assert "made 2 container(s) on the old config again" in output
+    assert run.returncode == 1 and run.outcome == "rolled back", run
+    assert run.phases("app").count("scale up") == 2 and "roll back" in run.phases("app")
+    assert run.said("failure_action rollback: every batch went back to the old config", "error")
+    assert run.said("made 2 container(s) on the old config again", "info")
     final = stack.containers()
     assert len(final) == 4 and all(c.running and c.health == "healthy" for c in final)
     assert versions(stack, "app") == {"v1"}, "four containers of the old config"
@@ -226,9 +235,11 @@ def test_scale_to_three_from_one_and_from_five(make_stack):
         stack = make_stack()
         old = start_stack(stack, start)
         with load_on(stack) as load:
-            run = stack.reroll("app", *DRAIN, "--scale", "app=3", extra_env={"APP_VERSION": "v2"})
-        assert run.returncode == 0, run.stderr
-        assert f"--scale: app goes from {start} to 3 container(s)" in run.stderr
+            run = stack.reroll_json("app", *DRAIN, "--scale", "app=3", extra_env={"APP_VERSION": "v2"})
+        assert run.returncode == 0 and run.outcome == "deployed", run
+        plan = run.plan("app")
+        assert len(plan["containers"]) == start and plan["replicas"] == 3, f"from {start} to 3 containers"
+        assert len(run.summary["services"][0]["new"]) == 3
         new = stack.containers()
         assert len(new) == 3 and not {c.id for c in new} & {c.id for c in old}
         assert versions(stack, "app") == {"v2"} and all(c.health == "healthy" for c in new)
@@ -243,8 +254,10 @@ def test_the_compose_files_replica_count_is_the_target_when_it_differs(make_stac
     override.write_text("services:\n  app:\n    deploy:\n      replicas: 2\n")
     stack.env["COMPOSE_FILE"] = f"compose.yaml:{override}"
     with load_on(stack) as load:
-        run = stack.reroll("app", *DRAIN, extra_env={"APP_VERSION": "v2"})
-    assert run.returncode == 0, run.stderr
-    assert "the compose file sets app to 2 container(s) (deploy.replicas); 1 run now: the deploy ends with 2" \
-           in run.stderr
+        run = stack.reroll_json("app", *DRAIN, extra_env={"APP_VERSION": "v2"})
+    assert run.returncode == 0 and run.outcome == "deployed", run
+    plan = run.plan("app")
+    assert len(plan["containers"]) == 1 and plan["replicas"] == 2, "the deploy ends with 2"
+    assert {"level": "info", "message": "the compose file sets app to 2 container(s) (deploy.replicas); 1 run now: "
+            "the deploy ends with 2"} in plan["messages"]
     assert len(stack.containers()) == 2 and load.report().failed == 0

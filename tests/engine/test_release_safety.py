@@ -32,11 +32,12 @@ def test_a_named_service_marked_recreate_is_recreated_by_compose_and_never_runs_
     [old_api] = project.containers("api")
 
     dry = project.reroll("--dry-run", "db", extra_env={"TAG": "v2"})
-    run = project.reroll("api", "db", "--wait", "1", extra_env={"TAG": "v2"})
+    run = project.reroll_json("api", "db", "--wait", "1", extra_env={"TAG": "v2"})
 
     assert dry.returncode == 0 and "db: recreate (marked docker-reroll.strategy=recreate" in dry.stderr, dry.stderr
-    assert run.returncode == 0, run.stderr
-    assert "summary: api deployed; db recreated; exit 0" in run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed", run
+    assert [(s["service"], s["result"]) for s in run.summary["services"]] == [("api", "deployed"), ("db", "recreated")]
+    assert "recreate" in run.phases("db") and "scale up" not in run.phases("db")
     [new_db] = project.containers("db")
     assert new_db.id != old_db.id and version(project, "db") == "v2"
     assert project.containers("api")[0].id != old_api.id and version(project, "api") == "v2"
@@ -61,14 +62,15 @@ def test_all_rolls_a_service_whose_tag_was_moved_to_another_image(project):
         [old] = project.containers("app")
         docker("tag", f"{APP_IMAGE}:v2", moving)
 
-        run = project.reroll("--all", "--wait", "1")
+        run = project.reroll_json("--all", "--wait", "1")
 
-        assert run.returncode == 0, run.stderr
-        assert f"app  roll      its image changed: {moving} is now" in run.stderr
+        assert run.returncode == 0 and run.result("app") == "deployed", run
+        assert run.said(f"app  roll      its image changed: {moving} is now", "info")
         [new] = project.containers("app")
         assert new.id != old.id and version(project, "app") == "v2"
-        again = project.reroll("--all", "--wait", "1")
-        assert again.returncode == 0 and "app  skip      its 1 container(s) run the current config and image" \
-            in again.stderr, again.stderr
+        again = project.reroll_json("--all", "--wait", "1")
+        assert again.returncode == 0 and again.result("app") == "skipped (up to date)", again
+        assert again.said("app  skip      its 1 container(s) run the current config and image", "info")
+        assert again.phases("app") == []
     finally:
         docker("rmi", moving, check=False)

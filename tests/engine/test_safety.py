@@ -92,9 +92,9 @@ def test_paths_with_spaces_and_shell_characters_are_never_run_through_a_shell(pr
 def test_pre_stop_wait_without_a_health_check_warns_and_goes_on(project_without_healthcheck):
     project = project_without_healthcheck
     project.up()
-    run = project.reroll("web", "--wait", "0.5", "--pre-stop-wait-until-unhealthy", extra_env={"TAG": "v2"})
-    assert run.returncode == 0, run.stderr
-    assert "WARN --pre-stop-wait-until-unhealthy: the containers have no health check" in run.stderr
+    run = project.reroll_json("web", "--wait", "0.5", "--pre-stop-wait-until-unhealthy", extra_env={"TAG": "v2"})
+    assert run.returncode == 0 and run.outcome == "deployed", run
+    assert run.said("--pre-stop-wait-until-unhealthy: the containers have no health check", "warn")
 
 
 def test_a_second_deploy_exits_at_once_naming_the_first_and_can_wait_for_it(project):
@@ -104,15 +104,17 @@ def test_a_second_deploy_exits_at_once_naming_the_first_and_can_wait_for_it(proj
         read_until(first, "waiting 4s after healthy")
         plugin_pid = child_pid(first.pid)
         started = time.monotonic()
-        second = project.reroll("web", extra_env={"TAG": "v3"})
+        second = project.reroll_json("web", extra_env={"TAG": "v3"})
         assert second.returncode == 4 and time.monotonic() - started < 5
-        assert f"(pid {plugin_pid})" in second.stderr, "the message names the process holding the lock"
-        assert "another deploy of this service is running" in second.stderr
-        assert f"@{socket.gethostname()}" in second.stderr and "since 20" in second.stderr
+        assert second.outcome == "locked", second
+        [error] = second.logs("error")
+        assert f"(pid {plugin_pid})" in error, "the message names the process holding the lock"
+        assert "another deploy of this service is running" in error
+        assert f"@{socket.gethostname()}" in error and "since 20" in error
 
-        waited = project.reroll("web", "--lock-timeout", "60", extra_env={"TAG": "v3"})
-        assert waited.returncode == 0, waited.stderr
-        assert "waiting for the deploy by" in waited.stderr
+        waited = project.reroll_json("web", "--lock-timeout", "60", extra_env={"TAG": "v3"})
+        assert waited.returncode == 0 and waited.outcome == "deployed", waited
+        assert waited.said("waiting for the deploy by", "info")
     finally:
         first.wait(timeout=60)
     assert first.returncode == 0
@@ -144,10 +146,10 @@ def test_a_stale_lock_from_a_dead_process_is_taken_over_under_load(stack):
         "since": f"{time.time() - 30:.0f}", "command": "docker reroll app"})
 
     with load_on(stack) as load:
-        run = stack.reroll("app", *DRAIN, extra_env={"APP_VERSION": "v2"})
+        run = stack.reroll_json("app", *DRAIN, extra_env={"APP_VERSION": "v2"})
 
-    assert run.returncode == 0, run.stderr
-    assert f"taking over the deploy lock of ci@{socket.gethostname()} (pid {dead.pid})" in run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed", run
+    assert run.said(f"taking over the deploy lock of ci@{socket.gethostname()} (pid {dead.pid})", "warn")
     new = stack.containers()
     assert len(new) == 2 and not {c.id for c in new} & {c.id for c in old}
     assert {stack.env_of(c)["APP_VERSION"] for c in new} == {"v2"}
@@ -161,11 +163,11 @@ def test_a_fresh_lock_held_from_another_machine_is_respected_under_load(stack):
     before = snapshot(stack)
 
     with load_on(stack) as load:
-        run = stack.reroll("app", *DRAIN, extra_env={"APP_VERSION": "v2"})
+        run = stack.reroll_json("app", *DRAIN, extra_env={"APP_VERSION": "v2"})
 
-    assert run.returncode == 4
-    assert "ops@build-server-7 (pid 4242)" in run.stderr
-    assert f"docker rm docker-reroll-lock.{stack.name}.app" in run.stderr
+    assert run.returncode == 4 and run.outcome == "locked" and run.phases("app") == [], run
+    [error] = run.logs("error")
+    assert "ops@build-server-7 (pid 4242)" in error and f"docker rm docker-reroll-lock.{stack.name}.app" in error
     assert snapshot(stack) == before
     assert load.report().failed == 0
 
@@ -180,10 +182,11 @@ def test_killed_mid_deploy_then_rerun_converges_to_the_replica_count(project):
     assert len(project.containers()) == 4
     assert journal_replicas(project) == "2"
 
-    run = project.reroll("web", extra_env={"TAG": "v3"})
+    run = project.reroll_json("web", extra_env={"TAG": "v3"})
 
-    assert run.returncode == 0, run.stderr
-    assert "an earlier deploy of web was interrupted" in run.stderr and "taking over the deploy lock" in run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed", run
+    assert run.plan("web")["journal"]["replicas"] == 2 and run.said("an earlier deploy of web was interrupted", "warn")
+    assert run.said("taking over the deploy lock", "warn")
     final = project.containers()
     assert len(final) == 2 and all(project.image_of(c) == f"{APP_IMAGE}:v3" for c in final)
     assert not {c.id for c in final} & {c.id for c in old}
@@ -200,8 +203,8 @@ def test_a_failed_recovery_run_keeps_the_journal_so_the_next_run_still_restores_
     victim.wait(timeout=30)
     assert len(project.containers()) == 4
 
-    broken = project.reroll("web", "--healthcheck-timeout", "3", extra_env={"TAG": "v3", "BROKEN": "1"})
-    assert broken.returncode == 1
+    broken = project.reroll_json("web", "--healthcheck-timeout", "3", extra_env={"TAG": "v3", "BROKEN": "1"})
+    assert broken.returncode == 1 and broken.outcome == "rolled back", broken
     assert len(project.containers()) == 4
     assert journal_replicas(project) == "2"
 

@@ -13,11 +13,13 @@ import pytest
 from dockerfixtures import (
     APP_IMAGE,
     DRAIN,
+    JSON_STREAM,
     SERVICE_TEMPLATE,
     child_pid,
     docker,
     docker_without_compose,
     finish,
+    finish_json,
     journal_replicas,
     load_on,
     lock_and_journal,
@@ -65,11 +67,11 @@ def test_inline_configs_and_secrets_reach_every_new_container_when_several_start
     project.compose("up", "-d", "--wait", "--scale", "web=2", extra_env={"TOKEN_VALUE": "s3cret"})
     old = project.containers()
 
-    run = project.reroll("web", extra_env={"TAG": "v2", "TOKEN_VALUE": "s3cret"})
+    run = project.reroll_json("web", extra_env={"TAG": "v2", "TOKEN_VALUE": "s3cret"})
 
-    assert run.returncode == 0, run.stderr
-    assert "compose starts the new containers itself, one by one: the service uses inline config 'appconf', " \
-           "inline secret 'token'" in run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed", run
+    assert run.said("compose starts the new containers itself, one by one: the service uses inline config "
+                    "'appconf', inline secret 'token'", "info") and not run.said("at once")
     new = project.containers()
     assert len(new) == 2 and not set(ids(new)) & set(ids(old))
     for container in new:
@@ -86,10 +88,11 @@ def test_a_paused_old_container_is_replaced_with_the_others(project):
     old = project.up(replicas=2)
     docker("pause", old[1].id)
 
-    run = project.reroll("web", extra_env={"TAG": "v2"})
+    run = project.reroll_json("web", extra_env={"TAG": "v2"})
 
-    assert run.returncode == 0, run.stderr
-    assert f"unpausing {old[1].name}" in run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed", run
+    assert run.containers(role="old", state="paused") == [old[1].id] and run.said(f"unpausing {old[1].name}", "info")
+    assert sorted(run.containers(role="old", state="removed")) == sorted(ids(old))
     new = project.containers()
     assert len(new) == 2 and not set(ids(new)) & set(ids(old))
     assert all(c.running and project.image_of(c) == f"{APP_IMAGE}:v2" for c in new)
@@ -99,10 +102,10 @@ def test_a_roll_back_pauses_it_again_as_it_was(project):
     old = project.up(replicas=2)
     docker("pause", old[1].id)
 
-    run = project.reroll("web", "--healthcheck-timeout", "3", extra_env={"TAG": "v2", "BROKEN": "1"})
+    run = project.reroll_json("web", "--healthcheck-timeout", "3", extra_env={"TAG": "v2", "BROKEN": "1"})
 
-    assert run.returncode == 1
-    assert f"pausing {old[1].name} again" in run.stderr
+    assert run.returncode == 1 and run.outcome == "rolled back", run
+    assert run.phases("web")[-1] == "roll back" and run.said(f"pausing {old[1].name} again", "info")
     now = project.containers()
     assert ids(now) == ids(old)
     assert [c.status for c in now] == ["running", "paused"]
@@ -165,10 +168,10 @@ def test_a_live_deploy_in_another_pid_namespace_keeps_its_lock(project, base_env
         lock = json.loads(docker("inspect", f"docker-reroll-lock.{project.name}.web").stdout)[0]
         assert int(lock["Config"]["Labels"]["io.docker-reroll.pid"]) < 10, "the owner's pid is from its namespace"
 
-        second = project.reroll("web", extra_env={"TAG": "v3"})
+        second = project.reroll_json("web", extra_env={"TAG": "v3"})
 
-        assert second.returncode == 4, second.stderr
-        assert "another deploy of this service is running" in second.stderr and "taking over" not in second.stderr
+        assert second.returncode == 4 and second.outcome == "locked", second
+        assert second.said("another deploy of this service is running", "error") and not second.said("taking over")
     finally:
         finish(inside)
     assert inside.returncode == 0
@@ -190,15 +193,18 @@ def test_a_run_whose_lock_was_taken_over_stops_touching_the_service(stack):
     containers, lock and journal. Now it stops at its next step, exit 4, and leaves everything to the owner."""
     [old] = start_stack(stack, 1)
     with load_on(stack) as load:
-        first = start_reroll(stack, "app", *DRAIN, "--wait-after-healthy", "4", extra_env={"APP_VERSION": "v2"})
-        read_until(first, "waiting 4s after healthy")
+        first = start_reroll(stack, "app", *DRAIN, "--wait-after-healthy", "4",
+                             extra_env={**JSON_STREAM, "APP_VERSION": "v2"})
+        seen = read_until(first, "waiting 4s after healthy")
         plant_foreign_lock(stack)
-        output = finish(first)
+        run = finish_json(first, seen)
     report = load.report()
 
-    assert first.returncode == 4, output
-    assert "was taken over by ops@build-server-7 (pid 4242)" in output and "this run stops here" in output
-    assert "pre-stop command" not in output and "rolling back" not in output
+    assert run.returncode == 4 and run.summary["exit_code"] == 4, run
+    assert run.said("was taken over by ops@build-server-7 (pid 4242)") and run.said("this run stops here")
+    assert not {"drain", "retire", "roll back"} & set(run.phases("app")), run.phases("app")
+    assert run.containers(state="stopping") == run.containers(state="removed") == []
+    assert not run.said("pre-stop command") and not run.said("rolling back")
     left = stack.containers()
     assert old.id in ids(left) and len(left) == 2, "nothing stopped or removed after the takeover"
     lock = json.loads(docker("inspect", f"docker-reroll-lock.{stack.name}.app").stdout)[0]
@@ -297,15 +303,15 @@ def test_a_pre_stop_command_reaches_the_deploys_engine_with_context_and_an_expor
     docker("context", "create", context, "--docker", "host=unix:///var/run/docker.sock", env=project.env)
     record = tmp_path / "pre-stop.txt"
     try:
-        run = project.reroll("web", "--pre-stop-cmd", f"docker exec {{id}} touch /.dead && echo ok >> {record}",
+        run = project.reroll_json("web", "--pre-stop-cmd", f"docker exec {{id}} touch /.dead && echo ok >> {record}",
                              "--pre-stop-wait-until-unhealthy", docker_globals=("--context", context),
                              extra_env={"TAG": "v2", "DOCKER_HOST": "unix:///tmp/reroll-no-such.sock"})
     finally:
         docker("context", "rm", "-f", context, env=project.env)
 
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed", run
     assert record.read_text() == "ok\n", "the pre-stop command's docker exec reached the engine"
-    assert f"waiting up to 60s for {old.name} to be unhealthy" in run.stderr and "still healthy" not in run.stderr
+    assert run.said(f"waiting up to 60s for {old.name} to be unhealthy", "info") and not run.said("still healthy")
 
 
 @pytest.mark.parametrize("docker_globals", [("-H=unix:///var/run/docker.sock",), ("--debug=true", "-lerror"),
@@ -329,9 +335,10 @@ def test_a_fractional_wait_and_a_service_called_reroll_standalone(project_withou
     project.service = "reroll"
     [old] = project.up()
 
-    run = project.reroll("reroll", "--wait", ".5", standalone=True, extra_env={"TAG": "v2"})
+    run = project.reroll_json("reroll", "--wait", ".5", standalone=True, extra_env={"TAG": "v2"})
 
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 0 and run.result("reroll") == "deployed", run
     [new] = project.containers()
     assert new.id != old.id and project.image_of(new) == f"{APP_IMAGE}:v2"
-    assert "waiting 0.5s (no health check)" in run.stderr
+    assert run.said("waiting 0.5s (no health check)", "info")
+    assert run.containers(role="new", state="running") == [new.id]

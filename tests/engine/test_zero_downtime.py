@@ -14,7 +14,7 @@ def deploy_under_load(stack, *args, **env):
     """Run `docker reroll app ARGS` while the clients run; returns (run, report, deploy start, deploy end)."""
     with load_on(stack) as load:
         started = time.time()
-        run = stack.reroll("app", *args, extra_env=env)
+        run = stack.reroll_json("app", *args, extra_env=env)
         ended = time.time()
     print(f"[{stack.name}] reroll {' '.join(args)} {env} -> exit {run.returncode} in {run.seconds:.2f}s")
     for reason, count in sorted(load.report().failures.items()):
@@ -27,12 +27,13 @@ def test_drain_recipe_one_replica_zero_failed_requests(stack):
 
     run, report, _, ended = deploy_under_load(stack, *DRAIN, APP_VERSION="v2")
 
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed", run
     assert report.failed == 0, report.failures
     assert report.total > 500
     assert versions_after(report, ended) == {"v2"}
     [new] = stack.containers()
     assert new.id != old.id
+    assert run.containers(role="old", state="draining") == run.containers(role="old", state="removed") == [old.id]
 
 
 def test_drain_recipe_three_replicas_zero_failed_requests(stack):
@@ -40,7 +41,7 @@ def test_drain_recipe_three_replicas_zero_failed_requests(stack):
 
     run, report, _, ended = deploy_under_load(stack, *DRAIN, APP_VERSION="v2")
 
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed", run
     assert report.failed == 0, report.failures
     assert versions_after(report, ended) == {"v2"}
     new = stack.containers()
@@ -54,7 +55,8 @@ def test_broken_version_is_rolled_back_within_the_timeout_with_zero_failed_reque
     run, report, _, ended = deploy_under_load(stack, *DRAIN, "--healthcheck-timeout", "8",
                                               APP_VERSION="v2", APP_BROKEN="1")
 
-    assert run.returncode == 1 and "not healthy after 8s" in run.stderr
+    assert run.returncode == 1 and run.outcome == "rolled back", run
+    assert run.logs("error")[-1] == "not healthy after 8s"
     assert run.seconds < 8 + 10, "exit soon after the timeout, the roll-back included"
     assert report.failed == 0, report.failures
     assert versions_after(report, ended) == {"v1"}
@@ -67,7 +69,7 @@ def test_slow_starting_version_old_container_serves_untouched_until_the_new_one_
     run, report, started, ended = deploy_under_load(stack, *DRAIN, "--healthcheck-timeout", "40",
                                                     APP_VERSION="v2", APP_STARTUP_DELAY="10")
 
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed", run
     assert report.failed == 0, report.failures
     [new] = stack.containers()
     events = project_events(stack, started - 1, ended + 1)
@@ -88,8 +90,8 @@ def test_control_stopping_without_a_drain_fails_requests(stack):
     start_stack(stack, 2)
     with load_on(stack) as load:
         for version in range(2, 7):
-            run = stack.reroll("app", extra_env={"APP_VERSION": f"v{version}"})
-            assert run.returncode == 0, run.stderr
+            run = stack.reroll_json("app", extra_env={"APP_VERSION": f"v{version}"})
+            assert run.returncode == 0 and run.outcome == "deployed", run
             time.sleep(0.5)  # a request cut by the stop may end a moment after the deploy
             if load.report().failed:
                 break
@@ -109,9 +111,11 @@ def test_a_new_version_that_turns_unhealthy_during_wait_after_healthy_is_rolled_
 
     run, report, _, ended = deploy_under_load(stack, *DRAIN, "--wait-after-healthy", "15", **FAILS_AFTER_PASSING)
 
-    assert run.returncode == 1, run.stderr
-    assert "1/1 new container(s) healthy" in run.stderr, "it passed its check first"
-    assert "turned unhealthy" in run.stderr and "dependency check failed" in run.stderr, "the reason and its output"
+    assert run.returncode == 1 and run.outcome == "rolled back", run
+    [new] = run.containers(role="new", state="healthy")
+    assert run.containers(role="new", state="unhealthy") == [new], "it passed its check first"
+    assert run.said("turned unhealthy", "warn") and any(
+        "dependency check failed" in d["text"] for d in run.typed("detail")), "the reason and its output"
     assert run.seconds < 15, "failed as soon as the health turned, not at the end of the wait"
     assert report.failed == 0, report.failures
     remaining = stack.containers()
@@ -128,9 +132,10 @@ def test_after_the_point_of_no_return_the_old_containers_are_kept_while_no_new_o
 
     run, report, _, _ = deploy_under_load(stack, *DRAIN, "--wait-after-unhealthy", "6", **FAILS_AFTER_PASSING)
 
-    assert run.returncode == 5, run.stderr
-    assert "none of the new containers serves any more" in run.stderr
-    assert "run `docker reroll app` again to finish" in run.stderr
+    assert run.returncode == 5 and run.outcome == "incomplete", run
+    assert run.said("none of the new containers serves any more", "error")
+    assert run.said("run `docker reroll app` again to finish", "error")
+    assert old.id not in run.containers(state="stopping")
     assert report.failed == 0, report.failures
     left = {c.id: c for c in stack.containers()}
     assert old.id in left and left[old.id].running, "the old container was not stopped"
@@ -140,8 +145,8 @@ def test_after_the_point_of_no_return_the_old_containers_are_kept_while_no_new_o
 
     rerun, report, _, ended = deploy_under_load(stack, *DRAIN, APP_VERSION="v3")
 
-    assert rerun.returncode == 0, rerun.stderr
-    assert "an earlier deploy of app was interrupted" in rerun.stderr
+    assert rerun.returncode == 0 and rerun.outcome == "deployed", rerun
+    assert rerun.plan("app")["journal"] is not None and rerun.said("an earlier deploy of app was interrupted", "warn")
     assert report.failed == 0, report.failures
     [final] = stack.containers()
     assert stack.env_of(final)["APP_VERSION"] == "v3" and final.id not in (old.id, new.id)
@@ -168,7 +173,7 @@ def test_a_pre_stop_command_that_leaves_a_background_job_does_not_hold_the_deplo
         stack, "--pre-stop-cmd", f"echo $$ >> {groups}; docker exec {{id}} touch /.dead; sleep 600.81 &",
         "--pre-stop-wait-until-unhealthy", "--healthcheck-timeout", "5", APP_VERSION="v2")
 
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed", run
     assert run.seconds < 10 + 15
     assert report.failed == 0, report.failures
     assert versions_after(report, ended) == {"v2"}
@@ -183,8 +188,8 @@ def test_a_pre_stop_command_past_its_limit_is_ended_with_its_group_and_the_deplo
         stack, "--pre-stop-cmd", f"echo $$ >> {groups}; docker exec {{id}} touch /.dead; sleep 600.82",
         "--pre-stop-wait-until-unhealthy", "--healthcheck-timeout", "5", APP_VERSION="v2")
 
-    assert run.returncode == 0, run.stderr
-    assert "ran past 10s: ended it" in run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed", run
+    assert run.said("ran past 10s: ended it", "warn")
     assert 10 <= run.seconds < 10 + 15
     assert report.failed == 0, report.failures
     assert versions_after(report, ended) == {"v2"}
