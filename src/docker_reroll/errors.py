@@ -41,6 +41,10 @@ class LockedError(RerollError):
 
     exit_code = EXIT_LOCKED
 
+    def __init__(self, message: str, service: str) -> None:
+        super().__init__(message)
+        self.service = service  # the locked one: locks are taken before any service is in flight
+
 
 class LockLost(RerollError):
     """The lock was taken over while this run held it: it must stop touching the service."""

@@ -164,8 +164,8 @@ class EngineLock:
             if time.monotonic() >= deadline:
                 raise LockedError(
                     f"another deploy of this service is running: {description}; "
-                    f"wait for it, use --lock-timeout, or remove a dead lock with `docker rm {self.name}`"
-                )
+                    f"wait for it, use --lock-timeout, or remove a dead lock with `docker rm {self.name}`",
+                    self.service)
             if not announced:
                 self._progress.info(f"waiting for the deploy by {description} to finish")
                 announced = True

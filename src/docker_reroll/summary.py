@@ -43,7 +43,7 @@ class Outcomes:
 
     def finish(self, error: BaseException, planned: Sequence[str]) -> None:
         """The service in flight failed, was refused or was interrupted; the rest were not started."""
-        service = self.in_flight
+        service = self.in_flight or (error.service if isinstance(error, LockedError) else None)
         if service and isinstance(error, (RefusedError, LockedError)):  # refused before it changed anything
             self.items.append(ServiceOutcome(service, Result.REFUSED if isinstance(error, RefusedError)
                                              else Result.LOCKED))

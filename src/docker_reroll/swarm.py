@@ -73,7 +73,8 @@ class SwarmDeployment:
         assert current is not None
         if current.update_state in IN_PROGRESS:
             raise LockedError(f"Swarm is already updating {self.name} ({current.update_state} since "
-                              f"{current.update_started}): wait for it, or `docker service rollback {self.name}`")
+                              f"{current.update_started}): wait for it, or `docker service rollback {self.name}`",
+                              self.service)
         return current
 
     def run(self, current: SwarmService) -> None:

@@ -106,7 +106,7 @@ def test_a_second_deploy_exits_at_once_naming_the_first_and_can_wait_for_it(proj
         started = time.monotonic()
         second = project.reroll_json("web", extra_env={"TAG": "v3"})
         assert second.returncode == 4 and time.monotonic() - started < 5
-        assert second.outcome == "locked", second
+        assert second.outcome == "locked" and second.result("web") == "locked", second
         [error] = second.logs("error")
         assert f"(pid {plugin_pid})" in error, "the message names the process holding the lock"
         assert "another deploy of this service is running" in error

@@ -40,12 +40,21 @@ def release_in_flight(flight_consistent=True, recreate=False):
     (Interrupted("Ctrl-C between batches", signal.SIGINT, rolled_back=False), "interrupted"),
     (StoppedBetweenBatches("batch 2 failed: paused"), "failed"),
     (RefusedError("no such service"), "refused"),
-    (LockedError("Swarm is updating it"), "locked"),
+    (LockedError("Swarm is updating it", "b"), "locked"),
 ])
 def test_the_service_in_flight_is_said_rolled_back_only_when_it_was(error, result):
     outcomes = release_in_flight()
     outcomes.finish(error, PLANNED)
     assert [(o.service, o.result) for o in outcomes.items] == [("a", "deployed"), ("b", result),
+                                                               ("c", "not started")]
+
+
+def test_a_locked_service_is_said_locked_though_no_service_was_in_flight_yet():
+    """Locks are taken for every service before the first one changes: the locked one is named, the rest not
+    started."""
+    outcomes = Outcomes()
+    outcomes.finish(LockedError("another deploy of this service is running", "b"), PLANNED)
+    assert [(o.service, o.result) for o in outcomes.items] == [("b", "locked"), ("a", "not started"),
                                                                ("c", "not started")]
 
 
