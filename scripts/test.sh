@@ -21,16 +21,18 @@ fi
 export REROLL_REQUIRE_ENGINE=1
 workers=${REROLL_TEST_WORKERS:-4}  # the engine tests mostly wait on health checks: more workers than cores
 
-phase() {  # pytest's exit code 5 is "no test selected": that phase has nothing to do
+failed=0
+phase() {  # every phase runs, so one run shows every failure; pytest's 5 is "no test selected": nothing to do
   local name=$1; shift
   printf '\n==> %s\n' "$name"
   local started=$SECONDS code=0
   python3 -m pytest "$@" || code=$?
-  printf '==> %s: %ss\n' "$name" $((SECONDS - started))
-  [ "$code" -eq 0 ] || [ "$code" -eq 5 ] || exit "$code"
+  printf '==> %s: %ss (exit %s)\n' "$name" $((SECONDS - started)) "$code"
+  [ "$code" -eq 0 ] || [ "$code" -eq 5 ] || failed=$code
 }
 
 phase "parallel ($workers workers)" -n "$workers" --dist loadgroup -m "not serial and not exclusive" \
   --durations=15 -q "$@"
 phase "serial" -m "serial" --durations=5 -v "$@"
 phase "exclusive" -m "exclusive" -v "$@"
+exit "$failed"
