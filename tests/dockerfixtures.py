@@ -363,6 +363,26 @@ def read_until(process: subprocess.Popen, marker: str, timeout: float = 60) -> s
     raise AssertionError(f"never saw {marker!r}; got:\n{''.join(seen)}")
 
 
+def read_until_said(process: subprocess.Popen, words: str, level: Optional[str] = None, timeout: float = 60) -> str:
+    """`read_until` for a deploy started with JSON_STREAM: until a `log` event (of this level) holds these words (a
+    marker matched against the raw lines would also find the words of the deploy's plan event). Returns everything
+    read so far."""
+    seen: List[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if event.get("type") == "log" and words in event["message"] and level in (None, event["level"]):
+            return "".join(seen)
+    raise AssertionError(f"never saw a log event with {words!r}; got:\n{''.join(seen)}")
+
+
 def finish(process: subprocess.Popen, timeout: float = 120) -> str:
     """Wait for a background deploy and return the rest of its progress output (also shown in the test log)."""
     rest = process.stderr.read()

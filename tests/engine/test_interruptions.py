@@ -12,7 +12,6 @@ Each test collects every broken expectation before failing, so one run shows all
 import contextlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -25,13 +24,16 @@ import pytest
 
 from dockerfixtures import (
     DRAIN,
+    JSON_STREAM,
+    Run,
+    Stream,
     child_pid,
     finish,
     journal_replicas,
     load_on,
     lock_and_journal,
     project_events,
-    read_until,
+    read_until_said,
     start_reroll,
     start_stack,
     versions_after,
@@ -48,21 +50,24 @@ STARTING = {"APP_STARTUP_DELAY": "4"}  # the new container needs ~4 s to turn he
 # ------------------------------------------------------------------------------------------------------- helpers
 
 
-def progress_time(output, text):
-    """The timestamp (epoch seconds) of the first progress line containing `text`, None if there is none."""
-    for line in output.splitlines():
-        stamp, _, rest = line.partition(" ")
-        if text in rest and stamp.endswith("Z"):
-            return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
-    return None
+def event_time(event):
+    """An event's `time`, in epoch seconds."""
+    return datetime.strptime(event["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+def roll_back_began(run, service="app"):
+    """When the service entered its `roll back` phase (epoch seconds), None if it never did."""
+    found = run.typed("phase", service=service, phase="roll back")
+    return event_time(found[0]) if found else None
 
 
 class Deploy:
     """`docker reroll app ARGS` in the background (start_reroll: the real docker CLI, in its own process group),
-    driven phase by phase through its progress lines. A watchdog kills it if it outlives DEPLOY_DEADLINE."""
+    its progress the JSON stream, driven phase by phase through its log events. A watchdog kills it if it outlives
+    DEPLOY_DEADLINE."""
 
     def __init__(self, stack, *args, **env):
-        self.process = start_reroll(stack, "app", *args, extra_env=env)
+        self.process = start_reroll(stack, "app", *args, extra_env={**JSON_STREAM, **env})
         self.since = time.time()
         self.started = time.monotonic()
         self.output = ""
@@ -73,9 +78,9 @@ class Deploy:
         self._watchdog.daemon = True
         self._watchdog.start()
 
-    def reach(self, marker, timeout=60):
-        """Block until a progress line contains `marker`."""
-        self.output += read_until(self.process, marker, timeout=timeout)
+    def reach(self, words, timeout=60):
+        """Block until an info log event holds these words."""
+        self.output += read_until_said(self.process, words, "info", timeout=timeout)
 
     @property
     def plugin_pid(self):
@@ -102,6 +107,11 @@ class Deploy:
         self.ended = time.time()
         self.seconds = time.monotonic() - self.started
         return self.process.returncode
+
+    @property
+    def stream(self):
+        """What the finished deploy wrote, parsed (`output` is the raw stream)."""
+        return Stream.of(Run(self.process.returncode, "", self.output, self.seconds))
 
     def after_signal(self, index=0):
         """Seconds from the `index`-th signal to the exit."""
@@ -196,9 +206,10 @@ def verify(problems, output):
     assert not problems, "\n".join(["", *problems, "--- the deploy's progress:", output])
 
 
-def drained(output):
-    """The roll-forward drain waited until the old containers were reported unhealthy."""
-    return re.search(r"^\S+ INFO (?!waiting).* unhealthy$", output, re.MULTILINE) is not None
+def drained(run):
+    """The roll-forward drain waited until the old containers were reported unhealthy: `NAMES unhealthy`, said only
+    in its log (the display shows them draining until they are gone)."""
+    return any(m.endswith(" unhealthy") and not m.startswith(("waiting", "draining")) for m in run.logs("info"))
 
 
 # ------------------------------------------------------------------------------------------- 1, 2: one interrupt
@@ -213,7 +224,7 @@ def drained(output):
     pytest.param(signal.SIGINT, "group", "to be unhealthy", 0.2, [], {}, 2, NEW, id="SIGINT-pre-stop-wait-2-replicas"),
     pytest.param(signal.SIGINT, "cli-then-plugin", "to be unhealthy", 0.2, [], {}, 2, NEW,
                  id="SIGINT-pre-stop-wait-2-replicas-plugin-handler-late"),
-    pytest.param(signal.SIGINT, "group", "INFO stopping", 0, [], {}, 1, NEW, id="SIGINT-stop"),
+    pytest.param(signal.SIGINT, "group", "stopping ", 0, [], {}, 1, NEW, id="SIGINT-stop"),
     pytest.param(signal.SIGTERM, "cli", "to be healthy", 0.2, [], STARTING, 1, OLD, id="SIGTERM-docker-cli-only"),
     pytest.param(signal.SIGHUP, "group", "to be healthy", 0.2, [], STARTING, 1, OLD, id="SIGHUP-health-wait"),
 ])
@@ -232,32 +243,37 @@ def test_an_interrupt_rolls_back_before_the_drain_and_forward_after(stack, deplo
         code = deploy.finish()
     report = load.report()
 
-    output = deploy.output
+    run = deploy.stream
     problems = invariant_problems(stack, expected, old, report, deploy.ended, replicas=replicas)
     problems += undrained(stack, deploy.since, deploy.ended)
     # The docker CLI relays only SIGINT and SIGTERM to its plugin; SIGHUP kills it outright (Go's default), so its
-    # own status is death by SIGHUP, which a shell reports as 129 as well; the plugin's verdict is in its output.
+    # own status is death by SIGHUP, which a shell reports as 129 as well; the plugin's verdict is in its summary.
     if not (code == 128 + signum or (signum == signal.SIGHUP and code == -signal.SIGHUP)):
         problems.append(f"exit {code}, expected {128 + signum}")
-    rolled_back_at = progress_time(output, "WARN rolling back")
+    if run.outcome != "interrupted" or run.summary["exit_code"] != 128 + signum:
+        problems.append(f"summary: {run.outcome}, exit {run.summary['exit_code']}, expected interrupted, "
+                        f"exit {128 + signum}")
+    rolled_back_at = roll_back_began(run)
     if expected == OLD:
-        if f"interrupted by {name} during" not in output or "rolled back:" not in output:
-            problems.append(f"no roll-back for {name} reported")
+        if run.result("app") != "interrupted (rolled back)":
+            problems.append(f"no roll-back for {name} reported: app {run.result('app')}")
         if rolled_back_at is None or rolled_back_at - deploy.signalled[0] > REACTION:
             late = f"{rolled_back_at - deploy.signalled[0]:.2f}s" if rolled_back_at else "never"
-            healthy = " (the new containers were healthy first)" if "new container(s) healthy" in output else ""
+            healthy = " (the new containers were healthy first)" if run.containers(role="new", state="healthy") \
+                else ""
             problems.append(f"the roll-back began {late} after the signal{healthy}, expected within {REACTION}s")
     else:
-        if not re.search(f"interrupted by {name} after the point of no return .*: finished the deploy", output):
-            problems.append(f"no 'finished the deploy' message for {name}")
-        if not drained(output):
+        if run.result("app") != "deployed" or "roll back" in run.phases("app"):
+            problems.append(f"{name} after the point of no return did not finish the deploy: app "
+                            f"{run.result('app')}, phases {run.phases('app')}")
+        if not drained(run):
             problems.append("one interrupt cut the drain short: no 'unhealthy' line before the stop")
     print(f"[{stack.name}] {name} at {marker!r} -> exit {code}, {deploy.after_signal():.2f}s after the signal, "
           f"{deploy.seconds:.2f}s in all" + (f", roll-back began {rolled_back_at - deploy.signalled[0]:.2f}s after "
                                              "the signal" if rolled_back_at else ""))
     if deploy.after_signal() > EXIT_AFTER_SIGNAL:
         problems.append(f"exited {deploy.after_signal():.1f}s after the signal")
-    verify(problems, output)
+    verify(problems, deploy.output)
 
 
 # ---------------------------------------------------------------------------------------- 3: a second Ctrl-C
@@ -279,10 +295,12 @@ def test_a_second_sigint_during_the_drain_finishes_at_once_with_only_new_contain
     problems = invariant_problems(stack, NEW, old, report, deploy.ended, replicas=2)
     if code != 130:
         problems.append(f"exit {code}, expected 130")
-    if not re.search("interrupted by SIGINT after the point of no return .*: finished the deploy", deploy.output):
-        problems.append("no 'finished the deploy' message for SIGINT")
-    if "forcefully exiting" in deploy.output:
+    if "forcefully exiting" in deploy.output:  # the docker CLI's own words, beside the plugin's stream
         problems.append("the docker CLI had to kill the plugin")
+    run = deploy.stream
+    if (run.outcome, run.summary["exit_code"], run.result("app")) != ("interrupted", 130, "deployed"):
+        problems.append(f"SIGINT did not finish the deploy: {run.outcome}, exit {run.summary['exit_code']}, app "
+                        f"{run.result('app')}")
     if deploy.after_signal(1) > 5:
         problems.append(f"exited {deploy.after_signal(1):.1f}s after the second SIGINT: a second interrupt skips "
                         "the rest of the drain wait (stop, remove, done)")
@@ -418,7 +436,13 @@ def test_an_interrupt_during_a_slow_start_ends_within_the_floor_and_the_stop_gra
         problems.append(f"exit {code}, expected {128 + signum}")
     if deploy.after_signal() > bound:
         problems.append(f"exited {deploy.after_signal():.1f}s after the signal, more than {bound:g}s")
-    if "never turned healthy" not in deploy.output or "to be unhealthy" in deploy.output.split("rolling back")[-1]:
+    run = deploy.stream
+    began = run.typed("phase", service="app", phase="roll back")
+    since = run.events[run.events.index(began[-1]):] if began else []
+    if run.result("app") != "interrupted (rolled back)" or not began:
+        problems.append(f"no roll-back for {name} reported: app {run.result('app')}")
+    if not run.said("never turned healthy", "info") or any(
+            e["type"] == "log" and "to be unhealthy" in e["message"] for e in since):
         problems.append("the roll-back waited for an unhealthy that Docker cannot report")
     verify(problems, deploy.output)
 
@@ -447,11 +471,11 @@ def test_a_killed_deploy_left_as_an_unreaped_zombie_is_taken_over_at_once(stack,
     with load_on(stack) as load:
         parent = subprocess.Popen([sys.executable, "-c", NEGLECTFUL_PARENT, plugin, "app", *DRAIN,
                                    "--wait-after-healthy", "30"], cwd=stack.directory, text=True,
-                                  env={**stack.env, "APP_VERSION": "v2"}, stdout=subprocess.PIPE,
+                                  env={**stack.env, **JSON_STREAM, "APP_VERSION": "v2"}, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, start_new_session=True)
         try:
             victim = int(parent.stdout.readline())
-            read_until(parent, "waiting 30s after healthy")
+            read_until_said(parent, "waiting 30s after healthy", "info")
             os.kill(victim, signal.SIGKILL)
             deadline = time.monotonic() + 5
             while process_state(victim) != "Z":

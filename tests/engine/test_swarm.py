@@ -17,7 +17,18 @@ from urllib.request import urlopen
 
 import pytest
 
-from dockerfixtures import ROOT, docker, finish, free_port, load_on, read_until, versions_after
+from dockerfixtures import (
+    JSON_STREAM,
+    ROOT,
+    Run,
+    Stream,
+    docker,
+    finish_json,
+    free_port,
+    load_on,
+    read_until_said,
+    versions_after,
+)
 
 # One swarm for the module, on one test worker: tests elsewhere run beside it on the same engine.
 pytestmark = pytest.mark.xdist_group("swarm")
@@ -39,11 +50,17 @@ class SwarmStack:
         docker("stack", "deploy", "--resolve-image", "never", "-c", STACK_FILE, self.name,
                env={**self.env, **env})
 
-    def reroll(self, *args: str, extra_env=None, timeout=240):
-        result = subprocess.run(["docker", "reroll", *args], capture_output=True, text=True, cwd=self.directory,
-                                env={**self.env, **(extra_env or {})}, timeout=timeout)
+    def reroll(self, *args: str, extra_env=None, timeout=240, cwd=None):
+        result = subprocess.run(["docker", "reroll", *args], capture_output=True, text=True,
+                                cwd=cwd or self.directory, env={**self.env, **(extra_env or {})}, timeout=timeout)
         print(f"--- docker reroll {' '.join(args)} -> {result.returncode}\n{result.stderr}")
         return result
+
+    def reroll_json(self, *args: str, extra_env=None, **how) -> Stream:
+        """`reroll`, its progress the JSON stream, parsed."""
+        started = time.monotonic()
+        result = self.reroll(*args, extra_env={**(extra_env or {}), **JSON_STREAM}, **how)
+        return Stream.of(Run(result.returncode, result.stdout, result.stderr, time.monotonic() - started))
 
     def compose(self, *args, check=False, **_kwargs):  # what explain_failures asks for: the proxy's log
         return docker("service", "logs", "--raw", f"{self.name}_proxy", check=False)
@@ -169,21 +186,20 @@ def test_a_deploy_under_load_is_swarms_start_first_update_with_zero_failed_reque
 
     with load_on(stack, clients=8, rate=300) as load:
         deployed = time.time()
-        run = stack.reroll("--stack", stack.name, "-f", "stack.yaml", "--progress", "json", "app",
-                           extra_env={"APP_VERSION": "v2"})
+        run = stack.reroll_json("--stack", stack.name, "-f", "stack.yaml", "app", extra_env={"APP_VERSION": "v2"})
         finished = time.time()
 
     report = load.report()
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed" and run.summary["exit_code"] == 0, run
     assert report.failed == 0 and report.total > 500, report.summary()
     new = stack.tasks()
     assert [version for _, version in new] == ["v2"] * 3 and not {i for i, _ in old} & {i for i, _ in new}
     assert versions_after(report, finished + 0.5) == {"v2"} and "v1" in versions_after(report, deployed - 1)
-    events = [json.loads(line) for line in run.stderr.splitlines()]
-    summary = events[-1]
-    assert summary["outcome"] == "deployed" and summary["exit_code"] == 0
-    assert sorted(t["id"] for t in summary["services"][0]["new"]) == sorted(i for i, _ in new)
-    assert any(e["type"] == "log" and "start-first" in e["message"] for e in events)
+    [app] = run.summary["services"]
+    assert sorted(t["id"] for t in app["new"]) == sorted(i for i, _ in new)
+    assert sorted(t["id"] for t in app["old"]) == sorted(i for i, _ in old)
+    assert app["update_state"] == "completed" and run.phases("app")[-1] == "update"
+    assert run.said("start-first", "info")
     assert stack.update_state() == "completed"
 
 
@@ -192,13 +208,13 @@ def test_a_broken_version_is_rolled_back_by_swarm_exit_1_and_v1_keeps_serving(sw
     old = stack.tasks()
 
     with load_on(stack, clients=8, rate=300) as load:
-        run = stack.reroll("--stack", stack.name, "-f", "stack.yaml", "--healthcheck-timeout", "30", "app",
-                           extra_env={"APP_VERSION": "v2", "APP_BROKEN": "1"})
+        run = stack.reroll_json("--stack", stack.name, "-f", "stack.yaml", "--healthcheck-timeout", "30", "app",
+                                extra_env={"APP_VERSION": "v2", "APP_BROKEN": "1"})
 
     report = load.report()
-    assert run.returncode == 1, run.stderr
-    assert f"Swarm rolled {stack.name}_app back" in run.stderr
-    assert "summary: app failed (rolled back); exit 1" in run.stderr
+    assert run.returncode == 1 and run.summary["exit_code"] == 1 and run.outcome == "rolled back", run
+    assert run.result("app") == "failed (rolled back)"
+    assert run.summary["services"][0]["update_state"] == "rollback_completed", "Swarm rolled it back"
     assert report.failed == 0 and report.total > 300, report.summary()
     assert versions_after(report, 0) == {"v1"}
     assert stack.update_state() == "rollback_completed"
@@ -207,20 +223,23 @@ def test_a_broken_version_is_rolled_back_by_swarm_exit_1_and_v1_keeps_serving(sw
 
 def test_an_interrupt_during_the_update_asks_swarm_to_roll_back(swarm_stack):
     stack = swarm_stack
-    env = {**stack.env, "APP_VERSION": "v2", "APP_STARTUP_DELAY": "8", "APP_START_PERIOD": "30s"}
+    env = {**stack.env, **JSON_STREAM, "APP_VERSION": "v2", "APP_STARTUP_DELAY": "8", "APP_START_PERIOD": "30s"}
     with load_on(stack, clients=8, rate=300) as load:
         process = subprocess.Popen(["docker", "reroll", "--stack", stack.name, "-f", "stack.yaml", "app"],
                                    cwd=stack.directory, env=env, text=True, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, start_new_session=True)
-        read_until(process, "updating Swarm service")
+        seen = read_until_said(process, "updating Swarm service", "info")
         time.sleep(2)
         interrupted = time.monotonic()
         os.killpg(process.pid, signal.SIGINT)
-        rest = finish(process, timeout=120)
+        run = finish_json(process, seen, timeout=120)
         took = time.monotonic() - interrupted
 
-    assert process.returncode == 130, rest
-    assert "asking Swarm to roll" in rest and "Swarm rolled" in rest
+    assert run.returncode == 130 and run.summary["exit_code"] == 130 and run.outcome == "interrupted", run
+    assert run.phases("app")[-2:] == ["update", "roll back"], "the interrupt asked Swarm to roll back"
+    assert run.said("asking Swarm to roll", "warn"), "not a roll-back Swarm began by itself"
+    assert run.result("app") == "interrupted (rolled back)"
+    assert run.summary["services"][0]["update_state"] == "rollback_completed", "Swarm rolled it back"
     assert load.report().failed == 0, load.report().summary()
     assert [version for _, version in stack.settled_tasks(3)] == ["v1"] * 3
     assert stack.update_state() == "rollback_completed"
@@ -229,23 +248,25 @@ def test_an_interrupt_during_the_update_asks_swarm_to_roll_back(swarm_stack):
 
 def test_a_stack_service_is_found_without_stack_and_pre_stop_is_refused(swarm_stack, tmp_path):
     stack = swarm_stack
-    found = subprocess.run(["docker", "reroll", "--image", "reroll-example-app:latest", "app"],
-                           capture_output=True, text=True, cwd=str(tmp_path), env=stack.env, timeout=240)
-    refused = stack.reroll("--stack", stack.name, "--pre-stop-cmd", "true", "app")
+    found = stack.reroll_json("--image", "reroll-example-app:latest", "app", cwd=str(tmp_path))
+    refused = stack.reroll_json("--stack", stack.name, "--pre-stop-cmd", "true", "app")
     before = stack.tasks()
-    dry = stack.reroll("--stack", stack.name, "--dry-run", "--image", "reroll-example-app:next", "app")
-    batched = stack.reroll("--stack", stack.name, "-f", "stack.yaml", "--dry-run", "app",
-                           extra_env={"UPDATE_PARALLELISM": "1", "APP_VERSION": "v2"})
+    dry = stack.reroll_json("--stack", stack.name, "--dry-run", "--image", "reroll-example-app:next", "app")
+    batched = stack.reroll_json("--stack", stack.name, "-f", "stack.yaml", "--dry-run", "app",
+                                extra_env={"UPDATE_PARALLELISM": "1", "APP_VERSION": "v2"})
 
-    assert found.returncode == 0, found.stderr
-    assert f"updating Swarm service {stack.name}_app" in found.stderr
-    assert refused.returncode == 3 and "stop_grace_period" in refused.stderr
-    assert dry.returncode == 0, dry.stderr
-    assert "docker service update --detach --image reroll-example-app:next --force" in dry.stderr  # nothing else
-    assert "image reroll-example-app:latest -> reroll-example-app:next" in dry.stderr
-    assert stack.tasks() == before and "summary: dry run; exit 0" in dry.stderr
-    assert batched.returncode == 0, batched.stderr
-    assert "--update-parallelism 1 " in batched.stderr and "APP_VERSION changed" in batched.stderr, "the file's"
+    assert found.returncode == 0 and found.outcome == "deployed" and "update" in found.phases("app"), found
+    assert {t["name"].rsplit(".", 1)[0] for t in found.summary["services"][0]["new"]} == {f"{stack.name}_app"}
+    assert refused.returncode == 3 and refused.outcome == "refused", refused
+    assert refused.said("stop_grace_period", "error"), "the way to drain a Swarm service is said"
+    assert dry.returncode == 0 and dry.outcome == "dry run" and dry.summary["exit_code"] == 0, dry
+    assert dry.plan("app")["args"] == ["--image", "reroll-example-app:next", "--force"]  # nothing else
+    assert "image reroll-example-app:latest -> reroll-example-app:next" in dry.plan("app")["changes"]
+    assert stack.tasks() == before
+    assert batched.returncode == 0 and batched.outcome == "dry run", batched
+    args = batched.plan("app")["args"]
+    assert args[args.index("--update-parallelism") + 1] == "1", "the file's"
+    assert "APP_VERSION changed" in batched.plan("app")["changes"], "the file's"
 
 
 def test_an_update_swarm_is_already_running_is_respected_with_exit_4(swarm_stack):
@@ -254,13 +275,14 @@ def test_an_update_swarm_is_already_running_is_respected_with_exit_4(swarm_stack
     docker("service", "update", "--detach", "--env-add", "APP_STARTUP_DELAY=6", "--env-add", "APP_VERSION=v3",
            f"{stack.name}_app")
 
-    run = stack.reroll("--stack", stack.name, "--image", "reroll-example-app:latest", "app")
-    dry = stack.reroll("--stack", stack.name, "--dry-run", "app")
+    run = stack.reroll_json("--stack", stack.name, "--image", "reroll-example-app:latest", "app")
+    dry = stack.reroll_json("--stack", stack.name, "--dry-run", "app")
 
-    assert run.returncode == 4, run.stderr
-    assert f"Swarm is already updating {stack.name}_app" in run.stderr
-    assert "summary: app locked; exit 4" in run.stderr
-    assert dry.returncode == 4 and "Swarm is updating it now (updating since" in dry.stderr
+    assert run.returncode == 4 and run.summary["exit_code"] == 4 and run.outcome == "locked", run
+    assert run.result("app") == "locked" and "update" not in run.phases("app")
+    assert run.said(f"Swarm is already updating {stack.name}_app", "error"), "Swarm's update holds it, not a lock"
+    assert dry.returncode == 4 and dry.outcome == "dry run: locked", dry
+    assert dry.plan("app")["update_state"] == "updating" and dry.plan("app")["lock"]["holder"] is None
 
 
 
@@ -311,15 +333,16 @@ def test_a_re_pushed_tag_reaches_the_tasks_as_docker_stack_deploy_resolves_it(sw
         push("reg-v2")  # the same tag, another image
         assert pushed["reg-v2"][0] != pushed["reg-v1"][0]
 
-        run = subprocess.run(["docker", "reroll", "--stack", stack.name, "app"], capture_output=True, text=True,
-                             cwd=str(tmp_path), env=stack.env, timeout=240)
-        print(f"--- docker reroll --stack {stack.name} app -> {run.returncode}\n{run.stderr}")
+        run = stack.reroll_json("--stack", stack.name, "app", cwd=str(tmp_path))
         took = time.monotonic() - started
 
-        assert run.returncode == 0, run.stderr
+        assert run.returncode == 0 and run.outcome == "deployed", run
         assert stack.inspect()["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == f"{image}@{pushed['reg-v2'][0]}"
         assert running() == [(*pushed["reg-v2"], "reg-v2")] * 2  # by digest, by image id, by what the app says
-        assert f"image {image} resolved again on its registry" in run.stderr
+        [app] = run.summary["services"]
+        assert {t["image"] for t in app["old"]} == {f"{image}@{pushed['reg-v1'][0]}"}
+        assert {t["image"] for t in app["new"]} == {f"{image}@{pushed['reg-v2'][0]}"}, "the tag resolved again"
+        assert run.said(f"image {image} resolved again on its registry", "info")
         print(f"registry test (two pushes, stack deploy, re-pushed tag deployed): {took:.1f}s")
     finally:
         stack.remove()
@@ -340,23 +363,20 @@ def test_without_a_file_the_services_own_update_settings_apply_and_are_kept(make
     stack = make_swarm_stack(APP_REPLICAS="2", UPDATE_PARALLELISM="1", UPDATE_MONITOR="6s",
                              UPDATE_FAILURE_ACTION="pause")
     before = stack.inspect()["Spec"]["UpdateConfig"]
-    dry = subprocess.run(["docker", "reroll", "--stack", stack.name, "--dry-run", "--progress", "json", "app"],
-                         capture_output=True, text=True, cwd=str(tmp_path), env=stack.env, timeout=60)
-    run = subprocess.run(["docker", "reroll", "--stack", stack.name, "--progress", "json", "app"],
-                         capture_output=True, text=True, cwd=str(tmp_path), env=stack.env, timeout=240)
-    print(f"--- docker reroll --stack {stack.name} app -> {run.returncode}\n{run.stderr}")
+    dry = stack.reroll_json("--stack", stack.name, "--dry-run", "app", cwd=str(tmp_path), timeout=60)
+    run = stack.reroll_json("--stack", stack.name, "app", cwd=str(tmp_path))
 
-    assert dry.returncode == 0, dry.stderr
-    plan = next(json.loads(line) for line in dry.stderr.splitlines() if json.loads(line)["type"] == "plan")
-    facts = plan["services"][0]
+    assert dry.returncode == 0 and dry.outcome == "dry run", dry
+    [plan] = dry.typed("plan")
+    facts = dry.plan("app")
     assert plan["project"] == stack.name
-    assert {"setting": "monitor", "value": "6s", "source": "the service's own"} in facts["settings"]
-    assert {"setting": "on failure", "value": "pause", "source": "the service's own"} in facts["settings"]
+    assert dry.setting("app", "monitor") == ("6s", "the service's own")
+    assert dry.setting("app", "on failure") == ("pause", "the service's own")
     assert not [a for a in facts["args"] if a.startswith("--update-")] and facts["deadline"] == 2 * 60 + 6
 
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 0 and run.outcome == "deployed", run
     assert stack.inspect()["Spec"]["UpdateConfig"] == before, "the service's own settings were changed"
-    new = [t for t in json.loads(run.stderr.splitlines()[-1])["services"][0]["new"]]
+    new = run.summary["services"][0]["new"]
     created = sorted(json.loads(docker("inspect", "--type", "task", t["id"]).stdout)[0]["CreatedAt"] for t in new)
     seconds = [time.mktime(time.strptime(c[:19], "%Y-%m-%dT%H:%M:%S")) + float("0." + c[20:29].rstrip("Z"))
                for c in created]
@@ -398,18 +418,20 @@ def test_a_compose_file_here_does_not_start_the_service_beside_the_stack(swarm, 
     try:
         stack.wait_ready()
         version = stack.inspect()["Version"]["Index"]
-        ambiguous = stack.reroll("app")
+        ambiguous = stack.reroll_json("app")
         compose_containers = docker("ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={project}")
-        compose = stack.reroll("--stack", "", "--dry-run", "app")
-        swarm_service = stack.reroll("--stack", stack.name, "--dry-run", "app")
+        compose = stack.reroll_json("--stack", "", "--dry-run", "app")
+        swarm_service = stack.reroll_json("--stack", stack.name, "--dry-run", "app")
 
-        assert ambiguous.returncode == 3, ambiguous.stderr
-        assert f"`--stack {stack.name}` for the Swarm service, `--stack ''` for the compose project" \
-            in ambiguous.stderr
+        assert ambiguous.returncode == 3 and ambiguous.outcome == "refused", ambiguous
+        assert ambiguous.said(f"`--stack {stack.name}` for the Swarm service, `--stack ''` for the compose project",
+                              "error")
         assert compose_containers.stdout.strip() == "" and stack.inspect()["Version"]["Index"] == version
-        assert compose.returncode == 0 and f"project {project}" in compose.stderr and "no container runs" \
-            in compose.stderr
-        assert swarm_service.returncode == 0 and f"Swarm service {stack.name}_app" in swarm_service.stderr
+        assert compose.returncode == 0 and compose.outcome == "dry run", compose
+        assert compose.typed("plan")[0]["project"] == project and "stack" not in compose.typed("plan")[0]
+        assert compose.plan("app")["action"] == "roll" and compose.plan("app")["containers"] == [], "no container runs"
+        assert swarm_service.returncode == 0 and swarm_service.outcome == "dry run", swarm_service
+        assert swarm_service.plan("app")["swarm_service"] == f"{stack.name}_app"
     finally:
         docker("compose", "-p", project, "down", "-t", "0", cwd=str(tmp_path), env=stack.env, check=False)
         stack.remove()
@@ -421,32 +443,35 @@ def test_scale_is_applied_and_what_swarm_cannot_do_is_refused_before_any_change(
     labelled.write_text("services:\n  app:\n    image: reroll-example-app:latest\n    labels:\n"
                         "      docker-reroll.wait-after-unhealthy: '2'\n")
     version = stack.inspect()["Version"]["Index"]
-    options = stack.reroll("--stack", stack.name, "--drain-time", "2", "--wait", "3", "app")
-    label = stack.reroll("--stack", stack.name, "-f", str(labelled), "app")
-    dry = stack.reroll("--stack", stack.name, "--dry-run", "--pre-stop-wait-until-unhealthy", "app")
+    options = stack.reroll_json("--stack", stack.name, "--drain-time", "2", "--wait", "3", "app")
+    label = stack.reroll_json("--stack", stack.name, "-f", str(labelled), "app")
+    dry = stack.reroll_json("--stack", stack.name, "--dry-run", "--pre-stop-wait-until-unhealthy", "app")
     unchanged = stack.inspect()["Version"]["Index"]
-    scaled = stack.reroll("--stack", stack.name, "-f", "stack.yaml", "--scale", "app=4", "app",
-                          extra_env={"APP_VERSION": "v2"})
+    scaled = stack.reroll_json("--stack", stack.name, "-f", "stack.yaml", "--scale", "app=4", "app",
+                               extra_env={"APP_VERSION": "v2"})
 
-    assert options.returncode == 3 and "--drain-time (command line)" in options.stderr
-    assert "--wait (command line)" in options.stderr
-    assert label.returncode == 3 and "--wait-after-unhealthy (label docker-reroll.wait-after-unhealthy)" \
-        in label.stderr
-    assert dry.returncode == 3 and "--pre-stop-wait-until-unhealthy (command line)" in dry.stderr
+    # each refusal names every setting Swarm has no place for, and where it came from
+    assert options.returncode == 3 and options.outcome == "refused", options
+    assert options.said("--drain-time (command line)", "error") and options.said("--wait (command line)", "error")
+    assert label.returncode == 3 and label.outcome == "refused", label
+    assert label.said("--wait-after-unhealthy (label docker-reroll.wait-after-unhealthy)", "error")
+    assert dry.returncode == 3 and dry.outcome == "dry run: refused", dry
+    assert "--pre-stop-wait-until-unhealthy (command line)" in dry.typed("plan")[0]["refused"]
     assert unchanged == version, "a refusal changed the service"
-    assert scaled.returncode == 0, scaled.stderr
-    assert "replicas 3 -> 4" in scaled.stderr and [v for _, v in stack.tasks()] == ["v2"] * 4
+    assert scaled.returncode == 0 and scaled.outcome == "deployed", scaled
+    [app] = scaled.summary["services"]
+    assert (len(app["old"]), len(app["new"])) == (3, 4), "replicas 3 -> 4"
+    assert [v for _, v in stack.tasks()] == ["v2"] * 4
 
 
 def test_a_paused_update_is_reported_as_paused_not_as_rolled_back(make_swarm_stack):
     stack = make_swarm_stack(APP_REPLICAS="2", UPDATE_FAILURE_ACTION="pause")
-    run = stack.reroll("--stack", stack.name, "-f", "stack.yaml", "--healthcheck-timeout", "30", "--progress",
-                       "json", "app", extra_env={"APP_VERSION": "v2", "APP_BROKEN": "1",
-                                                 "UPDATE_FAILURE_ACTION": "pause"})
+    run = stack.reroll_json("--stack", stack.name, "-f", "stack.yaml", "--healthcheck-timeout", "30", "app",
+                            extra_env={"APP_VERSION": "v2", "APP_BROKEN": "1", "UPDATE_FAILURE_ACTION": "pause"})
 
-    summary = json.loads(run.stderr.splitlines()[-1])
-    assert run.returncode == 1, run.stderr
-    assert summary["outcome"] == "paused" and summary["services"][0]["result"] == "failed (paused)"
-    assert summary["services"][0]["update_state"] == "paused" and stack.update_state() == "paused"
-    assert f"Swarm paused the update of {stack.name}_app" in summary["message"] + run.stderr
-    assert "summary: app failed (paused); exit 1" in summary["message"]
+    assert run.returncode == 1 and run.summary["exit_code"] == 1, run
+    assert run.outcome == "paused" and run.result("app") == "failed (paused)"
+    assert run.summary["services"][0]["update_state"] == "paused" and stack.update_state() == "paused"
+    assert "roll back" not in run.phases("app"), "nothing asked Swarm to roll back"
+    assert run.said(f"Swarm paused the update of {stack.name}_app", "error"), "and how to go on is said"
+    assert run.summary["message"].startswith("summary: app failed (paused); exit 1 after ")

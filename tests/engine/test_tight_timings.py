@@ -27,7 +27,7 @@ def deploy_series(stack, count, *args):
     with load_on(stack, clients=CLIENTS, rate=RATE, max_duration=900) as load:
         for number in range(count):
             started = time.time()
-            run = stack.reroll("app", *args, extra_env={"APP_VERSION": f"v{number + 2}"})
+            run = stack.reroll_json("app", *args, extra_env={"APP_VERSION": f"v{number + 2}"})
             runs.append((run, started))
     report = load.report()
     failed_per_deploy = []
@@ -42,7 +42,7 @@ def deploy_series(stack, count, *args):
 
 
 def assert_every_deploy_clean(stack, replicas, runs, failed_per_deploy, report):
-    assert [run.returncode for run in runs] == [0] * len(runs), [run.stderr for run in runs if run.returncode]
+    assert [(run.returncode, run.outcome) for run in runs] == [(0, "deployed")] * len(runs), runs
     assert failed_per_deploy == [0] * len(runs), report.failures
     assert report.total > 300 * len(runs)
     final = stack.containers()
@@ -56,7 +56,7 @@ def test_ten_deploys_at_tight_timings_one_replica_zero_failed_requests(make_stac
     start_stack(stack, 1)
     runs, failed, report = deploy_series(stack, DEPLOYS, *DRAIN)
     assert_every_deploy_clean(stack, 1, runs, failed, report)
-    assert all("(--drain-time) and until Docker reports them unhealthy" in run.stderr for run in runs), \
+    assert all(run.said("(--drain-time) and until Docker reports them unhealthy", "info") for run in runs), \
         "each deploy waited for Docker's verdict as well as the floor"
 
 
@@ -78,8 +78,9 @@ def test_ten_deploys_without_a_health_check_the_pre_stop_command_and_the_floor_d
     start_stack(stack, NO_HEALTHCHECK_REPLICAS)
     runs, failed, report = deploy_series(stack, DEPLOYS, *PRE_STOP_ONLY, *NO_HEALTHCHECK_WAIT)
     assert_every_deploy_clean(stack, NO_HEALTHCHECK_REPLICAS, runs, failed, report)
-    assert all(f"INFO draining {stack.name}-app-" in run.stderr and ": 1s (--drain-time)\n" in run.stderr
-               for run in runs), "the drain is the pre-stop command and the floor, and says so"
+    assert all(any(m.startswith(f"draining {stack.name}-app-") and m.endswith(": 1s (--drain-time)")
+                   for m in run.logs("info")) for run in runs), \
+        "the drain is the pre-stop command and the floor, and says so"
 
 
 def test_control_the_same_deploys_without_the_floor_fail_requests(make_stack):
@@ -94,9 +95,9 @@ def test_control_the_same_deploys_without_the_floor_fail_requests(make_stack):
     with load_on(stack, clients=CLIENTS, rate=RATE, max_duration=900) as load:
         while deploys < CONTROL_MAX_DEPLOYS and not load.report().failed:
             deploys += 1
-            run = stack.reroll("app", *PRE_STOP_ONLY, *NO_HEALTHCHECK_WAIT, "--drain-time", "0",
-                               extra_env={"APP_VERSION": f"v{deploys + 1}"})
-            assert run.returncode == 0, run.stderr
+            run = stack.reroll_json("app", *PRE_STOP_ONLY, *NO_HEALTHCHECK_WAIT, "--drain-time", "0",
+                                    extra_env={"APP_VERSION": f"v{deploys + 1}"})
+            assert run.returncode == 0 and run.outcome == "deployed", run
             time.sleep(0.5)  # a request cut by the stop may end a moment after the deploy
     report = load.report()
     print(f"[{stack.name}] control: {deploys} deploys with --drain-time 0: {report.summary()}")
