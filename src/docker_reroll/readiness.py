@@ -1,6 +1,7 @@
 """Whether new containers are ready, and stay so: healthy within --healthcheck-timeout (then --wait-after-healthy),
-or, without a health check, still running after --wait; then a batch's monitor time. A container that stops or
-turns unhealthy fails the deploy at once, with what the engine says about it."""
+or, without a health check, still running after --wait; then a batch's monitor time. A container that stops fails
+the deploy at once, with what the engine says about it; one not yet healthy may still turn healthy within the
+timeout (Docker lets an unhealthy container recover), but once ready, turning unhealthy fails the deploy at once."""
 
 from typing import List, Sequence
 

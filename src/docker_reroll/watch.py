@@ -104,7 +104,8 @@ class ContainerWatch:
                 return  # a stream we replaced
             if event is None:
                 self._stream_alive = False
-                self.stats.used_polling = not self._closing
+                # Once polled, always said: closing a stream that was subscribed again must not hide it.
+                self.stats.used_polling = self.stats.used_polling or not self._closing
             else:
                 self.stats.events_received += 1
                 self._apply_event(event)
