@@ -22,6 +22,13 @@ As a script::
 prints the one-line summary (and a timeline with ``--timeline``), exits 1 when a request failed. Ctrl-C or SIGTERM
 stops it early and still prints the report.
 
+With ``retry_idle_close=True`` (``--retry-idle-close``) a client behaves as curl, browsers, Go and urllib3 do: a
+request sent on a REUSED keep-alive connection that the server closed before any byte of an answer (http.client's
+``RemoteDisconnected``, or a reset while sending it) is sent once more on a fresh connection. The server never
+answered it, so the retry is safe; it is how those clients ride out a proxy's reload closing idle connections.
+Such retries are never hidden: each sample says whether it was retried and why, and the report counts them
+(``report.retried``, ``retried=N`` in the summary). Without it (the default) every such request counts as failed.
+
 Load is sent only to loopback addresses (127.0.0.0/8, ::1) unless ``allow_remote=True`` / ``--allow-remote``.
 Every run is bounded: it stops by itself after ``max_duration`` seconds (default 300) or ``max_requests``.
 """
@@ -65,6 +72,7 @@ class Sample(NamedTuple):
     version: Optional[str]
     host: Optional[str]
     client: int
+    retried: Optional[str] = None  # retry_idle_close: why the first attempt, on a reused connection, failed
 
     @property
     def ok(self) -> bool:
@@ -108,6 +116,8 @@ class LoadReport:
         self.ok = sum(1 for s in self.samples if s.ok)
         self.failed = self.total - self.ok
         self.failures: Dict[str, int] = dict(collections.Counter(s.reason for s in self.samples if not s.ok))
+        self.retries: Dict[str, int] = dict(collections.Counter(s.retried for s in self.samples if s.retried))
+        self.retried = sum(self.retries.values())  # requests sent twice (retry_idle_close), whatever the outcome
         self.version_counts: Dict[str, int] = {}
         self.host_counts: Dict[str, int] = {}
         for s in self.samples:  # dicts keep insertion order: the order of first appearance
@@ -181,6 +191,8 @@ class LoadReport:
         line = f"requests={self.total} ok={self.ok} failed={self.failed} versions={versions}"
         if self.failures:
             line += " failures=" + ",".join(f"{r}:{n}" for r, n in sorted(self.failures.items(), key=lambda x: -x[1]))
+        if self.retried:
+            line += f" retried={self.retried}(" + ",".join(f"{r}:{n}" for r, n in sorted(self.retries.items())) + ")"
         line += f" rps={self.rate:.0f} p99={self.latency_percentile(99) * 1000:.1f}ms"
         line += f" max={self.latency_percentile(100) * 1000:.1f}ms"
         return line
@@ -216,6 +228,8 @@ class LoadReport:
             "ok": self.ok,
             "failed": self.failed,
             "failures": self.failures,
+            "retried": self.retried,
+            "retries": self.retries,
             "versions": self.versions,
             "version_counts": self.version_counts,
             "last_version": self.last_version,
@@ -240,6 +254,15 @@ def _is_loopback(host: str) -> bool:
     return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos)
 
 
+def _closed_unanswered(exc: BaseException, sent: bool) -> bool:
+    """The server closed the connection before any byte of an answer: http.client's RemoteDisconnected (an empty
+    status line), or a reset or broken pipe while the request was still being sent. A reset while an answer is
+    read may come after part of it: that is not retried."""
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return True
+    return not sent and isinstance(exc, (ConnectionResetError, BrokenPipeError))
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return "timeout"
@@ -262,6 +285,7 @@ class LoadGenerator:
         max_requests: Optional[int] = None,
         allow_remote: bool = False,
         rate: Optional[float] = None,
+        retry_idle_close: bool = False,
     ):
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
@@ -284,6 +308,7 @@ class LoadGenerator:
         self.max_requests = max_requests
         # Each client starts a request every clients/rate seconds (none sooner than its previous one ended).
         self.interval = clients / rate if rate else 0.0
+        self.retry_idle_close = retry_idle_close
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
         self._results: List[List[Sample]] = []
@@ -362,6 +387,7 @@ class LoadGenerator:
     # -- the client loop ---------------------------------------------------------------------------------------
     def _client(self, index: int, out: List[Sample], deadline: float) -> None:
         conn: Optional[http.client.HTTPConnection] = None
+        answered = 0  # responses read on `conn`: a request on it after one reuses the connection
         headers = {"User-Agent": "reroll-loadgen", "Accept": "text/plain"}
         # Paced clients start spread over one interval, so the load is even rather than in bursts.
         next_start = time.monotonic() + self.interval * index / self.clients
@@ -372,28 +398,37 @@ class LoadGenerator:
                 next_start = max(next_start + self.interval, time.monotonic())
             if self.max_requests is not None and self._count >= self.max_requests:
                 break
-            if conn is None:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-            status = error = version = host = None
             start = now()
-            try:
-                conn.request("GET", self.path, headers=headers)
-                resp = conn.getresponse()
-                body = resp.read()
-                status = resp.status
-                if resp.will_close:
-                    conn.close()
+            retried = None
+            while True:
+                if conn is None:
+                    conn, answered = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout), 0
+                status = error = version = host = None
+                reused, sent = answered > 0, False
+                try:
+                    conn.request("GET", self.path, headers=headers)
+                    sent = True
+                    resp = conn.getresponse()
+                    body = resp.read()
+                    status = resp.status
+                    answered += 1
+                    if resp.will_close:
+                        conn.close()
+                        conn = None
+                    if 200 <= status < 300:
+                        words = body.decode("utf-8", "replace").split()
+                        version = words[0] if words else None
+                        host = words[1] if len(words) > 1 else None
+                except Exception as exc:  # OSError, HTTPException, anything else: a failed request, never a dead client
+                    error = _describe(exc)
+                    if conn is not None:
+                        conn.close()
                     conn = None
-                if 200 <= status < 300:
-                    words = body.decode("utf-8", "replace").split()
-                    version = words[0] if words else None
-                    host = words[1] if len(words) > 1 else None
-            except Exception as exc:  # OSError, HTTPException, anything else: a failed request, never a dead client
-                error = _describe(exc)
-                if conn is not None:
-                    conn.close()
-                conn = None
-            out.append(Sample(start, now(), status, error, version, host, index))
+                    if self.retry_idle_close and retried is None and reused and _closed_unanswered(exc, sent):
+                        retried = error  # the server never answered it: once more, on a fresh connection
+                        continue
+                break
+            out.append(Sample(start, now(), status, error, version, host, index, retried))
             self._count += 1
         if conn is not None:
             conn.close()
@@ -412,6 +447,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--timeline", type=float, default=0.0, metavar="SECONDS", help="print a timeline per bucket")
     ap.add_argument("--json", metavar="FILE", help="write the report as JSON ('-' for stdout)")
     ap.add_argument("--allow-remote", action="store_true", help="allow a non-loopback target")
+    ap.add_argument("--retry-idle-close", action="store_true",
+                    help="retry once, on a fresh connection, a request whose reused connection was closed before "
+                         "any answer (as curl, browsers and Go do); counted as retried")
     args = ap.parse_args(argv)
 
     stop = threading.Event()
@@ -425,7 +463,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     gen = LoadGenerator(args.url, clients=args.clients, timeout=args.timeout,
                         max_duration=min(args.duration, args.max_duration), max_requests=args.max_requests,
-                        allow_remote=args.allow_remote, rate=args.rate)
+                        allow_remote=args.allow_remote, rate=args.rate, retry_idle_close=args.retry_idle_close)
     gen.start()
     while not stop.is_set() and gen.running:
         stop.wait(0.1)
