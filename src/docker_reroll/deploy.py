@@ -89,7 +89,7 @@ class Deployment:
         return self.report
 
     def _deploy(self, ctx: DeployContext) -> None:
-        self.progress.info(f"settings for {self.service}: {settings_line(self.options)}")
+        self.progress.info(f"settings for {self.service}: {settings_line(self.options, self.route is not None)}")
         facts = service_facts(self.docker, self.spec, ctx.service_containers(), self.lock.journal)
         plan = self.plan = plan_service(self.service, self.spec, self.options, facts, self.route)
         ctx.options = plan.options  # a failure action that cannot be kept is the plan's to change

@@ -155,7 +155,8 @@ class Option:
     def __init__(self, dest: str, kind: str, default: object, help: str = "", *, long: Optional[str] = None,
                  short: Optional[str] = None, value_name: str = "", default_text: Optional[str] = "",
                  env: Optional[str] = None, label: Optional[str] = None, update_config: Optional[str] = None,
-                 read_update_config: Optional[Callable[[object], object]] = None, shown: bool = False) -> None:
+                 read_update_config: Optional[Callable[[object], object]] = None, shown: bool = False,
+                 drain: str = "") -> None:
         self.dest = dest
         self.kind = kind
         self.default = default
@@ -169,6 +170,7 @@ class Option:
         self.update_config = update_config
         self.read_update_config = read_update_config
         self.shown = shown  # in the settings line of a plan and of a deploy's log
+        self.drain = drain  # a setting of one drain strategy only: HEALTH_CHECK_DRAIN or PROXY_DRAIN ("": both)
 
     @property
     def display(self) -> str:
@@ -192,6 +194,9 @@ def _value(long: str, dest: str, kind: str, default: object, help: str, value_na
                   **more)  # type: ignore[arg-type]
 
 
+HEALTH_CHECK_DRAIN = "health-check drain"  # through the containers' health checks and a pre-stop command
+PROXY_DRAIN = "proxy mode"  # the proxy told directly
+
 PROGRESS_ENV = "DOCKER_REROLL_PROGRESS"
 STACK_ENV = "DOCKER_REROLL_STACK"
 ALLOW_LABEL_CMD_ENV = "DOCKER_REROLL_ALLOW_LABEL_CMD"
@@ -207,13 +212,16 @@ OPTIONS: List[Option] = [
     _value("--profile", "profiles", "texts", [], "Specify a profile to enable", "PROFILE"),
     _value("--pre-stop-cmd", "pre_stop_cmd", "command", None,
            "Command to run before stopping old container. {id} will be replaced with container id",
-           "PRE_STOP_CMD", label="pre-stop-cmd", shown=True),
+           "PRE_STOP_CMD", label="pre-stop-cmd", shown=True,
+           drain=HEALTH_CHECK_DRAIN),
     _value("--pre-stop-exec", "pre_stop_exec", "exec", None,
            "Command to run inside each old container (docker exec) before stopping it, e.g. 'touch /.dead'",
-           "PRE_STOP_EXEC", label="pre-stop-exec", shown=True),
+           "PRE_STOP_EXEC", label="pre-stop-exec", shown=True,
+           drain=HEALTH_CHECK_DRAIN),
     _flag("--pre-stop-wait-until-unhealthy", "pre_stop_wait_until_unhealthy",
           "Assuming there is a health check, after running the pre-stop command, wait until the old container is "
-          "unhealthy before stopping it", label="pre-stop-wait-until-unhealthy", shown=True),
+          "unhealthy before stopping it", label="pre-stop-wait-until-unhealthy", shown=True,
+          drain=HEALTH_CHECK_DRAIN),
     _flag("--allow-label-cmd", "allow_label_cmd",
           "Run the command of a docker-reroll.pre-stop-cmd label on this machine (a compose file's host commands "
           "are refused otherwise)", default_text=f"{ALLOW_LABEL_CMD_ENV}, or false", env=ALLOW_LABEL_CMD_ENV),
@@ -221,24 +229,27 @@ OPTIONS: List[Option] = [
            "HEALTHCHECK_TIMEOUT", default_text=None, label="healthcheck-timeout", shown=True),
     _value("--wait", "wait", "seconds", 10.0,
            "Wait X seconds before stopping old container when there is no health check", "WAIT",
-           default_text=None, label="wait", shown=True),
+           default_text=None, label="wait", shown=True,
+           drain=HEALTH_CHECK_DRAIN),
     _value("--wait-after-healthy", "wait_after_healthy", "seconds", 0.0,
            "When there is a health check and it succeeds, wait additional X seconds before stopping old container",
            "WAIT_AFTER_HEALTHY", default_text=None, label="wait-after-healthy", shown=True),
     _value("--wait-after-unhealthy", "wait_after_unhealthy", "seconds", 0.0,
            "After the pre-stop command (and the wait until unhealthy), wait additional X seconds before stopping "
            "old container, for proxies that react late", "WAIT_AFTER_UNHEALTHY", default_text=None,
-           label="wait-after-unhealthy", shown=True),
+           label="wait-after-unhealthy", shown=True,
+           drain=HEALTH_CHECK_DRAIN),
     # How long a drained container keeps running after its pre-stop command, at least: the time a proxy needs to
     # see the failing check and stop routing to it. 1 s is what the original tool gave by polling once a second.
     _value("--drain-time", "drain_time", "seconds", 1.0,
            "Keep each old container running at least X seconds after its pre-stop command finished, so the proxy "
            "sees it fail, however soon Docker reports it unhealthy", "DRAIN_TIME", default_text=None,
-           label="drain-time", shown=True),
+           label="drain-time", shown=True,
+           drain=HEALTH_CHECK_DRAIN),
     _value("--drain-timeout", "drain_timeout", "seconds", 30.0,
            "In proxy mode, wait up to X seconds for the proxy's connections to an old container to end before "
            "stopping it; those still open then are closed", "DRAIN_TIMEOUT", default_text=None,
-           label="drain-timeout"),
+           label="drain-timeout", shown=True, drain=PROXY_DRAIN),
     _flag("--all", "all", "Deploy every service of the project in dependency order: roll those that can run twice, "
                           "let compose recreate the others, skip those that run their current config"),
     _value("--max-surge", "max_surge", "count", None,
@@ -449,12 +460,15 @@ def docker_flag_args(flags: Sequence[DockerFlag]) -> List[str]:
     return args
 
 
-def describe_settings(options: Options) -> List[Tuple[str, str, str]]:
-    """(option, value, where the value came from) for each setting that matters to a deploy."""
+def describe_settings(options: Options, proxy: bool = False) -> List[Tuple[str, str, str]]:
+    """(option, value, where the value came from) for each setting that matters to a deploy: in proxy mode, not
+    those of the health-check drain, and the other way round."""
     shown = []
+    strategy = PROXY_DRAIN if proxy else HEALTH_CHECK_DRAIN
     for option in OPTIONS:
         value = getattr(options, option.dest)
-        if not option.shown or value is None or (option.kind in ("command", "exec") and not value):
+        if not option.shown or value is None or (option.kind in ("command", "exec") and not value) or \
+                option.drain not in ("", strategy):
             continue
         text = f"{value:g}s" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else \
             str(value)
@@ -462,5 +476,5 @@ def describe_settings(options: Options) -> List[Tuple[str, str, str]]:
     return shown
 
 
-def settings_line(options: Options) -> str:
-    return ", ".join(f"{flag} {value} ({source})" for flag, value, source in describe_settings(options))
+def settings_line(options: Options, proxy: bool = False) -> str:
+    return ", ".join(f"{flag} {value} ({source})" for flag, value, source in describe_settings(options, proxy))

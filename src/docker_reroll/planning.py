@@ -9,7 +9,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from docker_reroll.errors import RefusedError
 from docker_reroll.model import Container, Health, Journal, ServiceSpec, Status, gone, stale
-from docker_reroll.options import FROM_DEFAULT, Options
+from docker_reroll.options import FROM_DEFAULT, HEALTH_CHECK_DRAIN, OPTIONS, Options
 from docker_reroll.proxy import Route
 from docker_reroll.vocabulary import Level
 
@@ -292,12 +292,6 @@ def plan_service(service: str, spec: Optional[ServiceSpec], options: Options, fa
                        facts.new_healthcheck, messages, route)
 
 
-# Settings of the drain through the containers' health checks, which proxy mode does not use.
-HEALTH_CHECK_DRAIN = (("--pre-stop-cmd", "pre_stop_cmd"), ("--pre-stop-exec", "pre_stop_exec"),
-                      ("--pre-stop-wait-until-unhealthy", "pre_stop_wait_until_unhealthy"),
-                      ("--drain-time", "drain_time"), ("--wait-after-unhealthy", "wait_after_unhealthy"))
-
-
 def _proxy_messages(route: Route, options: Options) -> List[Tuple[Level, str]]:
     hosts = f", host {', '.join(route.hosts)}" if route.hosts else ""
     check = f"GET {route.health_path}" if route.health_path else "a connect"
@@ -306,7 +300,7 @@ def _proxy_messages(route: Route, options: Options) -> List[Tuple[Level, str]]:
                          f"health check and the proxy's ({check}) pass, old ones are stopped once the proxy holds no "
                          f"connection to them, after {options.drain_timeout:g}s at most "
                          f"({options.source('drain_timeout')})")]
-    unused = [flag for flag, name in HEALTH_CHECK_DRAIN if options.source(name) != FROM_DEFAULT]
+    unused = [str(o.long) for o in OPTIONS if o.drain == HEALTH_CHECK_DRAIN and options.source(o.dest) != FROM_DEFAULT]
     if unused:
         said.append((Level.WARN, f"proxy mode: {', '.join(unused)} do not apply: the proxy is switched directly "
                                  "instead of draining through the containers' health checks"))

@@ -23,7 +23,8 @@ def service_facts(plan: ServicePlan) -> Dict[str, object]:
     """The plan's structure, for JSON (the README's `plan` event)."""
     drain = plan.drain
     return {
-        "settings": [{"setting": f, "value": v, "source": s} for f, v, s in describe_settings(plan.options)],
+        "settings": [{"setting": f, "value": v, "source": s} for f, v, s in
+                     describe_settings(plan.options, plan.route is not None)],
         "containers": [container_facts(c) for c in plan.old],
         "stale": [container_facts(c) for c in plan.stale],
         "replicas": plan.replicas,
@@ -40,7 +41,8 @@ def service_facts(plan: ServicePlan) -> Dict[str, object]:
 def service_lines(plan: ServicePlan) -> List[str]:
     """The plan in words, one line each, indented under the service's name."""
     options, service = plan.options, plan.service
-    lines = [f"  settings: {', '.join(f'{f} {v} ({s})' for f, v, s in describe_settings(options))}",
+    settings = describe_settings(options, plan.route is not None)
+    lines = [f"  settings: {', '.join(f'{f} {v} ({s})' for f, v, s in settings)}",
              f"  containers: {states(plan.old)}"]
     if plan.stale:
         lines.append(f"  stale, removed first: {states(plan.stale)}")
@@ -70,10 +72,15 @@ def service_lines(plan: ServicePlan) -> List[str]:
 
 
 def _new_containers(plan: ServicePlan) -> str:
-    options = plan.options
+    options, route = plan.options, plan.route
     healthy = f"wait up to {options.healthcheck_timeout:g}s for every new container to be healthy, then " \
               f"{options.wait_after_healthy:g}s more"
     plain = f"wait {options.wait:g}s, then check that the new containers still run"
+    if route is not None:  # the proxy's own check replaces --wait's clock
+        check = f"GET {route.health_path} answered 2xx" if route.health_path else "a connect to port " \
+                f"{route.port}"
+        healthy += f", then the proxy's check ({check}) on each"
+        plain = f"wait up to {options.healthcheck_timeout:g}s for the proxy's check ({check}) to pass on each"
     if plan.new_healthcheck is None:
         return f"  new containers: the image is not on the engine yet: with a health check, {healthy}; without, " \
                f"{plain}"
