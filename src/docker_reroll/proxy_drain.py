@@ -133,9 +133,8 @@ class ProxyDrain(DrainStrategy):
             self.proxy.route_to(serving)
             concurrently(last_looks)
             return
-        ctx.enter(Phase.PRE_STOP)
+        ctx.enter(Phase.PROXY)  # from here on an interrupt goes forward: the proxy may send nothing to the old ones
         ctx.display.show(containers, mark=Shown.DRAINING)
         self.proxy.route_to(serving, containers)
-        ctx.enter(Phase.PROXY)
         self.proxy.drain(containers, ctx.options.drain_timeout)
         concurrently(last_looks)

@@ -21,7 +21,8 @@ class Phase(Word):
     PRE_STOP = "pre-stop"
     DRAIN = "drain"
     RETIRE = "retire"
-    PROXY = "proxy"  # proxy mode: the proxy switched, its connections to the old containers ending
+    PROXY = "proxy"  # proxy mode, in place of pre-stop and drain: the proxy switched, its connections to the old
+    # containers ending
     ROLL_BACK = "roll back"
     RECREATE = "recreate"  # a service left to compose
     UPDATE = "update"  # a Swarm service's rolling update, run by Swarm
