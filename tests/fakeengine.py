@@ -77,7 +77,6 @@ class Box:
     status: str = "created"
     health: Optional[str] = None
     exit_code: int = 0
-    address: str = ""  # its IPv4 address on the project's network, if a test gives it one (proxy mode)
 
 
 class Subscription:
@@ -374,10 +373,9 @@ class FakeEngine:
         config: Dict[str, object] = {"Labels": dict(box.labels), "Image": box.image}
         if box.behaviour != NO_HEALTHCHECK:
             config["Healthcheck"] = HEALTH_CHECK
-        networks = {f"{self.project}_default": {"IPAddress": box.address}} if box.address else {}
         return {"Id": box.id, "Name": "/" + box.name, "Created": box.created, "State": state, "Config": config,
                 "Image": "sha256:" + hashlib.sha256(box.image.encode()).hexdigest(),
-                "HostConfig": {"NetworkMode": "none"}, "NetworkSettings": {"Networks": networks}}
+                "HostConfig": {"NetworkMode": "none"}}
 
     def _next_behaviour(self) -> str:
         return self.behaviours.pop(0) if self.behaviours else HEALTHY

@@ -16,10 +16,9 @@ import re
 import tarfile
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Set
+from typing import Dict, List, Optional, Sequence
 
 from docker_reroll.errors import DeployFailed, first_line
-from docker_reroll.model import LABEL_PROJECT
 from docker_reroll.proxy import Backend, Route
 from docker_reroll.proxy_driver import ProxyDriver
 
@@ -33,7 +32,7 @@ SLOTS = 64
 # HAProxy's own check of each slot: every 250 ms; one pass puts a server up, two failures take it down.
 CHECK = "check inter 250ms fastinter 250ms downinter 250ms rise 1 fall 2"
 SLOT_WAIT = 10.0  # how long DNS may take to put the address of a container that serves into a slot
-REST_WAIT = 10.0  # how long the address of a container that is gone may stay in its slot, up, after the deploy
+REST_WAIT = 10.0  # how long a container stopped by the deploy may stay up in its slot, for HAProxy's check
 POLL_SECONDS = 0.1
 
 # The client of the runtime API inside the proxy's container, with whatever it has: bash's /dev/tcp (the official
@@ -57,6 +56,7 @@ class Slot:
     address: str  # the IP address Docker's DNS put in it; "" while it holds none
     checked: bool  # its check passed since the address came (a slot that gets one is up before any check)
     down: bool  # its check failed: it gets no connection, whatever state it is set to
+    drained: bool  # set to drain, and up (a drained slot that is down shows as DOWN)
     # scur: what is in flight on it: requests in HTTP (each ends once its response is sent on, the server side
     # closing after each), connections in TCP
     sessions: int
@@ -101,17 +101,15 @@ class HAProxyDriver(ProxyDriver):
             self._answer_empty(proxy_id, commands)
 
     def rest(self, proxy_id: str, route: Route) -> None:
-        """Every slot ready, once none holds, up, the address of a container that is gone (ready, it would get
-        connections until its check fails): DNS drops such an address about a second after the container left,
-        and HAProxy's check finds it down sooner. Bounded: after REST_WAIT it is left to the check."""
-        live = self._live_addresses(proxy_id, route)
+        """Every slot ready, once no drained slot is still up with an address: at the end of a deploy those are
+        the containers it stopped (ready, such a slot would get connections until its check failed). HAProxy's
+        check finds them down within half a second, and DNS drops their addresses a second after they left.
+        Bounded: after REST_WAIT (a container someone else started meanwhile) it is left to the check."""
         deadline = time.monotonic() + REST_WAIT
-        while True:
-            slots = self._slots(proxy_id, route)
-            if not any(s.address and s.address not in live and not s.down for s in slots) or \
-                    time.monotonic() > deadline:
-                break
+        slots = self._slots(proxy_id, route)
+        while any(s.drained and s.address and not s.down for s in slots) and time.monotonic() < deadline:
             time.sleep(POLL_SECONDS)
+            slots = self._slots(proxy_id, route)
         self._set(proxy_id, route, {s.name: "ready" for s in slots})
 
     # -- through the runtime API
@@ -158,12 +156,6 @@ class HAProxyDriver(ProxyDriver):
                                f"answer: {first_line(result.stderr) or f'exit {result.returncode}'}")
         return result.stdout
 
-    def _live_addresses(self, proxy_id: str, route: Route) -> Set[str]:
-        """The addresses of the service's running containers."""
-        project = next((c.labels.get(LABEL_PROJECT, "") for c in self.docker.inspect([proxy_id])), "")
-        return {address for c in self.docker.inspect(self.docker.service_container_ids(project, route.service))
-                if c.running for address in c.addresses.values()}
-
 
 # ------------------------------------------------------------------------------------------------ pure functions
 
@@ -186,7 +178,7 @@ def _slot(row: Dict[str, str]) -> Slot:
     # passed since then brings it to the top (so a slot that held another container says nothing about this one).
     return Slot(name=row.get("svname") or "", address=address,
                 checked=status in OK_CHECKS and health >= rise + fall - 1, down=health < rise,
-                sessions=_number(row.get("scur")))
+                drained=(row.get("status") or "").startswith("DRAIN"), sessions=_number(row.get("scur")))
 
 
 def _number(text: Optional[str]) -> int:
@@ -277,7 +269,10 @@ defaults
     timeout http-keep-alive 10s
     timeout check 1s
 
-# Docker's embedded DNS, asked every 500 ms; the address of a container that is gone is dropped after 1 s.
+# Docker's embedded DNS, asked every 500 ms: the address of a container that is gone leaves its server 1 s after
+# it left the answer. When DNS fails (no answer, an error, the name unknown for a moment: seen while the engine
+# was busy), the last addresses are kept 30 s rather than 1 s, which would leave the backend empty: HAProxy's own
+# checks take any that stops answering out of service meanwhile.
 resolvers docker
     nameserver dns 127.0.0.11:53
     accepted_payload_size 8192
@@ -285,11 +280,11 @@ resolvers docker
     timeout resolve 500ms
     timeout retry 250ms
     hold valid 500ms
-    hold other 1s
-    hold refused 1s
-    hold nx 1s
-    hold timeout 1s
     hold obsolete 1s
+    hold nx 30s
+    hold timeout 30s
+    hold refused 30s
+    hold other 30s
 """
 
 

@@ -97,7 +97,9 @@ class Release(ReleaseRun):
         report = next((d.report for d in reversed(self.deployments) if d.service == service), None)
         if report is None:
             return {}
-        return {"old": [_brief(c) for c in report.old_containers], "new": [_brief(c) for c in report.new_containers]}
+        cut = {"cut_connections": dict(report.cut_connections)} if report.cut_connections else {}  # proxy mode
+        return {"old": [_brief(c) for c in report.old_containers], "new": [_brief(c) for c in report.new_containers],
+                **cut}
 
     def run(self) -> int:
         project = self.project

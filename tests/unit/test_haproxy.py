@@ -6,7 +6,7 @@ tests/engine/test_proxy_haproxy.py proves the moves against the real proxy."""
 import io
 import os
 import tarfile
-from typing import List, Sequence
+from typing import List
 
 import pytest
 
@@ -37,7 +37,7 @@ def slots(name: str) -> List[Slot]:
 
 def test_serving_slots_count_what_is_in_flight_on_them_and_free_slots_hold_no_address():
     first, second, *free = slots("serving-with-streams")
-    assert first == Slot("slot1", "172.21.0.3", checked=True, down=False, sessions=2)
+    assert first == Slot("slot1", "172.21.0.3", checked=True, down=False, drained=False, sessions=2)
     assert (second.address, second.sessions, second.checked) == ("172.21.0.4", 1, True)
     assert free and all(s.address == "" and not s.checked and s.sessions == 0 for s in free)
 
@@ -54,8 +54,11 @@ def test_drained_slots_keep_counting_their_sessions_after_the_switch():
     assert by_address["172.21.0.5"].sessions == 0
 
 
-def test_a_stopped_container_is_down_once_its_checks_failed():
-    by_address = {s.address: s for s in slots("stopped-down")}
+def test_a_stopped_container_is_down_once_its_checks_failed_and_its_address_leaves_its_slot():
+    stopped = {s.address: s for s in slots("old-stopped-up")}
+    assert all(stopped[a].drained and not stopped[a].down for a in ("172.20.0.5", "172.20.0.6")), "not yet"
+    assert {s.address for s in slots("old-stopped-gone")} == {"172.20.0.3", "172.20.0.4", ""}
+    by_address = {s.address: s for s in slots("one-of-two-stopped")}
     assert by_address["172.21.0.4"].down and not by_address["172.21.0.4"].checked
     assert not by_address["172.21.0.3"].down
 
@@ -130,19 +133,15 @@ def test_the_file_docker_cp_writes_out_as_a_tar_is_read_from_it():
 
 class Proxy:
     """The proxy's container as the driver reaches it: `show stat` answered from recordings, in turn (the last one
-    again and again), every other command answered `answer` and recorded. The service's running containers have
-    the `live` addresses."""
+    again and again), every other command answered `answer` and recorded."""
 
-    def __init__(self, *stats: str, answer: str = "\n", live: Sequence[str] = ()) -> None:
+    def __init__(self, *stats: str, answer: str = "\n") -> None:
         self.stats = list(stats)
         self.answer = answer
         self.commands: List[List[str]] = []  # of each connection
         self.engine = FakeEngine()
         self.engine.exec_answer = self._exec
         self.driver = HAProxyDriver(self.engine)
-        self.id = self.engine.add("proxy", health=None)
-        for address in live:
-            self.engine.containers[self.engine.add("app", health=None)].address = address
 
     def _exec(self, container: str, argv: List[str]) -> Result:
         assert argv[:2] == ["sh", "-c"] and argv[-1] == str(API_PORT)
@@ -186,17 +185,17 @@ def test_cut_shuts_down_the_sessions_of_the_given_containers_slots_only():
                                   "shutdown sessions server reroll_app/slot2"]
 
 
-def test_rest_readies_every_slot_once_no_container_that_is_gone_is_up_in_one():
-    """app-2 (172.21.0.4) was stopped: its slot is still up in the first answer, down in the next ones."""
-    proxy = Proxy("switched-draining-streams", "stopped-down", live=["172.21.0.3", "172.21.0.5"])
-    proxy.driver.rest(proxy.id, APP)
-    shows = [c for c in proxy.commands if c[0].startswith("show stat")]
-    assert len(shows) == 2 and proxy.commands[-1] == [f"set server reroll_app/slot{n} state ready" for n in range(1, 6)]
+def test_rest_readies_every_slot_once_no_drained_slot_is_up_with_an_address():
+    """The two old containers (drained) were stopped: up in their slots at first, then gone from them."""
+    proxy = Proxy("old-stopped-up", "old-stopped-up", "old-stopped-gone")
+    proxy.driver.rest("proxy-id", APP)
+    assert proxy.commands[:3] == [["show stat reroll_app 4 -1"]] * 3
+    assert proxy.commands[3:] == [[f"set server reroll_app/slot{n} state ready" for n in range(1, 6)]]
 
 
-def test_rest_waits_no_longer_than_it_must_when_every_address_is_live():
-    proxy = Proxy("switched-draining-streams", live=["172.21.0.3", "172.21.0.4", "172.21.0.5"])
-    proxy.driver.rest(proxy.id, APP)
+def test_rest_does_not_wait_when_no_drained_slot_holds_a_container():
+    proxy = Proxy("serving-with-streams")
+    proxy.driver.rest("proxy-id", APP)
     assert len(proxy.commands) == 2, proxy.commands
 
 
