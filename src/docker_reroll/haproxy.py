@@ -32,7 +32,6 @@ SLOTS = 64
 # HAProxy's own check of each slot: every 250 ms; one pass puts a server up, two failures take it down.
 CHECK = "check inter 250ms fastinter 250ms downinter 250ms rise 1 fall 2"
 SLOT_WAIT = 10.0  # how long DNS may take to put the address of a container that serves into a slot
-REST_WAIT = 10.0  # how long a container stopped by the deploy may stay up in its slot, for HAProxy's check
 POLL_SECONDS = 0.1
 
 # The client of the runtime API inside the proxy's container, with whatever it has: bash's /dev/tcp (the official
@@ -83,7 +82,8 @@ class HAProxyDriver(ProxyDriver):
         slots = self._slots_holding(proxy_id, route, serving)
         wanted = {b.address for b in serving}
         order = sorted(slots, key=lambda s: s.address not in wanted)
-        self._set(proxy_id, route, {s.name: "ready" if s.address in wanted else "drain" for s in order})
+        self._answer_empty(proxy_id, [f"set server {route.name}/{s.name} state "
+                                      f"{'ready' if s.address in wanted else 'drain'}" for s in order])
 
     def ready(self, proxy_id: str, route: Route, backends: Sequence[Backend]) -> List[Backend]:
         checked = {s.address for s in self._slots(proxy_id, route) if s.address and s.checked}
@@ -101,16 +101,12 @@ class HAProxyDriver(ProxyDriver):
             self._answer_empty(proxy_id, commands)
 
     def rest(self, proxy_id: str, route: Route) -> None:
-        """Every slot ready, once no drained slot is still up with an address: at the end of a deploy those are
-        the containers it stopped (ready, such a slot would get connections until its check failed). HAProxy's
-        check finds them down within half a second, and DNS drops their addresses a second after they left.
-        Bounded: after REST_WAIT (a container someone else started meanwhile) it is left to the check."""
-        deadline = time.monotonic() + REST_WAIT
+        """Every slot ready. A drained slot still up with an address holds, at the end of a deploy, a container it
+        stopped (its check has not failed yet): forced down first, so that it gets no connection; its check brings
+        it up again if a container answers there."""
         slots = self._slots(proxy_id, route)
-        while any(s.drained and s.address and not s.down for s in slots) and time.monotonic() < deadline:
-            time.sleep(POLL_SECONDS)
-            slots = self._slots(proxy_id, route)
-        self._set(proxy_id, route, {s.name: "ready" for s in slots})
+        gone = [f"set server {route.name}/{s.name} health down" for s in slots if s.drained and s.address]
+        self._answer_empty(proxy_id, gone + [f"set server {route.name}/{s.name} state ready" for s in slots])
 
     # -- through the runtime API
 
@@ -136,10 +132,6 @@ class HAProxyDriver(ProxyDriver):
             return parse_stat(answer)
         except ValueError:
             raise DeployFailed(f"proxy mode: HAProxy has no backend {route.name} ({first_line(answer)})") from None
-
-    def _set(self, proxy_id: str, route: Route, states: Dict[str, str]) -> None:
-        self._answer_empty(proxy_id, [f"set server {route.name}/{name} state {state}"
-                                      for name, state in states.items()])
 
     def _answer_empty(self, proxy_id: str, commands: List[str]) -> None:
         """Commands that answer nothing when they succeed."""

@@ -185,18 +185,19 @@ def test_cut_shuts_down_the_sessions_of_the_given_containers_slots_only():
                                   "shutdown sessions server reroll_app/slot2"]
 
 
-def test_rest_readies_every_slot_once_no_drained_slot_is_up_with_an_address():
-    """The two old containers (drained) were stopped: up in their slots at first, then gone from them."""
-    proxy = Proxy("old-stopped-up", "old-stopped-up", "old-stopped-gone")
+def test_rest_forces_down_the_drained_slots_of_containers_that_just_stopped_and_readies_every_slot():
+    """The two old containers (drained) were stopped; their slots are still up: their checks have not failed yet."""
+    proxy = Proxy("old-stopped-up")
     proxy.driver.rest("proxy-id", APP)
-    assert proxy.commands[:3] == [["show stat reroll_app 4 -1"]] * 3
-    assert proxy.commands[3:] == [[f"set server reroll_app/slot{n} state ready" for n in range(1, 6)]]
+    assert proxy.commands == [["show stat reroll_app 4 -1"],
+                              ["set server reroll_app/slot3 health down", "set server reroll_app/slot4 health down",
+                               *(f"set server reroll_app/slot{n} state ready" for n in range(1, 6))]]
 
 
-def test_rest_does_not_wait_when_no_drained_slot_holds_a_container():
+def test_rest_forces_nothing_down_when_no_slot_is_drained():
     proxy = Proxy("serving-with-streams")
     proxy.driver.rest("proxy-id", APP)
-    assert len(proxy.commands) == 2, proxy.commands
+    assert proxy.commands[-1] == [f"set server reroll_app/slot{n} state ready" for n in range(1, 6)]
 
 
 def test_a_refused_command_or_an_api_that_does_not_answer_fails_with_what_haproxy_said():
