@@ -436,6 +436,35 @@ def new_release_stack(base_env: Dict[str, str]) -> ComposeProject:
     return ComposeProject(directory=os.path.join(STACKS, "release"), name=name, env=env, service="app")
 
 
+def new_proxy_stack(base_env: Dict[str, str], example: str, override: str = "") -> ComposeProject:
+    """examples/<example> (proxy mode) as a project of its own, its proxy published on a free 127.0.0.1 port;
+    `override` (compose YAML) laid over it, and the proxy's configuration made again for the routes the labels
+    then give (as `docker reroll --dry-run` prints it), mounted in place of the example's."""
+    from docker_reroll.model import parse_compose_config
+    from docker_reroll.proxy import plan_routes, routes_of
+    from docker_reroll.proxy_drain import DRIVERS
+
+    name = "rp" + uuid.uuid4().hex[:10]
+    env = {**base_env, "COMPOSE_PROJECT_NAME": name, "PROXY_PORT": str(free_port())}
+    stack = ComposeProject(directory=os.path.join(ROOT, "examples", example), name=name, env=env, service="app")
+    if override:
+        files = tempfile.mkdtemp(prefix="reroll-proxy-")
+        with open(os.path.join(files, "override.yaml"), "w") as handle:
+            handle.write(textwrap.dedent(override))
+        env["COMPOSE_FILE"] = f"compose.yaml:{files}/override.yaml"
+        routes = plan_routes(parse_compose_config(stack.compose("config", "--format", "json").stdout))
+        mounts = []
+        for proxy in sorted({r.proxy for r in routes.values()}):
+            served = routes_of(routes, proxy)
+            with open(os.path.join(files, f"{proxy}.cfg"), "w") as handle:
+                handle.write(DRIVERS[served[0].kind](None).config(served))  # type: ignore[arg-type]
+            mounts.append(f"  {proxy}:\n    volumes:\n      - {files}/{proxy}.cfg:{served[0].config_path}:ro\n")
+        with open(os.path.join(files, "config.yaml"), "w") as handle:
+            handle.write("services:\n" + "".join(mounts))
+        env["COMPOSE_FILE"] += f":{files}/config.yaml"
+    return stack
+
+
 def stack_url(stack: ComposeProject, path: str = "/") -> str:
     return f"http://127.0.0.1:{stack.env['PROXY_PORT']}{path}"
 
@@ -521,14 +550,14 @@ LOAD_RATE = 400
 
 
 @contextlib.contextmanager
-def load_on(stack, settle=1.5, clients=LOAD_CLIENTS, rate=LOAD_RATE, max_duration=240, path="/"):
+def load_on(stack, settle=1.5, clients=LOAD_CLIENTS, rate=LOAD_RATE, max_duration=240, path="/", warm_up=200):
     """8 clients (`rate` requests per second in all, or as fast as they go) against the proxy for the duration of
-    the block (and `settle` seconds more, so the requests after the deploy show what serves now). The final report
-    is `load.report()` after the block."""
+    the block (and `settle` seconds more, so the requests after the deploy show what serves now), once `warm_up`
+    requests were answered. The final report is `load.report()` after the block."""
     load = LoadGenerator(stack_url(stack, path), clients=clients, max_duration=max_duration, rate=rate)
     load.start()
     try:
-        assert load.wait_for_requests(200, timeout=20), "the load generator could not reach the proxy"
+        assert load.wait_for_requests(warm_up, timeout=20), "the load generator could not reach the proxy"
         yield load
         time.sleep(settle)
     finally:

@@ -1,7 +1,304 @@
-"""Proxy mode with HAProxy, driven through its runtime API (no reload during a deploy)."""
+"""Proxy mode with HAProxy, driven through its runtime API: nothing is reloaded during a deploy, so no client
+connection is ever closed by the proxy (a reload closes idle keep-alive connections, and a client that reuses one
+at that moment loses its request).
 
+At rest, each route's backend finds the service's containers through Docker's DNS: a `server-template` of SLOTS
+servers (slots), each holding one address DNS gives, checked by HAProxy itself. During a deploy docker-reroll sets
+the state of each slot by the address it holds: `ready` (gets new connections) for the containers that serve,
+`drain` (keeps the connections it has, gets no new one, and is still checked) for every other slot, so that a
+container compose adds gets no traffic before the switch while its check runs. `maint` is never used: HAProxy
+pauses the checks of a server in maintenance. At the end every slot is `ready` again and DNS rules.
+"""
+
+import csv
+import io
+import re
+import tarfile
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+from docker_reroll.errors import DeployFailed, first_line
+from docker_reroll.proxy import Backend, Route
 from docker_reroll.proxy_driver import ProxyDriver
+
+# The runtime API, on the loopback of the proxy's container only: a port outside Linux's ephemeral range (so no
+# connection of HAProxy's own can hold it) and unlikely to be one a service listens on.
+API_PORT = 61999
+API_TIMEOUT = 10.0
+# Slots per backend: a deploy runs the old and the new containers side by side, and the address of a container
+# that is gone stays in its slot for about a second (`hold obsolete`): 64 slots deploy up to 30 replicas at once.
+SLOTS = 64
+# HAProxy's own check of each slot: every 250 ms; one pass puts a server up, two failures take it down.
+CHECK = "check inter 250ms fastinter 250ms downinter 250ms rise 1 fall 2"
+SLOT_WAIT = 10.0  # how long DNS may take to put the address of a container that serves into a slot
+POLL_SECONDS = 0.1
+
+# The client of the runtime API inside the proxy's container, with whatever it has: bash's /dev/tcp (the official
+# Debian-based image has bash), else socat, else nc. The commands come on standard input; HAProxy answers them
+# and closes the connection.
+API_CLIENT = (
+    'if command -v bash >/dev/null 2>&1; then exec bash -c \'exec 3<>"/dev/tcp/127.0.0.1/$0" && cat >&3 && '
+    'cat <&3\' "$1"; fi; '
+    'if command -v socat >/dev/null 2>&1; then exec socat -t 5 - "TCP4:127.0.0.1:$1"; fi; '
+    'if command -v nc >/dev/null 2>&1; then exec nc 127.0.0.1 "$1"; fi; '
+    'echo "no bash, socat or nc in the container to reach the runtime API with" >&2; exit 127'
+)
+OK_CHECKS = ("L4OK", "L6OK", "L7OK", "L7OKC")  # `show stat` check_status of a passed check
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One server of a route's backend as `show stat` reports it."""
+
+    name: str
+    address: str  # the IP address Docker's DNS put in it; "" while it holds none
+    checked: bool  # its check passed since the address came (a slot that gets one is up before any check)
+    down: bool  # its check failed: it gets no connection, whatever state it is set to
+    drained: bool  # set to drain, and up (a drained slot that is down shows as DOWN)
+    # scur: what is in flight on it: requests in HTTP (each ends once its response is sent on, the server side
+    # closing after each), connections in TCP
+    sessions: int
 
 
 class HAProxyDriver(ProxyDriver):
     kind = "haproxy"
+
+    def config(self, routes: Sequence[Route]) -> str:
+        return config(routes)
+
+    def check(self, proxy_id: str, route: Route) -> Optional[str]:
+        """Read only: the configuration file as the proxy's container has it (`docker cp` out)."""
+        result = self.docker.run("cp", f"{proxy_id}:{route.config_path}", "-", check=False)
+        text = file_in_tar(result.stdout) if result.returncode == 0 else None
+        if text is None:
+            return (f"its configuration {route.config_path} cannot be read"
+                    + (f" ({first_line(result.stderr)})" if result.stderr.strip() else ""))
+        return missing(text, route)
+
+    def route_to(self, proxy_id: str, route: Route, serving: Sequence[Backend], leaving: Sequence[Backend]) -> None:
+        """`serving` ready, every other slot (`leaving`, free ones, containers that do not serve yet) drain;
+        ready first, so that the backend is never without a server."""
+        slots = self._slots_holding(proxy_id, route, serving)
+        wanted = {b.address for b in serving}
+        order = sorted(slots, key=lambda s: s.address not in wanted)
+        self._answer_empty(proxy_id, [f"set server {route.name}/{s.name} state "
+                                      f"{'ready' if s.address in wanted else 'drain'}" for s in order])
+
+    def ready(self, proxy_id: str, route: Route, backends: Sequence[Backend]) -> List[Backend]:
+        checked = {s.address for s in self._slots(proxy_id, route) if s.address and s.checked}
+        return [b for b in backends if b.address in checked]
+
+    def connections(self, proxy_id: str, route: Route, backends: Sequence[Backend]) -> Dict[str, int]:
+        slots = self._slots(proxy_id, route)
+        return {b.name: sum(s.sessions for s in slots if s.address == b.address) for b in backends}
+
+    def cut(self, proxy_id: str, route: Route, backends: Sequence[Backend]) -> None:
+        addresses = {b.address for b in backends}
+        commands = [f"shutdown sessions server {route.name}/{s.name}" for s in self._slots(proxy_id, route)
+                    if s.address in addresses]
+        if commands:
+            self._answer_empty(proxy_id, commands)
+
+    def rest(self, proxy_id: str, route: Route) -> None:
+        """Every slot ready. A drained slot still up with an address holds, at the end of a deploy, a container it
+        stopped (its check has not failed yet): forced down first, so that it gets no connection; its check brings
+        it up again if a container answers there."""
+        slots = self._slots(proxy_id, route)
+        gone = [f"set server {route.name}/{s.name} health down" for s in slots if s.drained and s.address]
+        self._answer_empty(proxy_id, gone + [f"set server {route.name}/{s.name} state ready" for s in slots])
+
+    # -- through the runtime API
+
+    def _slots_holding(self, proxy_id: str, route: Route, backends: Sequence[Backend]) -> List[Slot]:
+        """The slots, once DNS has put every one of `backends` in one (a container just started may not be)."""
+        deadline = time.monotonic() + SLOT_WAIT
+        while True:
+            slots = self._slots(proxy_id, route)
+            held = {s.address for s in slots}
+            absent = [b.name for b in backends if b.address not in held]
+            if not absent:
+                return slots
+            if time.monotonic() > deadline:
+                raise DeployFailed(
+                    f"proxy mode: HAProxy's backend {route.name} has no server for {', '.join(absent)} after "
+                    f"{SLOT_WAIT:g}s: Docker's DNS did not give it their address, or all {len(slots)} of its slots "
+                    "are taken")
+            time.sleep(POLL_SECONDS)
+
+    def _slots(self, proxy_id: str, route: Route) -> List[Slot]:
+        answer = self._api(proxy_id, [f"show stat {route.name} 4 -1"])
+        try:
+            return parse_stat(answer)
+        except ValueError:
+            raise DeployFailed(f"proxy mode: HAProxy has no backend {route.name} ({first_line(answer)})") from None
+
+    def _answer_empty(self, proxy_id: str, commands: List[str]) -> None:
+        """Commands that answer nothing when they succeed."""
+        answer = self._api(proxy_id, commands)
+        if answer.strip():
+            raise DeployFailed(f"proxy mode: HAProxy refused `{commands[0]}`...: {first_line(answer)}")
+
+    def _api(self, proxy_id: str, commands: Sequence[str]) -> str:
+        """One connection to the runtime API, for commands run in order (joined with `;`), and their answers."""
+        result = self.docker.exec_in(proxy_id, ["sh", "-c", API_CLIENT, "sh", str(API_PORT)],
+                                     input_bytes=("; ".join(commands) + "\n").encode(), timeout=API_TIMEOUT)
+        if result.returncode != 0:
+            raise DeployFailed(f"proxy mode: HAProxy's runtime API (127.0.0.1:{API_PORT} in its container) did not "
+                               f"answer: {first_line(result.stderr) or f'exit {result.returncode}'}")
+        return result.stdout
+
+
+# ------------------------------------------------------------------------------------------------ pure functions
+
+
+def parse_stat(text: str) -> List[Slot]:
+    """The servers in `show stat` output (CSV, its header line starting with `# `); ValueError without one."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("# ")), None)
+    if start is None:
+        raise ValueError("no `show stat` header")
+    rows = csv.DictReader([lines[start][2:], *(line for line in lines[start + 1:] if line.strip())])
+    return [_slot(row) for row in rows if row.get("type") == "2"]  # 2: a server
+
+
+def _slot(row: Dict[str, str]) -> Slot:
+    health, rise, fall = (_number(row.get(key)) for key in ("check_health", "check_rise", "check_fall"))
+    status = (row.get("check_status") or "").lstrip("* ")  # `* ` marks a check in progress
+    address = (row.get("addr") or "").rpartition(":")[0].strip("[]")
+    # Health runs from 0 to rise + fall - 1, and is set to `rise` when a server gets an address: only a check that
+    # passed since then brings it to the top (so a slot that held another container says nothing about this one).
+    return Slot(name=row.get("svname") or "", address=address,
+                checked=status in OK_CHECKS and health >= rise + fall - 1, down=health < rise,
+                drained=(row.get("status") or "").startswith("DRAIN"), sessions=_number(row.get("scur")))
+
+
+def _number(text: Optional[str]) -> int:
+    return int(text) if text and text.isdigit() else 0
+
+
+def file_in_tar(text: str) -> Optional[str]:
+    """The first file in a tar archive as `docker cp CONTAINER:FILE -` writes it (read as text)."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(text.encode()), mode="r:") as archive:
+            for member in archive:
+                if member.isfile():
+                    handle = archive.extractfile(member)
+                    return handle.read().decode(errors="replace") if handle else None
+    except (tarfile.TarError, OSError):
+        return None
+    return None
+
+
+def sections(text: str) -> Dict[str, List[List[str]]]:
+    """An HAProxy configuration as {"backend reroll_app": [words of each line], ...}, comments left out."""
+    found: Dict[str, List[List[str]]] = {}
+    current: List[List[str]] = []
+    for line in text.splitlines():
+        words = re.sub(r"(^|\s)#.*", "", line).split()
+        if not words:
+            continue
+        if words[0] in SECTION_KEYWORDS:
+            current = found.setdefault(" ".join(words[:2]), [])
+        else:
+            current.append(words)
+    return found
+
+
+SECTION_KEYWORDS = ("global", "defaults", "frontend", "backend", "listen", "resolvers", "peers", "userlist",
+                    "mailers", "program", "http-errors", "ring", "cache")
+
+
+def missing(text: str, route: Route) -> Optional[str]:
+    """What a configuration lacks for docker-reroll to drive this route, or None."""
+    parts = sections(text)
+    if not any(words[:2] == ["stats", "socket"] and words[2:3] == [f"ipv4@127.0.0.1:{API_PORT}"]
+               and "admin" in words for words in parts.get("global", [])):
+        return f"it has no runtime API for docker-reroll (`stats socket ipv4@127.0.0.1:{API_PORT} level admin` in " \
+               "its global section)"
+    backend = parts.get(f"backend {route.name}")
+    if backend is None:
+        return f"its configuration has no backend {route.name}"
+    target = f"{route.service}:{route.port}"
+    template = next((words for words in backend if words[0] == "server-template" and words[3:4] == [target]), None)
+    if template is None:
+        return f"its backend {route.name} has no `server-template` for {target} (the service by Docker's DNS)"
+    options = template + [word for words in backend if words[0] == "default-server" for word in words]
+    lacking = [word for word in ("resolvers", "check") if word not in options]
+    if lacking:
+        return f"the servers of its backend {route.name} have no {' and no '.join(lacking)}"
+    return None
+
+
+def config(routes: Sequence[Route]) -> str:
+    """The whole configuration at rest for these routes (those of one proxy)."""
+    ports = sorted({r.listen for r in routes})
+    frontends = [_frontend(port, sorted((r for r in routes if r.listen == port), key=lambda r: r.service))
+                 for port in ports]
+    backends = [_backend(r) for r in sorted(routes, key=lambda r: r.service)]
+    return "\n".join([HEADER, *frontends, *backends])
+
+
+HEADER = f"""\
+# HAProxy for docker-reroll's proxy mode, generated from the compose file's labels (`docker reroll --dry-run SERVICE`
+# prints it). At rest each backend finds its service's containers through Docker's DNS and checks them itself, so
+# compose's own commands need nothing else; during a deploy docker-reroll sets its servers' states through the
+# runtime API below (no reload). A reload of your own is hitless too (`option idle-close-on-response`).
+global
+    log stdout format raw local0 info
+    maxconn 4096
+    stats socket ipv4@127.0.0.1:{API_PORT} level admin
+
+defaults
+    log global
+    option dontlog-normal
+    retries 3
+    timeout connect 5s
+    timeout client 1m
+    timeout server 1m
+    timeout tunnel 1h
+    timeout http-request 10s
+    timeout http-keep-alive 10s
+    timeout check 1s
+
+# Docker's embedded DNS, asked every 500 ms: the address of a container that is gone leaves its server 1 s after
+# it left the answer. When DNS fails (no answer, an error, the name unknown for a moment: seen while the engine
+# was busy), the last addresses are kept 30 s rather than 1 s, which would leave the backend empty: HAProxy's own
+# checks take any that stops answering out of service meanwhile.
+resolvers docker
+    nameserver dns 127.0.0.11:53
+    accepted_payload_size 8192
+    resolve_retries 3
+    timeout resolve 500ms
+    timeout retry 250ms
+    hold valid 500ms
+    hold obsolete 1s
+    hold nx 30s
+    hold timeout 30s
+    hold refused 30s
+    hold other 30s
+"""
+
+
+def _frontend(port: int, routes: List[Route]) -> str:
+    mode = routes[0].protocol
+    lines = [f"frontend port_{port}", f"    mode {mode}", f"    bind :{port}"]
+    if mode == "http":
+        lines += ["    option httplog", "    option idle-close-on-response"]
+        lines += [f"    use_backend {r.name} if {{ req.hdr(host),field(1,:) -i {' '.join(r.hosts)} }}"
+                  for r in routes if r.hosts]
+    else:
+        lines.append("    option tcplog")
+    lines += [f"    default_backend {r.name}" for r in routes if not r.hosts]
+    return "\n".join(lines) + "\n"
+
+
+def _backend(route: Route) -> str:
+    lines = [f"backend {route.name}", f"    mode {route.protocol}", "    balance roundrobin"]
+    if route.protocol == "http":
+        lines.append("    option http-server-close")  # a connection to a server is a request in flight
+        if route.health_path:
+            lines.append(f"    option httpchk GET {route.health_path}")
+    lines += [f"    default-server {CHECK} resolvers docker init-addr none resolve-prefer ipv4",
+              f"    server-template slot 1-{SLOTS} {route.service}:{route.port}"]
+    return "\n".join(lines) + "\n"

@@ -47,19 +47,24 @@ def stack_images(base_env):
 
 
 @pytest.fixture
-def make_stack(base_env, stack_images):
+def made():
+    """The projects a test makes (it appends them), removed afterwards."""
+    projects = []
+    yield projects
+    for project in projects:
+        project.cleanup()
+
+
+@pytest.fixture
+def make_stack(base_env, stack_images, made):
     """Stacks from examples/haproxy, with overrides from tests/stacks (`make_stack("tight")`), removed afterwards."""
     from dockerfixtures import new_stack
-
-    made = []
 
     def make(*overrides):
         made.append(new_stack(base_env, *overrides).record_events())
         return made[-1]
 
-    yield make
-    for stack in made:
-        stack.cleanup()
+    return make
 
 
 @pytest.fixture

@@ -1,0 +1,440 @@
+"""Proxy mode with HAProxy against the real engine: examples/proxy-haproxy (Debian's HAProxy 2.6 with the official
+image's command line), each test a project of its own, what happened read from the JSON progress stream.
+
+The proofs of zero failed requests (`serial`) each run ten consecutive deploys under a strict load (keep-alive
+clients for which every error counts): the example as is; an app that exits at once on SIGTERM with 1.5 s
+requests; no Docker health check (the proxy's own check decides, not a clock); a TCP service; a 5 s stream across
+each switch. The others: a connection still open at the drain timeout, an interrupt and a kill during the switch,
+and compose's own commands on the project.
+"""
+
+import http.client
+import json
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Dict, List, Optional, Set
+
+import pytest
+
+from docker_reroll.haproxy import HAProxyDriver
+from docker_reroll.model import parse_compose_config
+from docker_reroll.proxy import plan_routes, routes_of
+from dockerfixtures import (
+    ROOT,
+    ComposeProject,
+    Run,
+    child_pid,
+    docker,
+    finish,
+    load_on,
+    lock_and_journal,
+    machine_lock,
+    new_proxy_stack,
+    read_until,
+    start_reroll,
+    versions_after,
+)
+from tcpload import LineClients
+
+EXAMPLE = os.path.join(ROOT, "examples", "proxy-haproxy")
+VERSIONS = [f"v{n}" for n in range(2, 12)]  # ten deploys after v1
+
+# Requests of 1.5 s to an app that ends the moment it gets SIGTERM, with a Docker health check of its own.
+LONG_REQUESTS = """
+services:
+  app:
+    environment:
+      APP_EXIT_AT_ONCE: "1"
+      APP_RESPONSE_DELAY: "1.5"
+    healthcheck:
+      test: ["CMD", "/usr/local/bin/healthcheck"]
+      interval: 1s
+      timeout: 1s
+      retries: 2
+"""
+# No Docker health check; the proxy checks GET /health, which says 503 for the first 2 s of a container.
+PROXY_CHECK = """
+services:
+  app:
+    environment:
+      APP_STARTUP_DELAY: "2"
+    labels:
+      docker-reroll.proxy-health: /health
+"""
+TCP = """
+services:
+  app:
+    environment:
+      APP_MODE: tcp-echo
+    labels:
+      docker-reroll.proxy-protocol: tcp
+"""
+
+
+@pytest.fixture(scope="session")
+def proxy_images(base_env):
+    """The example's proxy and app images, built once (`docker compose build`, as the example says)."""
+    with machine_lock("proxy-example-images"):
+        docker("compose", "-p", "rerollproxybuild", "build", "-q", env=base_env, cwd=EXAMPLE, timeout=900)
+
+
+@pytest.fixture
+def proxy_stack(base_env, proxy_images, made):
+    """examples/proxy-haproxy as a project of its own, an override laid over it, removed afterwards."""
+    def make(override: str = "") -> ComposeProject:
+        made.append(new_proxy_stack(base_env, "proxy-haproxy", override))
+        return made[-1]
+
+    return make
+
+
+# ------------------------------------------------------------------------------------------------------ helpers
+
+
+@dataclass
+class Deployed:
+    """One `docker reroll app --progress json` and its events."""
+
+    run: Run
+    events: List[Dict[str, object]]
+
+    @property
+    def summary(self) -> Dict[str, object]:
+        return next(e for e in self.events if e["type"] == "summary")
+
+    @property
+    def phases(self) -> List[str]:
+        return [str(e["phase"]) for e in self.events if e["type"] == "phase"]
+
+    @property
+    def connections(self) -> List[Dict[str, int]]:
+        """The connections the proxy still held to each old container, as the drain saw them change."""
+        return [e["connections"] for e in self.events if e["type"] == "connections"]  # type: ignore[misc]
+
+    def seconds(self, phase: str) -> float:
+        return sum(float(p["seconds"]) for p in self.summary["phases"] if p["phase"] == phase)  # type: ignore
+
+    def said(self, text: str) -> List[Dict[str, object]]:
+        return [e for e in self.events if e["type"] == "log" and text in str(e["message"])]
+
+    def deployed(self) -> None:
+        assert self.run.returncode == 0 and self.summary["outcome"] == "deployed", self.run.stderr
+        assert "proxy" in self.phases, self.phases
+
+
+def json_events(text: str) -> List[Dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def deploy(stack: ComposeProject, *args: str, **env: str) -> Deployed:
+    run = stack.reroll("app", "--progress", "json", *args, extra_env=env)
+    return Deployed(run, json_events(run.stderr))
+
+
+def at(event: Dict[str, object]) -> float:
+    return datetime.strptime(str(event["time"]), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+def start(stack: ComposeProject, replicas: int = 1, tcp: bool = False, **env: str) -> None:
+    """`docker compose up -d` (as the example says), then until the proxy answers through every container, every
+    time (HAProxy 2.6 puts a server it learns from DNS in service before its first check)."""
+    stack.compose("up", "-d", "--scale", f"app={replicas}", extra_env=env)
+    deadline = time.monotonic() + 30
+    while len(answering(stack, tcp) or ()) < replicas:
+        assert time.monotonic() < deadline, f"the proxy of {stack.name} does not answer through {replicas} containers"
+        time.sleep(0.5)
+
+
+def answering(stack: ComposeProject, tcp: bool = False, tries: int = 12) -> Optional[Set[str]]:
+    """The containers that answer through the proxy (host names) over a few requests; None if one failed."""
+    hosts: Set[str] = set()
+    for _ in range(tries):
+        try:
+            if tcp:
+                with LineClients("127.0.0.1", int(stack.env["PROXY_PORT"]), clients=1, hold=0.0) as probe:
+                    time.sleep(0.05)
+                if probe.failed():
+                    return None
+                hosts |= {h for c in probe.connections for h in c.hosts}
+            else:
+                connection = http.client.HTTPConnection("127.0.0.1", int(stack.env["PROXY_PORT"]), timeout=2)
+                connection.request("GET", "/")
+                answer = connection.getresponse()
+                words = answer.read().decode().split()
+                connection.close()
+                if answer.status != 200 or len(words) != 2:
+                    return None
+                hosts.add(words[1])
+        except OSError:
+            return None
+    return hosts
+
+
+def running_hosts(stack: ComposeProject) -> set:
+    return {c.id[:12] for c in stack.containers() if c.running}
+
+
+def ten_deploys(stack: ComposeProject, load, *args: str, check=lambda done, version: None) -> None:
+    """Ten deploys in a row, each of a new APP_VERSION; after each, only that version answers."""
+    for version in VERSIONS:
+        done = deploy(stack, *args, APP_VERSION=version)
+        done.deployed()
+        check(done, version)
+        ended = time.time()
+        assert load.wait_for(lambda r, since=ended: any(s.start > since for s in r.samples), timeout=10)
+    time.sleep(1)
+    report = load.report()
+    assert versions_after(report, ended) == {VERSIONS[-1]}
+
+
+# ---------------------------------------------------------------------------------------------- the example
+
+
+def test_the_examples_haproxy_cfg_is_the_configuration_generated_for_its_labels(base_env):
+    """The compose file as compose reads it (no container is made): its routes give the committed haproxy.cfg."""
+    project = parse_compose_config(docker("compose", "-p", "rerollcfg", "config", "--format", "json",
+                                          env=base_env, cwd=EXAMPLE).stdout)
+    routes = plan_routes(project)
+    assert [(r.service, r.proxy, r.kind, r.port, r.protocol) for r in routes.values()] == \
+        [("app", "proxy", "haproxy", 8080, "http")]
+    with open(os.path.join(EXAMPLE, "haproxy.cfg"), encoding="utf-8") as handle:
+        assert handle.read() == HAProxyDriver(None).config(routes_of(routes, "proxy"))  # type: ignore[arg-type]
+
+
+@pytest.mark.serial
+def test_the_example_as_is_deploys_ten_times_under_load_with_no_failed_request(proxy_stack):
+    """No option, no Docker health check: HAProxy's own check (a connect) makes a new container ready, not the
+    10 s of --wait."""
+    stack = proxy_stack()
+    start(stack, replicas=2)
+
+    def check(done: Deployed, version: str) -> None:
+        assert done.seconds("wait until ready") < 5, done.summary["phases"]
+        assert len(done.summary["services"][0]["new"]) == 2  # type: ignore[index]
+
+    with load_on(stack, rate=200, max_duration=600) as load:
+        ten_deploys(stack, load, check=check)
+    assert load.report().failed == 0, load.report().failures
+
+
+@pytest.mark.serial
+def test_an_app_that_exits_at_once_on_sigterm_loses_none_of_its_long_requests(proxy_stack):
+    """Each of 16 clients starts a 1.5 s request every 1.6 s: about 15 in flight at every switch. Each old container
+    is stopped only once the proxy holds no request to it."""
+    stack = proxy_stack(LONG_REQUESTS)
+    start(stack)
+
+    def check(done: Deployed, version: str) -> None:
+        held = [sum(c.values()) for c in done.connections]
+        assert held and held[0] > 0 and held[-1] == 0, held
+
+    with load_on(stack, clients=16, rate=10, warm_up=16, settle=2, max_duration=600) as load:
+        ten_deploys(stack, load, check=check)
+    report = load.report()
+    assert report.failed == 0, report.failures
+    assert report.latency_percentile(0) >= 1.5, "the requests were long ones"
+
+
+@pytest.mark.serial
+def test_without_a_docker_health_check_the_proxys_check_decides_not_a_clock(proxy_stack):
+    """GET /health answers 503 for a new container's first 2 s: the deploy waits for that, however long --wait
+    says, and no request reaches the new container before its check passed."""
+    stack = proxy_stack(PROXY_CHECK)
+    start(stack)
+
+    def check(done: Deployed, version: str) -> None:
+        assert 1.5 <= done.seconds("wait until ready") < 15, done.summary["phases"]
+        assert float(done.summary["seconds"]) < 60  # type: ignore[arg-type]
+        [passed] = done.said("the proxy's check passes")
+        windows[version] = at(passed)
+
+    windows: Dict[str, float] = {}
+    with load_on(stack, rate=200, max_duration=600) as load:
+        ten_deploys(stack, load, "--wait", "60", check=check)
+    report = load.report()
+    assert report.failed == 0, report.failures
+    for version, passed in windows.items():
+        assert report.window(version=version).first >= passed - 0.05, (version, passed)
+
+
+@pytest.mark.serial
+def test_a_tcp_service_switches_ten_times_and_no_connection_is_cut(proxy_stack):
+    """Clients hold a connection 3 s each, a line every 100 ms: those open at a switch stay with the old container
+    until they end, then it is stopped."""
+    stack = proxy_stack(TCP)
+    start(stack, tcp=True)
+
+    def check(done: Deployed, version: str) -> None:
+        held = [sum(c.values()) for c in done.connections]
+        assert held and held[0] > 0 and held[-1] == 0, held
+        assert "cut_connections" not in done.summary["services"][0]  # type: ignore[operator]
+
+    with LineClients("127.0.0.1", int(stack.env["PROXY_PORT"]), clients=6, hold=3) as lines:
+        for version in VERSIONS:
+            deployed = deploy(stack, APP_VERSION=version)
+            deployed.deployed()
+            check(deployed, version)
+        time.sleep(2)
+    assert lines.done() > 50 and not lines.failed(), lines.failed()[:5]
+    assert all(len(c.hosts) == 1 for c in lines.connections if c.answered), "a connection stays where it began"
+
+
+def test_a_tcp_connection_still_open_at_the_drain_timeout_is_cut_and_counted(proxy_stack):
+    stack = proxy_stack(TCP)
+    start(stack, tcp=True)
+    [old] = [c for c in stack.containers() if c.running]
+    with LineClients("127.0.0.1", int(stack.env["PROXY_PORT"]), clients=1, hold=60) as held:
+        while not held.connections or held.connections[0].answered < 3:
+            time.sleep(0.1)
+        done = deploy(stack, "--drain-timeout", "2", APP_VERSION="v2")
+    done.deployed()
+    assert done.summary["services"][0]["cut_connections"] == {old.name: 1}  # type: ignore[index]
+    [warned] = done.said("connection(s) still open after 2s: cut")
+    assert f"{old.name} 1" in str(warned["message"])
+    first = held.connections[0]
+    assert first.error == "EOF" and first.hosts == {old.id[:12]}
+    switched = at(done.said("keep their connections and get no new ones")[0])
+    assert 2 <= first.ended - switched < 6, first.ended - switched
+    assert held.connections[1].ok and held.connections[1].hosts != {old.id[:12]}, "the client came back, to v2"
+
+
+@pytest.mark.serial
+def test_a_five_second_stream_across_each_switch_is_not_cut(proxy_stack):
+    stack = proxy_stack()
+    start(stack)
+    with load_on(stack, rate=50, max_duration=600) as load:
+        for version in VERSIONS:
+            [old] = [c for c in stack.containers() if c.running]
+            stream = Stream(stack)
+            stream.first_line.wait(10)
+            done = deploy(stack, APP_VERSION=version)
+            stream.join(15)
+            done.deployed()
+            assert stream.complete and len(stream.lines) == 10, stream.lines
+            assert {line.split()[1] for line in stream.lines} == {old.id[:12]}
+            assert [sum(c.values()) for c in done.connections][0] >= 1
+    assert load.report().failed == 0, load.report().failures
+
+
+class Stream(threading.Thread):
+    """GET /stream?seconds=5 through the proxy: its lines, and whether it ended as a chunked response ends."""
+
+    def __init__(self, stack: ComposeProject) -> None:
+        super().__init__(daemon=True)
+        self.port = int(stack.env["PROXY_PORT"])
+        self.lines: List[str] = []
+        self.complete = False
+        self.first_line = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request("GET", "/stream?seconds=5")
+            answer = connection.getresponse()
+            while True:
+                line = answer.readline()
+                if not line:
+                    break
+                self.lines.append(line.decode().strip())
+                self.first_line.set()
+            self.complete = True  # the last chunk came: a connection cut before it raises IncompleteRead
+        except (OSError, http.client.HTTPException) as error:
+            self.lines.append(f"error: {type(error).__name__}")
+        finally:
+            connection.close()
+
+
+# ------------------------------------------------------------------------------- interrupts, crashes, compose
+
+
+@contextmanager
+def in_a_switch(proxy_stack):
+    """Two containers with 1.5 s requests under load, and a deploy to v2 in its switch (its `proxy` phase):
+    yields the stack, the deploy's process (`docker reroll`, in a session of its own) and the load."""
+    stack = proxy_stack(LONG_REQUESTS)
+    start(stack, replicas=2)
+    with load_on(stack, clients=16, rate=10, warm_up=16, settle=3) as load:
+        process = start_reroll(stack, "app", "--progress", "json", extra_env={"APP_VERSION": "v2"})
+        read_until(process, '"phase":"proxy"')
+        yield stack, process, load
+
+
+def test_ctrl_c_during_the_switch_leaves_the_proxy_on_containers_that_serve(proxy_stack):
+    with in_a_switch(proxy_stack) as (stack, process, load):
+        os.killpg(process.pid, signal.SIGINT)
+        events = json_events(finish(process))
+        ended = time.time()
+    report = load.report()
+    assert report.failed == 0, report.failures
+    assert process.returncode == 130, events[-1]
+    assert versions_after(report, ended) == {"v2"}
+    assert {s.host for s in report.samples if s.start > ended} == running_hosts(stack)
+    assert len(running_hosts(stack)) == 2 and lock_and_journal(stack) == []
+
+
+def test_a_deploy_killed_during_the_switch_is_finished_by_the_next_run_with_no_failed_request(proxy_stack):
+    with in_a_switch(proxy_stack) as (stack, process, load):
+        os.kill(child_pid(process.pid), signal.SIGKILL)
+        finish(process)
+        assert lock_and_journal(stack), "the killed run left its lock and journal"
+        rerun = deploy(stack, APP_VERSION="v2")
+        ended = time.time()
+    rerun.deployed()
+    assert rerun.said("finishing it"), rerun.run.stderr
+    report = load.report()
+    assert report.failed == 0, report.failures
+    assert versions_after(report, ended) == {"v2"}
+    assert len(running_hosts(stack)) == 2 and lock_and_journal(stack) == []
+
+
+def test_compose_down_and_up_keep_working_after_deploys(proxy_stack):
+    stack = proxy_stack()
+    start(stack, replicas=2)
+    deploy(stack, APP_VERSION="v2").deployed()
+    down = stack.compose("down", extra_env={"APP_VERSION": "v2"})
+    assert "orphan" not in (down.stdout + down.stderr).lower(), down.stderr
+    assert docker("network", "ls", "-q", "--filter", f"name={stack.name}_default").stdout.strip() == ""
+    assert docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={stack.name}").stdout.strip() == ""
+    up = stack.compose("up", "-d", "--scale", "app=2", extra_env={"APP_VERSION": "v2"})
+    assert "orphan" not in (up.stdout + up.stderr).lower(), up.stderr
+    start(stack, replicas=2, APP_VERSION="v2")
+    assert answering(stack) == running_hosts(stack)
+
+
+def test_a_recreated_or_restarted_proxy_routes_to_the_service_by_itself(proxy_stack):
+    stack = proxy_stack()
+    start(stack, replicas=2)
+    deploy(stack, APP_VERSION="v2").deployed()
+    serving = running_hosts(stack)
+    stack.compose("up", "-d", "--force-recreate", "proxy", extra_env={"APP_VERSION": "v2"})
+    start(stack, replicas=2, APP_VERSION="v2")
+    assert answering(stack) == serving
+    [proxy] = stack.containers("proxy")
+    docker("restart", proxy.id)
+    start(stack, replicas=2, APP_VERSION="v2")
+    assert answering(stack) == serving
+    assert deploy(stack, APP_VERSION="v3").run.returncode == 0, "and it can be driven again"
+
+
+def test_a_proxy_without_the_runtime_api_is_refused_before_any_change(proxy_stack):
+    """The configuration is read from the proxy's container (a bind mount here, so the test edits its file)."""
+    stack = proxy_stack("services: {}\n")
+    start(stack)
+    before = running_hosts(stack)
+    config = stack.env["COMPOSE_FILE"].split(":")[-1].replace("config.yaml", "proxy.cfg")
+    with open(config, encoding="utf-8") as handle:
+        text = handle.read()
+    with open(config, "w", encoding="utf-8") as handle:
+        handle.write(text.replace("    stats socket", "    # stats socket"))
+    dry = stack.reroll("app", "--dry-run")
+    refused = deploy(stack, APP_VERSION="v2")
+    assert dry.returncode == 3 and "no runtime API for docker-reroll" in dry.stderr, dry.stderr
+    assert refused.run.returncode == 3 and refused.summary["outcome"] == "refused", refused.run.stderr
+    assert "`stats socket ipv4@127.0.0.1:61999 level admin`" in refused.run.stderr
+    assert running_hosts(stack) == before
