@@ -15,7 +15,7 @@ import textwrap
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import pytest
 
@@ -351,22 +351,25 @@ def start_reroll(project: ComposeProject, *args: str, extra_env: Optional[Dict[s
 
 def read_until(process: subprocess.Popen, marker: str, timeout: float = 60) -> str:
     """Read a background deploy's progress until a line contains `marker`; returns everything read so far."""
-    seen: List[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-    raise AssertionError(f"never saw {marker!r}; got:\n{''.join(seen)}")
+    return _read_until(process, lambda line: marker in line, repr(marker), timeout)
 
 
 def read_until_said(process: subprocess.Popen, words: str, level: Optional[str] = None, timeout: float = 60) -> str:
     """`read_until` for a deploy started with JSON_STREAM: until a `log` event (of this level) holds these words (a
     marker matched against the raw lines would also find the words of the deploy's plan event). Returns everything
     read so far."""
+
+    def said(line: str) -> bool:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            return False
+        return event.get("type") == "log" and words in event["message"] and level in (None, event["level"])
+
+    return _read_until(process, said, f"a log event with {words!r}", timeout)
+
+
+def _read_until(process: subprocess.Popen, found: Callable[[str], bool], what: str, timeout: float) -> str:
     seen: List[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -374,13 +377,9 @@ def read_until_said(process: subprocess.Popen, words: str, level: Optional[str] 
         if not line:
             break
         seen.append(line)
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if event.get("type") == "log" and words in event["message"] and level in (None, event["level"]):
+        if found(line):
             return "".join(seen)
-    raise AssertionError(f"never saw a log event with {words!r}; got:\n{''.join(seen)}")
+    raise AssertionError(f"never saw {what}; got:\n{''.join(seen)}")
 
 
 def finish(process: subprocess.Popen, timeout: float = 120) -> str:
