@@ -106,6 +106,7 @@ class FakeEngine:
         self.clock_skew = 0.0
         self.calls: List[str] = []  # the verbs asked of the engine, in order
         self.environ: Dict[str, str] = {}
+        self.answered_since = 0.0  # a test sets it to say an engine outage ended then
         self.runner = FakeRunner(answer=self._user_command)
         self.execs: List[tuple] = []  # (container, argv, input) of each `docker exec`
         self.exec_answer: Optional[Callable[[str, List[str]], Result]] = None

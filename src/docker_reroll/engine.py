@@ -110,6 +110,9 @@ class Engine(Protocol):
     @property
     def runner(self) -> CommandRunner: ...  # runs the user's own commands (pre-stop), with their bounds
 
+    @property
+    def answered_since(self) -> float: ...  # time.monotonic() when a call was made again after an outage; or 0
+
     def docker(self, *args: str) -> List[str]: ...
 
     def run(self, *args: str, **kwargs: object) -> Result: ...
@@ -226,6 +229,7 @@ class Docker(ComposeCalls):
         # runner, which can say so and notice interrupts). None: no waiting, the call fails at once.
         self.await_engine: Optional[Callable[[str], bool]] = None
         self.engine_seen = False  # a call reached the engine this run
+        self.answered_since = 0.0  # when a call was made again after the engine came back (time.monotonic())
 
     # -- plain docker
 
@@ -245,6 +249,7 @@ class Docker(ComposeCalls):
             # An engine that never answered this run is refused at once; one that went away is waited for.
             if not self.engine_seen or self.await_engine is None or not self.await_engine(first_line(result.stderr)):
                 raise EngineUnreachable(list(argv), result.returncode, result.stderr)
+            self.answered_since = time.monotonic()
             result = self.runner.run(argv, check=False, **kwargs)  # type: ignore[arg-type]
         elif result.returncode == 0:
             self.engine_seen = True

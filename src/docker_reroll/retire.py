@@ -185,4 +185,4 @@ class Retirement:
             ctx.docker.remove(ids)
         except DockerCommandError as error:
             raise DeployFailed(f"could not remove {names(containers)}: {error.failures()}") from None
-        ctx.display.show(ctx.watch.known(ids))
+        ctx.display.show(ctx.watch.removed(ids))

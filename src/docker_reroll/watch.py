@@ -128,6 +128,9 @@ class ContainerWatch:
         """One inspect for all `ids`, then the events that arrived while it ran on top: they are newer."""
         started = time.monotonic()
         found = {c.id: c for c in self._docker.inspect(ids)}
+        # Made again after an engine outage, the inspect answers from after it: the events received while the engine
+        # was away (the dies of its shutdown) are older than that answer.
+        started = max(started, self._docker.answered_since)
         with self._cond:
             for container_id in ids:
                 previous = self._states.get(container_id)
@@ -146,6 +149,15 @@ class ContainerWatch:
         with self._cond:
             current = self._stream_alive and all(i in self._states for i in ids)
         return self.current(ids) if current else self.refresh(ids)
+
+    def removed(self, ids: Sequence[str]) -> List[Container]:
+        """Containers this run has just removed (`docker rm` returned): gone now, whatever events are still on
+        their way (a late `die` must not bring one back as exited)."""
+        with self._cond:
+            for container_id in ids:
+                if container_id in self._states:
+                    self._learn(dataclasses.replace(self._states[container_id], status=Status.REMOVED))
+            return [self._states[i] for i in ids if i in self._states]
 
     def current(self, ids: Sequence[str]) -> List[Container]:
         with self._cond:
@@ -213,7 +225,9 @@ class ContainerWatch:
 
 
 def evolve(container: Container, event: ContainerEvent) -> Container:
-    """A container's state after an engine event."""
+    """A container's state after an engine event. A removed container stays removed: its id is never reused."""
+    if container.status == Status.REMOVED:
+        return container
     if event.action == "health_status":
         return dataclasses.replace(container, health=event.health)
     if event.action == "start":

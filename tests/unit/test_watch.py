@@ -2,6 +2,7 @@
 
 import threading
 import time
+from typing import Callable, Optional
 
 from docker_reroll.interrupts import Interrupts
 from docker_reroll.model import ContainerEvent
@@ -70,6 +71,44 @@ def test_a_container_that_dies_fails_the_wait_at_once():
         threading.Timer(0.1, engine.die, args=(a, 3)).start()
         outcome = watch.wait([a, b], all_healthy, 10)
     assert outcome.how == "failed" and outcome.reason == "p-web-1 exited with code 3"
+
+
+def test_a_container_this_run_removed_stays_removed_when_its_die_event_comes_late():
+    """Seen in CI: the JSON stream's last state of a retired container was 'exited', its destroy event not yet
+    read when `docker rm` returned."""
+    engine, [a] = engine_with("healthy")
+    with ContainerWatch(engine, "p", "web", Interrupts()) as watch:
+        watch.refresh([a])
+        [gone] = watch.removed([a])
+        assert gone.status == "removed"
+        watch._on_event(ContainerEvent(a, "die", exit_code=0, received=time.monotonic()))
+        assert [c.status for c in watch.current([a])] == ["removed"]
+
+
+def test_events_of_an_engine_outage_are_older_than_the_inspect_made_again_after_it():
+    """Seen against a restarted engine: the dies of its shutdown arrived while an inspect waited for it to come back,
+    were taken as newer than that inspect's answer (the containers running again), and failed the deploy."""
+    class ComesBack(FakeEngine):
+        outage: Optional[Callable[[], None]] = None
+
+        def inspect(self, ids):
+            if self.outage is not None:
+                self.outage()
+            return super().inspect(ids)
+
+    engine = ComesBack()
+    a = engine.add("web", health="healthy")
+    with ContainerWatch(engine, "p", "web", Interrupts()) as watch:
+        watch.refresh([a])
+
+        def outage():
+            watch._on_event(ContainerEvent(a, "die", exit_code=0, received=time.monotonic()))  # the shutdown's
+            time.sleep(0.01)
+            engine.answered_since = time.monotonic()  # the engine answers again: the inspect is made once more
+
+        engine.outage = outage
+        [now] = watch.refresh([a])
+    assert (now.status, now.health) == ("running", "healthy")
 
 
 def test_a_cli_cancel_and_the_signal_behind_it_are_one_interrupt():
