@@ -4,6 +4,7 @@ environment instead of the system's Python. No daemon needed; `make -n` prints t
 import os
 import re
 import subprocess
+import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FIRST_SCREEN = 30  # lines
@@ -34,8 +35,9 @@ def test_the_test_and_lint_tools_go_into_a_virtual_environment_not_the_systems_p
     ("externally-managed-environment") and a fresh machine may lack pip for."""
     venv = tmp_path / "venv"
     for target in ("unit", "lint", "test"):
-        commands = subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=ROOT, capture_output=True,
-                                  text=True, check=True).stdout
+        # As CI runs it, inside `make test`: an outer make's MAKELEVEL would add "Entering directory" lines.
+        commands = subprocess.run(["make", "--no-print-directory", "-n", target, f"VENV={venv}"], cwd=ROOT,
+                                  capture_output=True, text=True, check=True).stdout
         assert "pip install" not in commands, commands
         assert f"scripts/venv.sh {venv}" in commands, "the environment is made (or brought up to date) first"
         runs = [line for line in commands.splitlines() if "scripts/venv.sh" not in line and "touch" not in line]
@@ -43,3 +45,22 @@ def test_the_test_and_lint_tools_go_into_a_virtual_environment_not_the_systems_p
     with open(os.path.join(ROOT, "scripts", "venv.sh"), encoding="utf-8") as handle:
         script = handle.read()
     assert '"$python" -m venv "$venv"' in script and '"$venv/bin/python" -m pip install' in script
+
+
+def test_the_parallel_phase_keeps_a_group_of_tests_on_one_worker(tmp_path):
+    """The Swarm tests share one swarm, made and left by the worker that runs them (scripts/test.sh runs the
+    parallel phase with --dist loadgroup). Seen before: pytest 9 with pytest-xdist 3.8 ran such a group on
+    several workers at once without a word, one worker leaving the swarm under the others' stacks."""
+    ran = tmp_path / "ran"
+    ran.mkdir()
+    (tmp_path / "test_grouped.py").write_text(
+        "import os\nimport pytest\n\npytestmark = pytest.mark.xdist_group('one')\n\n"
+        + "".join(f"def test_{n}():\n    open(os.path.join({str(ran)!r}, '{n}'), 'w')"
+                  ".write(os.environ['PYTEST_XDIST_WORKER'])\n\n" for n in range(6))
+    )
+    run = subprocess.run([sys.executable, "-m", "pytest", "-n", "3", "--dist", "loadgroup", "-q",
+                          "-p", "no:cacheprovider", str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    workers = {path.read_text() for path in ran.iterdir()}
+    assert len(list(ran.iterdir())) == 6 and len(workers) == 1, f"the group ran on {sorted(workers)}"
