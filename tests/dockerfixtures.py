@@ -53,8 +53,18 @@ HEALTHCHECK = """    healthcheck:
 def docker(*args: str, check: bool = True, env: Optional[Dict[str, str]] = None,
            input_text: Optional[str] = None, cwd: Optional[str] = None, timeout: float = 300
            ) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, env=env,
-                          input=input_text, cwd=cwd, timeout=timeout)
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, env=env, input=input_text, cwd=cwd,
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        raise DockerFailed(result.returncode, result.args, result.stdout, result.stderr)
+    return result
+
+
+class DockerFailed(subprocess.CalledProcessError):
+    """A docker command a test needed failed: its message says what docker said, not only its exit code."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}: {(self.stderr or '').strip()[-1500:]}"
 
 
 def require_engine() -> None:
@@ -549,11 +559,13 @@ LOAD_RATE = 400
 
 
 @contextlib.contextmanager
-def load_on(stack, settle=1.5, clients=LOAD_CLIENTS, rate=LOAD_RATE, max_duration=240, path="/", warm_up=200):
-    """8 clients (`rate` requests per second in all, or as fast as they go) against the proxy for the duration of
-    the block (and `settle` seconds more, so the requests after the deploy show what serves now), once `warm_up`
-    requests were answered. The final report is `load.report()` after the block."""
-    load = LoadGenerator(stack_url(stack, path), clients=clients, max_duration=max_duration, rate=rate)
+def load_on(stack, settle=1.5, clients=LOAD_CLIENTS, rate=LOAD_RATE, max_duration=240, path="/", warm_up=200,
+            host=None):
+    """8 clients (`rate` requests per second in all, or as fast as they go) against the proxy (with `host`, that
+    Host header) for the duration of the block (and `settle` seconds more, so the requests after the deploy show
+    what serves now), once `warm_up` requests were answered. The final report is `load.report()` after the block."""
+    load = LoadGenerator(stack_url(stack, path), clients=clients, max_duration=max_duration, rate=rate,
+                         host_header=host)
     load.start()
     try:
         assert load.wait_for_requests(warm_up, timeout=20), "the load generator could not reach the proxy"

@@ -286,6 +286,7 @@ class LoadGenerator:
         allow_remote: bool = False,
         rate: Optional[float] = None,
         retry_idle_close: bool = False,
+        host_header: Optional[str] = None,
     ):
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
@@ -309,6 +310,7 @@ class LoadGenerator:
         # Each client starts a request every clients/rate seconds (none sooner than its previous one ended).
         self.interval = clients / rate if rate else 0.0
         self.retry_idle_close = retry_idle_close
+        self.host_header = host_header  # the Host a proxy routes by, when not the URL's
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
         self._results: List[List[Sample]] = []
@@ -389,6 +391,8 @@ class LoadGenerator:
         conn: Optional[http.client.HTTPConnection] = None
         answered = 0  # responses read on `conn`: a request on it after one reuses the connection
         headers = {"User-Agent": "reroll-loadgen", "Accept": "text/plain"}
+        if self.host_header:
+            headers["Host"] = self.host_header
         # Paced clients start spread over one interval, so the load is even rather than in bursts.
         next_start = time.monotonic() + self.interval * index / self.clients
         while not self._stop.is_set() and time.monotonic() < deadline:

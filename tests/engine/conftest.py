@@ -67,6 +67,28 @@ def make_stack(base_env, stack_images, made):
     return make
 
 
+@pytest.fixture(scope="session")
+def proxy_images(base_env):
+    """examples/proxy-haproxy's proxy and app images, built once (`docker compose build`, as the example says)."""
+    from dockerfixtures import ROOT, docker, machine_lock
+
+    with machine_lock("proxy-example-images"):
+        docker("compose", "-p", "rerollproxybuild", "build", "-q", env=base_env, timeout=900,
+               cwd=os.path.join(ROOT, "examples", "proxy-haproxy"))
+
+
+@pytest.fixture
+def proxy_stack(base_env, proxy_images, made):
+    """examples/proxy-haproxy as a project of its own, an override laid over it, removed afterwards."""
+    from dockerfixtures import new_proxy_stack
+
+    def make(override: str = ""):
+        made.append(new_proxy_stack(base_env, "proxy-haproxy", override))
+        return made[-1]
+
+    return make
+
+
 @pytest.fixture
 def stack(make_stack):
     return make_stack()

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Dict, List, Optional, Set
 
-import pytest
-
 from docker_reroll.haproxy import HAProxyDriver
 from docker_reroll.model import parse_compose_config
 from docker_reroll.proxy import plan_routes, routes_of
@@ -36,8 +34,6 @@ from dockerfixtures import (
     finish,
     load_on,
     lock_and_journal,
-    machine_lock,
-    new_proxy_stack,
     read_until,
     start_reroll,
     versions_after,
@@ -79,23 +75,6 @@ services:
 """
 
 
-@pytest.fixture(scope="session")
-def proxy_images(base_env):
-    """The example's proxy and app images, built once (`docker compose build`, as the example says)."""
-    with machine_lock("proxy-example-images"):
-        docker("compose", "-p", "rerollproxybuild", "build", "-q", env=base_env, cwd=EXAMPLE, timeout=900)
-
-
-@pytest.fixture
-def proxy_stack(base_env, proxy_images, made):
-    """examples/proxy-haproxy as a project of its own, an override laid over it, removed afterwards."""
-    def make(override: str = "") -> ComposeProject:
-        made.append(new_proxy_stack(base_env, "proxy-haproxy", override))
-        return made[-1]
-
-    return make
-
-
 # ------------------------------------------------------------------------------------------------------ helpers
 
 
@@ -134,8 +113,8 @@ def json_events(text: str) -> List[Dict[str, object]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-def deploy(stack: ComposeProject, *args: str, **env: str) -> Deployed:
-    run = stack.reroll("app", "--progress", "json", *args, extra_env=env)
+def deploy(stack: ComposeProject, *args: str, service: str = "app", **env: str) -> Deployed:
+    run = stack.reroll(service, "--progress", "json", *args, extra_env=env)
     return Deployed(run, json_events(run.stderr))
 
 
@@ -306,13 +285,21 @@ def test_a_five_second_stream_across_each_switch_is_not_cut(proxy_stack):
     stack = proxy_stack()
     start(stack)
     with load_on(stack, rate=50, max_duration=600) as load:
-        for version in VERSIONS:
+        for version in VERSIONS[:3]:  # 5 s each: the ten-deploy tests catch the races
             [old] = [c for c in stack.containers() if c.running]
+            # Once the proxy is pinned to the old container and the new one starts: the stream then runs across
+            # the switch however long the deploy took to get there (a stream begun before the deploy may end first
+            # on a busy machine).
+            process = start_reroll(stack, "app", "--progress", "json", extra_env={"APP_VERSION": version})
+            seen = read_until(process, '"phase":"scale up"')
             stream = Stream(stack)
-            stream.first_line.wait(10)
-            done = deploy(stack, APP_VERSION=version)
+            assert stream.first_line.wait(10), stream.lines
+            output = seen + finish(process)
+            done = Deployed(Run(process.returncode, "", output, 0.0), json_events(output))
             stream.join(15)
             done.deployed()
+            switched = at(done.said("keep their connections and get no new ones")[0])
+            assert stream.started < switched < stream.ended, "the stream ran across the switch"
             assert stream.complete and len(stream.lines) == 10, stream.lines
             assert {line.split()[1] for line in stream.lines} == {old.id[:12]}
             assert [sum(c.values()) for c in done.connections][0] >= 1
@@ -328,6 +315,8 @@ class Stream(threading.Thread):
         self.lines: List[str] = []
         self.complete = False
         self.first_line = threading.Event()
+        self.started = time.time()
+        self.ended = float("inf")
         self.start()
 
     def run(self) -> None:
@@ -346,6 +335,7 @@ class Stream(threading.Thread):
             self.lines.append(f"error: {type(error).__name__}")
         finally:
             connection.close()
+            self.ended = time.time()
 
 
 # ------------------------------------------------------------------------------- interrupts, crashes, compose
@@ -436,3 +426,62 @@ def test_a_proxy_without_the_runtime_api_is_refused_before_any_change(proxy_stac
     assert refused.run.returncode == 3 and refused.summary["outcome"] == "refused", refused.run.stderr
     assert "`stats socket ipv4@127.0.0.1:61999 level admin`" in refused.run.stderr
     assert running_hosts(stack) == before
+
+
+# Two services behind one proxy on one port, told apart by host name; Docker health checks on both, so that a
+# broken version is seen as such (GET / answers even then).
+TWO_SERVICES = """
+services:
+  app:
+    healthcheck: &check
+      test: ["CMD", "/usr/local/bin/healthcheck"]
+      interval: 1s
+      timeout: 1s
+      retries: 2
+  api:
+    image: ${APP_IMAGE:-reroll-proxy-example-app:latest}
+    environment:
+      APP_VERSION: api-${API_VERSION:-v1}
+      APP_BROKEN: ${API_BROKEN:-0}
+    labels:
+      docker-reroll.proxy: proxy
+      docker-reroll.proxy-host: api.test
+    healthcheck: *check
+"""
+
+
+def test_a_release_of_two_services_behind_one_proxy_batches_and_a_roll_back_lose_no_request(proxy_stack):
+    """`--all` switches each service in turn, routed by host name on one port; a broken version of one is rolled
+    back while both keep serving; `--max-surge 1` replaces two replicas one at a time. Each under its own load."""
+    stack = proxy_stack(TWO_SERVICES)
+    start(stack, replicas=2)
+    with load_on(stack, rate=100, max_duration=600) as app_load, \
+            load_on(stack, rate=100, max_duration=600, host="api.test") as api_load:
+        release = stack.reroll("--all", "--progress", "json", extra_env={"APP_VERSION": "v2", "API_VERSION": "v2"})
+        events = json_events(release.stderr)
+        summary = events[-1]
+        assert release.returncode == 0 and summary["outcome"] == "deployed", release.stderr
+        results = {s["service"]: s["result"] for s in summary["services"]}  # type: ignore[union-attr]
+        assert results["app"] == results["api"] == "deployed", results
+        assert sorted(p["service"] for p in summary["phases"] if p["phase"] == "proxy") == ["api", "app"]  # type: ignore
+        released = time.time()
+        assert api_load.wait_for(lambda r: versions_after(r, released) == {"api-v2"}, timeout=10)
+
+        broken = deploy(stack, "--healthcheck-timeout", "8", service="api",
+                        APP_VERSION="v2", API_VERSION="v3", API_BROKEN="1")
+        assert broken.run.returncode == 1 and broken.summary["outcome"] == "rolled back", broken.run.stderr
+        assert "proxy" not in broken.phases, "the proxy was never switched to the broken version"
+        rolled_back = time.time()
+
+        batches = deploy(stack, "--max-surge", "1", APP_VERSION="v3", API_VERSION="v2")
+        batches.deployed()
+        plan = next(e for e in batches.events if e["type"] == "plan")
+        assert plan["services"][0]["batches"] == [{"start": 1, "retire": 1}] * 2, plan  # type: ignore[index]
+        ended = time.time()
+        assert app_load.wait_for(lambda r: any(s.start > ended for s in r.samples), timeout=10)
+    for load in (app_load, api_load):
+        assert load.report().failed == 0, load.report().failures
+    assert versions_after(api_load.report(), rolled_back) == {"api-v2"}, "the old version kept serving"
+    assert versions_after(app_load.report(), ended) == {"v3"}
+    assert len(running_hosts(stack)) == 2 and len([c for c in stack.containers("api") if c.running]) == 1
+    assert lock_and_journal(stack) == []

@@ -67,11 +67,24 @@ class SwarmStack:
 
     def tasks(self, service="app"):
         """The running tasks' (id, APP_VERSION)."""
-        ids = docker("service", "ps", "--quiet", "--no-trunc", "--filter", "desired-state=running",
-                     f"{self.name}_{service}").stdout.split()
-        found = json.loads(docker("inspect", "--type", "task", *ids).stdout) if ids else []
         return sorted((t["ID"], dict(e.split("=", 1) for e in t["Spec"]["ContainerSpec"]["Env"])["APP_VERSION"])
-                      for t in found if t["Status"]["State"] == "running")
+                      for t in self.running_tasks(service))
+
+    def running_tasks(self, service="app"):
+        """The inspected tasks that run."""
+        # Swarm's manager, busy beside parallel tests, has failed a `service ps` now and then (seen in CI), and a
+        # task listed may be gone by its inspect: ask again, and read the tasks the inspect still found.
+        deadline = time.monotonic() + 20
+        while True:
+            listed = docker("service", "ps", "--quiet", "--no-trunc", "--filter", "desired-state=running",
+                            f"{self.name}_{service}", check=False)
+            if listed.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert listed.returncode == 0, f"docker service ps {self.name}_{service}: {listed.stderr.strip()}"
+        ids = listed.stdout.split()
+        found = json.loads(docker("inspect", "--type", "task", *ids, check=False).stdout or "[]") if ids else []
+        return [t for t in found if t["Status"]["State"] == "running"]
 
     def settled_tasks(self, count, service="app", timeout=20):
         """The running tasks once there are `count` of them: a task Swarm is replacing may still run a moment after
@@ -303,12 +316,8 @@ def test_a_re_pushed_tag_reaches_the_tasks_as_docker_stack_deploy_resolves_it(sw
 
     def running():
         """Each running task's pinned digest, its container's image id and what the app in it answers."""
-        ids = docker("service", "ps", "--quiet", "--no-trunc", "--filter", "desired-state=running",
-                     f"{stack.name}_app").stdout.split()
         found = []
-        for task in json.loads(docker("inspect", "--type", "task", *ids).stdout):
-            if task["Status"]["State"] != "running":
-                continue
+        for task in stack.running_tasks():
             container = task["Status"]["ContainerStatus"]["ContainerID"]
             answer = docker("exec", container, "python3", "-c", "import urllib.request; print(urllib.request."
                             "urlopen('http://127.0.0.1:8080/').read().decode().split()[0])").stdout.strip()
