@@ -197,7 +197,7 @@ def test_a_deploy_under_load_is_swarms_start_first_update_with_zero_failed_reque
     old = stack.tasks()
     assert [version for _, version in old] == ["v1"] * 3
 
-    with load_on(stack, clients=8, rate=300) as load:
+    with load_on(stack, clients=8, rate=200) as load:
         deployed = time.time()
         run = stack.reroll_json("--stack", stack.name, "-f", "stack.yaml", "app", extra_env={"APP_VERSION": "v2"})
         finished = time.time()
@@ -220,7 +220,7 @@ def test_a_broken_version_is_rolled_back_by_swarm_exit_1_and_v1_keeps_serving(sw
     stack = swarm_stack
     old = stack.tasks()
 
-    with load_on(stack, clients=8, rate=300) as load:
+    with load_on(stack, clients=8, rate=200) as load:
         run = stack.reroll_json("--stack", stack.name, "-f", "stack.yaml", "--healthcheck-timeout", "30", "app",
                                 extra_env={"APP_VERSION": "v2", "APP_BROKEN": "1"})
 
@@ -237,7 +237,7 @@ def test_a_broken_version_is_rolled_back_by_swarm_exit_1_and_v1_keeps_serving(sw
 def test_an_interrupt_during_the_update_asks_swarm_to_roll_back(swarm_stack):
     stack = swarm_stack
     env = {**stack.env, **JSON_STREAM, "APP_VERSION": "v2", "APP_STARTUP_DELAY": "8", "APP_START_PERIOD": "30s"}
-    with load_on(stack, clients=8, rate=300) as load:
+    with load_on(stack, clients=8, rate=200) as load:
         process = subprocess.Popen(["docker", "reroll", "--stack", stack.name, "-f", "stack.yaml", "app"],
                                    cwd=stack.directory, env=env, text=True, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, start_new_session=True)
