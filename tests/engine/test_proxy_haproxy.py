@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Dict, List, Optional, Set
 
+import pytest
+
 from docker_reroll.haproxy import API_CLIENT, API_PORT, HAProxyDriver, parse_stat
 from docker_reroll.model import parse_compose_config
 from docker_reroll.proxy import plan_routes, routes_of
@@ -39,6 +41,10 @@ from dockerfixtures import (
     versions_after,
 )
 from tcpload import LineClients
+
+# One haproxy test at a time (on one worker of the parallel phase): two of them at once, each with its load,
+# its proxy and Docker's DNS busy, kept two cores busy enough that checks timed out.
+pytestmark = pytest.mark.xdist_group("haproxy")
 
 EXAMPLE = os.path.join(ROOT, "examples", "proxy-haproxy")
 VERSIONS = [f"v{n}" for n in range(2, 12)]  # ten deploys after v1
