@@ -6,7 +6,8 @@
 # The suite runs in three phases, so that it is fast without changing what a test proves:
 #   1. every test whose meaning does not need the machine to itself, in parallel workers (each engine test has a
 #      compose project, names and ports of its own; the Swarm tests share one worker, which makes the swarm, and
-#      the proxy-mode tests run one HAProxy and one nginx test at a time);
+#      the proxy-mode tests run one HAProxy and one nginx test at a time: two of a kind at once, each with its
+#      load, its proxy and Docker's DNS busy, kept two cores busy enough that checks timed out);
 #   2. the `serial` tests, one at a time with nothing beside them: zero failed requests at the tightest timings;
 #   3. the `exclusive` tests, which stop and restart the engine itself.
 # Arguments go to pytest in every phase (e.g. a file or -k); a phase they select nothing from is skipped.

@@ -42,9 +42,7 @@ from dockerfixtures import (
 )
 from tcpload import LineClients
 
-# One haproxy test at a time (on one worker of the parallel phase): two of them at once, each with its load,
-# its proxy and Docker's DNS busy, kept two cores busy enough that checks timed out.
-pytestmark = pytest.mark.xdist_group("haproxy")
+pytestmark = pytest.mark.xdist_group("haproxy")  # one at a time: scripts/test.sh says why
 
 EXAMPLE = os.path.join(ROOT, "examples", "proxy-haproxy")
 VERSIONS = [f"v{n}" for n in range(2, 12)]  # ten deploys after v1

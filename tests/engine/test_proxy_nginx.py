@@ -46,9 +46,7 @@ from dockerfixtures import (
 )
 from loadgen import LoadGenerator, now
 
-# One nginx test at a time (on one worker of the parallel phase): two of them at once, each with its load,
-# its proxy and Docker's DNS busy, kept two cores busy enough that checks timed out.
-pytestmark = pytest.mark.xdist_group("nginx")
+pytestmark = pytest.mark.xdist_group("nginx")  # one at a time: scripts/test.sh says why
 
 EXAMPLE = os.path.join(ROOT, "examples", "proxy-nginx")
 OVERRIDES = os.path.join(STACKS, "proxy-nginx")
