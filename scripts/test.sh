@@ -24,18 +24,38 @@ export REROLL_REQUIRE_ENGINE=1
 workers=${REROLL_TEST_WORKERS:-4}  # the engine tests mostly wait on health checks: more workers than cores
 # (3 took 921 s instead of 684 s on two cores and failed as many tests)
 
+# Each phase has a time limit, so that a run ends, with what it found, well inside CI's 30 minutes whatever hangs (an
+# engine that stops answering, say): at the limit pytest gets SIGINT, and prints what passed and where it stood.
+limit_parallel=${REROLL_TEST_LIMIT_PARALLEL:-960} limit_serial=${REROLL_TEST_LIMIT_SERIAL:-420}
+limit_exclusive=${REROLL_TEST_LIMIT_EXCLUSIVE:-240}
+
 failed=0
 phase() {  # every phase runs, so one run shows every failure; pytest's 5 is "no test selected": nothing to do
-  local name=$1; shift
+  local name=$1 limit=$2; shift 2
   printf '\n==> %s\n' "$name"
   local started=$SECONDS code=0
-  python3 -m pytest "$@" || code=$?
+  timeout --signal=INT --kill-after=30 "$limit" python3 -m pytest "$@" || code=$?
+  [ "$code" -ne 124 ] || printf '==> %s: stopped at its time limit (%ss)\n' "$name" "$limit"
   printf '==> %s: %ss (exit %s)\n' "$name" $((SECONDS - started)) "$code"
   [ "$code" -eq 0 ] || [ "$code" -eq 5 ] || failed=$code
+  engine_check "$name"
 }
 
-phase "parallel ($workers workers)" -n "$workers" --dist loadgroup -m "not serial and not exclusive" \
-  --durations=15 -q "$@"
-phase "serial" -m "serial" --durations=5 -v "$@"
-phase "exclusive" -m "exclusive" -v "$@"
+# An engine that stopped answering fails every later test for no reason of its own: say so once, with the end of
+# its log, and start it again (provisioning kills what is left of it) so that the next phase proves something.
+engine_check() {
+  timeout 20 docker info >/dev/null 2>&1 && return 0
+  printf '==> the engine did not answer after the %s phase; the end of its log:\n' "$1"
+  tail -n 30 /var/log/dockerd.log || true
+  pkill -KILL -x dockerd || true
+  pkill -KILL -x containerd || true
+  sleep 2
+  rm -f /var/run/docker.pid  # left by a killed dockerd: the next one would refuse to start
+  bash scripts/provision.sh
+}
+
+phase "parallel ($workers workers)" "$limit_parallel" -n "$workers" --dist loadgroup \
+  -m "not serial and not exclusive" --durations=15 -q "$@"
+phase "serial" "$limit_serial" -m "serial" --durations=5 -v "$@"
+phase "exclusive" "$limit_exclusive" -m "exclusive" -v "$@"
 exit "$failed"

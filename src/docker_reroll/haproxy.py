@@ -2,12 +2,19 @@
 connection is ever closed by the proxy (a reload closes idle keep-alive connections, and a client that reuses one
 at that moment loses its request).
 
-At rest, each route's backend finds the service's containers through Docker's DNS: a `server-template` of SLOTS
-servers (slots), each holding one address DNS gives, checked by HAProxy itself. During a deploy docker-reroll sets
-the state of each slot by the address it holds: `ready` (gets new connections) for the containers that serve,
-`drain` (keeps the connections it has, gets no new one, and is still checked) for every other slot, so that a
-container compose adds gets no traffic before the switch while its check runs. `maint` is never used: HAProxy
-pauses the checks of a server in maintenance. At the end every slot is `ready` again and DNS rules.
+Each route's backend has two sets of servers:
+- slots: a `server-template` that Docker's DNS fills, one address each, checked by HAProxy. At rest they alone
+  route, so compose's own commands (`up`, `--scale`) need nothing else.
+- pins: a `server-template` of servers with no name to resolve, in maintenance at rest. During a deploy
+  docker-reroll puts the address of each container that takes part (from `docker inspect`, never from DNS) in a pin
+  of its own, and routes by the pins' states: `ready` (new connections) for the containers that serve, `drain` (keeps
+  its connections, gets no new one, still checked) for every other server. While containers join and leave,
+  Docker's DNS can answer for a moment with only some of them, and HAProxy then moves or empties slots; a pin is
+  never moved, so what serves during a deploy does not depend on DNS.
+A pin is forced down when it gets an address: only a check that passes brings it up, so a pin that is up has been
+checked at that address. `maint` is used only for free pins: HAProxy pauses the checks of a server in maintenance.
+At the end the slots route again, once DNS has put every container that serves in one, and the pins go back to
+maintenance.
 """
 
 import csv
@@ -26,12 +33,15 @@ from docker_reroll.proxy_driver import ProxyDriver
 # connection of HAProxy's own can hold it) and unlikely to be one a service listens on.
 API_PORT = 61999
 API_TIMEOUT = 10.0
-# Slots per backend: a deploy runs the old and the new containers side by side, and the address of a container
-# that is gone stays in its slot for about a second (`hold obsolete`): 64 slots deploy up to 30 replicas at once.
+# Slots and pins per backend: a deploy runs the old and the new containers side by side, each in a pin (and the
+# address of a container that is gone stays in its slot for about a second, `hold obsolete`): up to 32 replicas.
 SLOTS = 64
-# HAProxy's own check of each slot: every 250 ms; one pass puts a server up, two failures take it down.
+PINS = 64
+SLOT, PIN = "slot", "pin"  # the names of the two server-templates
+# HAProxy's own check of each server: every 250 ms; one pass puts a server up, two failures take it down.
 CHECK = "check inter 250ms fastinter 250ms downinter 250ms rise 1 fall 2"
-SLOT_WAIT = 10.0  # how long DNS may take to put the address of a container that serves into a slot
+PIN_WAIT = 10.0  # how long the check of a container that serves may take to pass in the pin it just got
+REST_WAIT = 10.0  # how long DNS may take, at the end, to put every container that serves in a slot
 POLL_SECONDS = 0.1
 
 # The client of the runtime API inside the proxy's container, with whatever it has: bash's /dev/tcp (the official
@@ -45,20 +55,38 @@ API_CLIENT = (
     'echo "no bash, socat or nc in the container to reach the runtime API with" >&2; exit 127'
 )
 OK_CHECKS = ("L4OK", "L6OK", "L7OK", "L7OKC")  # `show stat` check_status of a passed check
+# What `set server ... addr` answers when it did it ("IP changed from ...", "no need to change the addr ...").
+ADDRESS_SET = re.compile(r"changed from|no need to change")
 
 
 @dataclass(frozen=True)
 class Slot:
-    """One server of a route's backend as `show stat` reports it."""
+    """One server of a route's backend as `show stat` reports it: a slot DNS fills, or a pin."""
 
     name: str
-    address: str  # the IP address Docker's DNS put in it; "" while it holds none
+    address: str  # the IP address it holds; "" while a slot holds none
     checked: bool  # its check passed since the address came (a slot that gets one is up before any check)
     down: bool  # its check failed: it gets no connection, whatever state it is set to
     drained: bool  # set to drain, and up (a drained slot that is down shows as DOWN)
     # scur: what is in flight on it: requests in HTTP (each ends once its response is sent on, the server side
     # closing after each), connections in TCP
     sessions: int
+    maint: bool = False  # in maintenance: a free pin
+
+    @property
+    def pinned(self) -> bool:
+        """A pin (docker-reroll's), not a slot (DNS's)."""
+        return self.name.startswith(PIN)
+
+    @property
+    def holding(self) -> bool:
+        """A pin in use: it holds a container of this deploy."""
+        return self.pinned and not self.maint
+
+    @property
+    def passing(self) -> bool:
+        """Up by its check: for a pin, which was forced down when it got its address, a check passed there."""
+        return not self.down and not self.maint
 
 
 class HAProxyDriver(ProxyDriver):
@@ -76,18 +104,27 @@ class HAProxyDriver(ProxyDriver):
                     + (f" ({first_line(result.stderr)})" if result.stderr.strip() else ""))
         return missing(text, route)
 
+    def follow(self, proxy_id: str, route: Route, backends: Sequence[Backend]) -> None:
+        """Each of `backends` in a pin, drained: checked by HAProxy, sent nothing."""
+        self._pin(proxy_id, route, backends, self._slots(proxy_id, route))
+
     def route_to(self, proxy_id: str, route: Route, serving: Sequence[Backend], leaving: Sequence[Backend]) -> None:
-        """`serving` ready, every other slot (`leaving`, free ones, containers that do not serve yet) drain;
-        ready first, so that the backend is never without a server."""
-        slots = self._slots_holding(proxy_id, route, serving)
+        """`serving` ready, each in its pin, once the check of every pin just given passed; every other server
+        (the slots, free ones too, and the pins of `leaving`) drains. Ready first, so that the backend is never
+        without a server."""
+        servers = self._slots(proxy_id, route)
+        fresh = self._pin(proxy_id, route, serving, servers)
+        if fresh:
+            servers = self._wait_passing(proxy_id, route, fresh, servers)
         wanted = {b.address for b in serving}
-        order = sorted(slots, key=lambda s: s.address not in wanted)
-        self._answer_empty(proxy_id, [f"set server {route.name}/{s.name} state "
-                                      f"{'ready' if s.address in wanted else 'drain'}" for s in order])
+        ready = [s for s in servers if s.holding and s.address in wanted]
+        others = [s for s in servers if s not in ready and not (s.pinned and s.maint)]
+        self._command(proxy_id, [f"set server {route.name}/{s.name} state ready" for s in ready]
+                           + [f"set server {route.name}/{s.name} state drain" for s in others])
 
     def ready(self, proxy_id: str, route: Route, backends: Sequence[Backend]) -> List[Backend]:
-        checked = {s.address for s in self._slots(proxy_id, route) if s.address and s.checked}
-        return [b for b in backends if b.address in checked]
+        passed = {s.address for s in self._slots(proxy_id, route) if s.holding and s.passing}
+        return [b for b in backends if b.address in passed]
 
     def connections(self, proxy_id: str, route: Route, backends: Sequence[Backend]) -> Dict[str, int]:
         slots = self._slots(proxy_id, route)
@@ -96,34 +133,76 @@ class HAProxyDriver(ProxyDriver):
     def cut(self, proxy_id: str, route: Route, backends: Sequence[Backend]) -> None:
         addresses = {b.address for b in backends}
         commands = [f"shutdown sessions server {route.name}/{s.name}" for s in self._slots(proxy_id, route)
-                    if s.address in addresses]
+                    if s.address in addresses and not s.maint]
         if commands:
-            self._answer_empty(proxy_id, commands)
+            self._command(proxy_id, commands)
 
-    def rest(self, proxy_id: str, route: Route) -> None:
-        """Every slot ready. A drained slot still up with an address holds, at the end of a deploy, a container it
-        stopped (its check has not failed yet): forced down first, so that it gets no connection; its check brings
-        it up again if a container answers there."""
-        slots = self._slots(proxy_id, route)
-        gone = [f"set server {route.name}/{s.name} health down" for s in slots if s.drained and s.address]
-        self._answer_empty(proxy_id, gone + [f"set server {route.name}/{s.name} state ready" for s in slots])
+    def rest(self, proxy_id: str, route: Route) -> Optional[str]:
+        """Every slot ready; then, once a slot that passes its check holds each container that serves, every pin
+        back in maintenance. A drained slot still up that holds no container that serves holds, at the end of a
+        deploy, one it stopped (its check has not failed yet): forced down first, so that it gets no connection;
+        its check brings it up again if a container answers there."""
+        servers = self._slots(proxy_id, route)
+        serving = {s.address for s in servers if s.holding and not s.drained and s.passing}
+        gone = [f"set server {route.name}/{s.name} health down" for s in servers
+                if not s.pinned and s.drained and s.address and s.address not in serving]
+        self._command(proxy_id, gone + [f"set server {route.name}/{s.name} state ready"
+                                             for s in servers if not s.pinned])
+        deadline = time.monotonic() + REST_WAIT
+        while True:
+            servers = self._slots(proxy_id, route)
+            in_slots = {s.address for s in servers if not s.pinned and s.checked}
+            if serving <= in_slots or time.monotonic() > deadline:
+                break
+            time.sleep(POLL_SECONDS)
+        free = [s for s in servers if s.holding and s.address not in serving - in_slots]
+        if free:
+            self._command(proxy_id, [f"set server {route.name}/{s.name} state maint" for s in free])
+        missing_addresses = sorted(serving - in_slots)
+        if missing_addresses:
+            return (f"Docker's DNS did not give HAProxy's backend {route.name} {', '.join(missing_addresses)} within "
+                    f"{REST_WAIT:g}s: their pins keep routing to them until the next deploy")
+        return None
 
     # -- through the runtime API
 
-    def _slots_holding(self, proxy_id: str, route: Route, backends: Sequence[Backend]) -> List[Slot]:
-        """The slots, once DNS has put every one of `backends` in one (a container just started may not be)."""
-        deadline = time.monotonic() + SLOT_WAIT
+    def _pin(self, proxy_id: str, route: Route, backends: Sequence[Backend], servers: List[Slot]) -> List[str]:
+        """Each of `backends` that has no pin gets a free one, drained and forced down (its check brings it up);
+        the names of those pins."""
+        pinned = {s.address for s in servers if s.holding}
+        needed = [b for b in backends if b.address not in pinned]
+        free = [s for s in servers if s.pinned and s.maint]
+        if len(needed) > len(free):
+            raise DeployFailed(f"proxy mode: HAProxy's backend {route.name} has {len(free)} free pin(s) for "
+                               f"{len(needed)} container(s) (`docker reroll --dry-run` configures {PINS})")
+        given = list(zip(free, needed))
+        if given:
+            commands = []
+            for pin, backend in given:
+                server = f"{route.name}/{pin.name}"
+                commands += [f"set server {server} addr {backend.address} port {backend.port}",
+                             f"set server {server} state drain", f"set server {server} health down"]
+            self._command(proxy_id, commands)
+        return [pin.name for pin, _ in given]
+
+    def _wait_passing(self, proxy_id: str, route: Route, names: List[str], servers: List[Slot]) -> List[Slot]:
+        """Until the check of each of these pins passed (at most PIN_WAIT); the servers as they are then. A pin
+        still failing then is an error if its container passes through a slot (the pin cannot reach it), and
+        nothing lost if not: its container serves nothing now either."""
+        deadline = time.monotonic() + PIN_WAIT
         while True:
-            slots = self._slots(proxy_id, route)
-            held = {s.address for s in slots}
-            absent = [b.name for b in backends if b.address not in held]
-            if not absent:
-                return slots
+            servers = self._slots(proxy_id, route)
+            failing = [s for s in servers if s.name in names and not s.passing]
+            if not failing:
+                return servers
             if time.monotonic() > deadline:
-                raise DeployFailed(
-                    f"proxy mode: HAProxy's backend {route.name} has no server for {', '.join(absent)} after "
-                    f"{SLOT_WAIT:g}s: Docker's DNS did not give it their address, or all {len(slots)} of its slots "
-                    "are taken")
+                reached = {s.address for s in servers if not s.pinned and s.passing}
+                wrong = [s.address for s in failing if s.address in reached]
+                if wrong:
+                    raise DeployFailed(f"proxy mode: HAProxy's check of {', '.join(wrong)} in the pin(s) "
+                                       f"docker-reroll gave them did not pass within {PIN_WAIT:g}s, while it passes "
+                                       "through Docker's DNS")
+                return servers
             time.sleep(POLL_SECONDS)
 
     def _slots(self, proxy_id: str, route: Route) -> List[Slot]:
@@ -133,11 +212,12 @@ class HAProxyDriver(ProxyDriver):
         except ValueError:
             raise DeployFailed(f"proxy mode: HAProxy has no backend {route.name} ({first_line(answer)})") from None
 
-    def _answer_empty(self, proxy_id: str, commands: List[str]) -> None:
-        """Commands that answer nothing when they succeed."""
+    def _command(self, proxy_id: str, commands: List[str]) -> None:
+        """Commands that answer nothing when they succeed, or that an address was set."""
         answer = self._api(proxy_id, commands)
-        if answer.strip():
-            raise DeployFailed(f"proxy mode: HAProxy refused `{commands[0]}`...: {first_line(answer)}")
+        refused = [line for line in answer.splitlines() if line.strip() and not ADDRESS_SET.search(line)]
+        if refused:
+            raise DeployFailed(f"proxy mode: HAProxy refused `{commands[0]}`...: {refused[0].strip()}")
 
     def _api(self, proxy_id: str, commands: Sequence[str]) -> str:
         """One connection to the runtime API, for commands run in order (joined with `;`), and their answers."""
@@ -170,7 +250,8 @@ def _slot(row: Dict[str, str]) -> Slot:
     # passed since then brings it to the top (so a slot that held another container says nothing about this one).
     return Slot(name=row.get("svname") or "", address=address,
                 checked=status in OK_CHECKS and health >= rise + fall - 1, down=health < rise,
-                drained=(row.get("status") or "").startswith("DRAIN"), sessions=_number(row.get("scur")))
+                drained=(row.get("status") or "").startswith("DRAIN"), sessions=_number(row.get("scur")),
+                maint=(row.get("status") or "").startswith("MAINT"))
 
 
 def _number(text: Optional[str]) -> int:
@@ -227,6 +308,11 @@ def missing(text: str, route: Route) -> Optional[str]:
     lacking = [word for word in ("resolvers", "check") if word not in options]
     if lacking:
         return f"the servers of its backend {route.name} have no {' and no '.join(lacking)}"
+    pins = next((words for words in backend if words[:2] == ["server-template", PIN]), None)
+    defaults = [word for words in backend if words[0] == "default-server" for word in words]
+    if pins is None or "disabled" not in pins or "check" not in pins + defaults:
+        return (f"its backend {route.name} has no pins for deploys, checked and in maintenance at rest "
+                f"(`server-template {PIN} 1-{PINS} 127.0.0.1:{route.port} disabled`, with `check`)")
     return None
 
 
@@ -241,9 +327,10 @@ def config(routes: Sequence[Route]) -> str:
 
 HEADER = f"""\
 # HAProxy for docker-reroll's proxy mode, generated from the compose file's labels (`docker reroll --dry-run SERVICE`
-# prints it). At rest each backend finds its service's containers through Docker's DNS and checks them itself, so
-# compose's own commands need nothing else; during a deploy docker-reroll sets its servers' states through the
-# runtime API below (no reload). A reload of your own is hitless too (`option idle-close-on-response`).
+# prints it). At rest each backend finds its service's containers through Docker's DNS (its slots) and checks them
+# itself, so compose's own commands need nothing else; during a deploy docker-reroll puts the containers it deploys
+# in pins of their own (by address, which DNS cannot move) and sets the servers' states through the runtime API
+# below (no reload). A reload of your own is hitless too (`option idle-close-on-response`).
 global
     log stdout format raw local0 info
     maxconn 4096
@@ -299,6 +386,8 @@ def _backend(route: Route) -> str:
         lines.append("    option http-server-close")  # a connection to a server is a request in flight
         if route.health_path:
             lines.append(f"    option httpchk GET {route.health_path}")
-    lines += [f"    default-server {CHECK} resolvers docker init-addr none resolve-prefer ipv4",
-              f"    server-template slot 1-{SLOTS} {route.service}:{route.port}"]
+    lines += [f"    default-server {CHECK}",
+              f"    server-template {SLOT} 1-{SLOTS} {route.service}:{route.port} resolvers docker init-addr none "
+              "resolve-prefer ipv4",
+              f"    server-template {PIN} 1-{PINS} 127.0.0.1:{route.port} disabled  # docker-reroll's, for deploys"]
     return "\n".join(lines) + "\n"

@@ -297,8 +297,9 @@ class NginxDriver(ProxyDriver):
         # `leaving` needs nothing: nginx's old workers keep the connections they have until they end.
         self._load(proxy_id, route, render_pins(route, serving))
 
-    def rest(self, proxy_id: str, route: Route) -> None:
+    def rest(self, proxy_id: str, route: Route) -> Optional[str]:
         self._load(proxy_id, route, at_rest(route))
+        return None
 
     def ready(self, proxy_id: str, route: Route, backends: Sequence[Backend]) -> List[Backend]:
         """nginx (open source) checks nothing itself: each backend is checked from inside the proxy's container,

@@ -72,6 +72,7 @@ class ProxyControl(ProxyHold):
         """Until the proxy's own check (or a check from inside its container) passes for every new container."""
         ctx = self.ctx
         backends = self.backends(ctx.watch.refresh([c.id for c in new]))
+        self.driver.follow(self.proxy_id, self.route, backends)
         deadline = time.monotonic() + timeout
         check = f"GET {self.route.health_path}" if self.route.health_path else "a connect"
         ctx.progress.info(f"waiting up to {timeout:g}s for the proxy's check ({check}) of {names(new)}")
@@ -113,7 +114,9 @@ class ProxyControl(ProxyHold):
             time.sleep(POLL_SECONDS)
 
     def rest(self) -> None:
-        self.driver.rest(self.proxy_id, self.route)
+        problem = self.driver.rest(self.proxy_id, self.route)
+        if problem:
+            self.ctx.progress.warn(f"proxy {self.proxy.name}: {problem}")
 
 
 class ProxyDrain(DrainStrategy):

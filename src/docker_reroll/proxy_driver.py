@@ -26,6 +26,10 @@ class ProxyDriver:
         it), or None."""
         raise NotImplementedError
 
+    def follow(self, proxy_id: str, route: Route, backends: Sequence[Backend]) -> None:
+        """Have the proxy check these backends (new containers) from now on, without sending them connections;
+        a proxy whose `ready` checks on demand needs nothing."""
+
     def route_to(self, proxy_id: str, route: Route, serving: Sequence[Backend], leaving: Sequence[Backend]) -> None:
         """From now on, new connections go to `serving` only; `leaving` keep the connections they have."""
         raise NotImplementedError
@@ -42,6 +46,7 @@ class ProxyDriver:
         """End what is left to these backends (the drain timeout passed)."""
         raise NotImplementedError
 
-    def rest(self, proxy_id: str, route: Route) -> None:
-        """Back to routing by Docker's DNS, as the configuration at rest does (the deploy is over)."""
+    def rest(self, proxy_id: str, route: Route) -> Optional[str]:
+        """Back to routing by Docker's DNS, as the configuration at rest does (the deploy is over); what could not
+        be, as a warning."""
         raise NotImplementedError

@@ -48,9 +48,16 @@ def restart_engine(down_seconds):
         STARTED.append(subprocess.Popen(["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                         start_new_session=True))
     deadline = time.monotonic() + 120
-    while subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+    while not answers():
         assert time.monotonic() < deadline, "dockerd did not come back"
         time.sleep(0.5)
+
+
+def answers() -> bool:
+    try:  # an engine on its way up may take a connection and not answer it
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
 
 
 STARTED: "list[subprocess.Popen]" = []  # the engines these tests started: theirs to reap once they end

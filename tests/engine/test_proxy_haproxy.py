@@ -145,7 +145,7 @@ def checked_slots(stack: ComposeProject, service: str = "app") -> int:
     answer = docker("exec", "-i", proxy.id, "sh", "-c", API_CLIENT, "sh", str(API_PORT), check=False,
                     input_text=f"show stat reroll_{service} 4 -1\n")
     try:
-        return len([s for s in parse_stat(answer.stdout) if s.address and s.checked and not s.down])
+        return len([s for s in parse_stat(answer.stdout) if not s.pinned and s.address and s.checked and not s.down])
     except ValueError:
         return 0
 

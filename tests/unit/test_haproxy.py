@@ -1,15 +1,17 @@
 """Proxy mode with HAProxy without a daemon: the configuration made from routes, what a running configuration lacks,
 `show stat` as HAProxy 2.6 answered it (recorded in tests/unit/data/haproxy, from the example's proxy during a
-switch; the free slots after the fifth left out), and the runtime-API commands the driver sends for each move.
+switch; the free slots after the fifth left out), and each move against a model of HAProxy's servers, which
+answers the runtime API's commands as HAProxy 2.6 does.
 tests/engine/test_proxy_haproxy.py proves the moves against the real proxy."""
 
 import io
 import os
 import tarfile
-from typing import List
+from typing import List, Optional
 
 import pytest
 
+from docker_reroll import haproxy
 from docker_reroll.errors import DeployFailed
 from docker_reroll.haproxy import API_PORT, HAProxyDriver, Slot, config, file_in_tar, missing, parse_stat
 from docker_reroll.processes import Result
@@ -76,7 +78,8 @@ def test_the_configuration_routes_each_service_by_docker_dns_with_checks_and_the
     assert f"stats socket ipv4@127.0.0.1:{API_PORT} level admin" in text
     assert "frontend port_8080\n    mode http\n    bind :8080\n" in text
     assert "option idle-close-on-response" in text and "default_backend reroll_app" in text
-    assert "server-template slot 1-64 app:8080" in text and "init-addr none" in text
+    assert "server-template slot 1-64 app:8080 resolvers docker init-addr none" in text
+    assert "server-template pin 1-64 127.0.0.1:8080 disabled" in text, "pins: no name to resolve, free at rest"
     assert "option http-server-close" in text and "redispatch" not in text
     assert "httpchk" not in text, "no health path: a connect"
     assert missing(text, APP) is None
@@ -111,6 +114,8 @@ def section(text: str, header: str) -> str:
     (lambda t: t.replace(" resolvers docker", ""), "have no resolvers"),
     (lambda t: t.replace("default-server check", "default-server"), "have no check"),
     (lambda t: t.replace("    server-template", "    # server-template"), "no `server-template`"),
+    (lambda t: t.replace("    server-template pin", "    # server-template pin"), "no pins for deploys"),
+    (lambda t: t.replace(" disabled", ""), "no pins for deploys"),
 ])
 def test_a_running_configuration_that_cannot_be_driven_says_what_it_lacks(change, problem):
     said = missing(change(config([APP])), APP)
@@ -131,82 +136,194 @@ def test_the_file_docker_cp_writes_out_as_a_tar_is_read_from_it():
 # ------------------------------------------------------------------------------------ the moves, as commands
 
 
-class Proxy:
-    """The proxy's container as the driver reaches it: `show stat` answered from recordings, in turn (the last one
-    again and again), every other command answered `answer` and recorded."""
+class Server:
+    """One server of the model: a slot (DNS gives its address) or a pin (in maintenance until it gets one)."""
 
-    def __init__(self, *stats: str, answer: str = "\n") -> None:
-        self.stats = list(stats)
-        self.answer = answer
-        self.commands: List[List[str]] = []  # of each connection
+    def __init__(self, name: str, address: str = "", state: str = "ready", health: int = 2, sessions: int = 0):
+        self.name, self.address, self.state, self.health, self.sessions = name, address, state, health, sessions
+        self.check = "L4OK" if address and health else ""
+
+    def row(self) -> str:
+        if self.state == "maint" or not self.address:
+            status = "MAINT"
+        else:
+            status = "DOWN" if self.health < 1 else "DRAIN" if self.state == "drain" else "UP"
+        address = f"{self.address or '127.0.0.1'}:8080" if self.address or self.name.startswith("pin") else ""
+        return f"reroll_app,{self.name},{status},{self.check},{self.health},1,2,{address},{self.sessions},2"
+
+
+class HAProxy:
+    """HAProxy's backend reroll_app as the driver reaches it through `docker exec`: slots, PINS pins, and a round
+    of checks before each `show stat` (a pin or slot passes when its address is in `answering`)."""
+
+    def __init__(self, slots: List[Server], pins: int = 4, answering: Optional[set] = None) -> None:
+        self.servers = {s.name: s for s in slots}
+        self.servers.update((f"pin{n}", Server(f"pin{n}", state="maint", health=0)) for n in range(1, pins + 1))
+        self.answering = answering if answering is not None else {s.address for s in slots if s.address}
+        self.pins_answered = True
+        self.commands: List[List[str]] = []  # those of each connection, `show stat` left out
         self.engine = FakeEngine()
         self.engine.exec_answer = self._exec
         self.driver = HAProxyDriver(self.engine)
 
+    def pin(self, address: str) -> Server:
+        return next(s for s in self.servers.values() if s.name.startswith("pin") and s.address == address
+                    and s.state != "maint")
+
     def _exec(self, container: str, argv: List[str]) -> Result:
         assert argv[:2] == ["sh", "-c"] and argv[-1] == str(API_PORT)
         commands = self.engine.execs[-1][2].decode().strip().split("; ")
+        if commands == ["show stat reroll_app 4 -1"]:
+            self._checks()
+            header = "# pxname,svname,status,check_status,check_health,check_rise,check_fall,addr,scur,type"
+            return Result(0, "\n".join([header, *(s.row() for s in self.servers.values())]) + "\n\n", "")
         self.commands.append(commands)
-        if commands[0].startswith("show stat"):
-            return Result(0, recorded(self.stats.pop(0) if len(self.stats) > 1 else self.stats[0]), "")
-        return Result(0, self.answer, "")
+        return Result(0, "".join(self._command(c.split()) for c in commands), "")
+
+    def _checks(self) -> None:
+        for server in self.servers.values():
+            if server.state != "maint" and server.address:
+                passed = server.address in self.answering and (self.pins_answered or server.name.startswith("slot"))
+                server.health = min(server.health + 1, 2) if passed else max(server.health - 1, 0)
+                server.check = "L4OK" if passed else "L4CON"
+
+    def _command(self, words: List[str]) -> str:
+        server = self.servers.get(next(w for w in words if "/" in w).partition("/")[2])
+        if server is None:
+            return "No such server.\n\n"
+        if words[:2] == ["set", "server"] and words[3] == "addr":
+            was, server.address = server.address or "127.0.0.1", words[4]
+            return f"IP changed from '{was}' to '{words[4]}', no need to change the port by 'stats socket command'\n"
+        if words[:2] == ["set", "server"] and words[3] == "state":
+            server.state = words[4]
+        elif words[:2] == ["set", "server"] and words[3:5] == ["health", "down"]:
+            server.health = 0
+        elif words[:3] == ["shutdown", "sessions", "server"]:
+            server.sessions = 0
+        return "\n"
 
 
-def test_route_to_readies_the_serving_slots_first_and_drains_every_other_one():
-    proxy = Proxy("checked-in-drain")
-    proxy.driver.route_to("proxy-id", APP, [NEW], [OLD, OLD2])
-    show, states = proxy.commands
-    assert show == ["show stat reroll_app 4 -1"]
-    assert states[0] == "set server reroll_app/slot3 state ready"
-    assert sorted(states[1:]) == [f"set server reroll_app/slot{n} state drain" for n in (1, 2, 4, 5)]
+def serving_slots(*addresses: str, sessions: int = 0) -> List[Server]:
+    """The backend at rest: a slot for each address, up and checked, then free slots."""
+    return [*(Server(f"slot{n}", a, sessions=sessions) for n, a in enumerate(addresses, 1)),
+            Server(f"slot{len(addresses) + 1}"), Server(f"slot{len(addresses) + 2}")]
 
 
-def test_route_to_waits_until_dns_has_put_every_serving_container_in_a_slot():
-    proxy = Proxy("serving-with-streams", "serving-with-streams", "checked-in-drain")
-    proxy.driver.route_to("proxy-id", APP, [NEW], [])
-    assert [c[0] for c in proxy.commands].count("show stat reroll_app 4 -1") == 3
-    assert "set server reroll_app/slot3 state ready" in proxy.commands[-1]
+def test_before_the_new_containers_start_those_that_serve_are_pinned_checked_then_alone_ready():
+    proxy = HAProxy(serving_slots(OLD.address, OLD2.address))
+    proxy.driver.route_to("proxy-id", APP, [OLD, OLD2], [])
+    pinning, states = proxy.commands
+    assert pinning == ["set server reroll_app/pin1 addr 172.21.0.3 port 8080", "set server reroll_app/pin1 state drain",
+                       "set server reroll_app/pin1 health down",
+                       "set server reroll_app/pin2 addr 172.21.0.4 port 8080", "set server reroll_app/pin2 state drain",
+                       "set server reroll_app/pin2 health down"], "forced down: only a check brings a pin up"
+    assert states[:2] == ["set server reroll_app/pin1 state ready", "set server reroll_app/pin2 state ready"], \
+        "ready first: the backend is never without a server"
+    assert sorted(states[2:]) == [f"set server reroll_app/slot{n} state drain" for n in range(1, 5)], \
+        "every slot drains, free ones too (DNS may put a new container there); free pins stay in maintenance"
+    assert proxy.pin(OLD.address).health >= 1, "its check passed before it was readied"
 
 
-def test_ready_are_the_containers_whose_slot_passed_its_check_since_it_got_their_address():
-    assert Proxy("fresh-in-drain").driver.ready("proxy-id", APP, [OLD, NEW]) == [OLD]
-    assert Proxy("checked-in-drain").driver.ready("proxy-id", APP, [OLD, NEW]) == [OLD, NEW]
+def test_a_pin_whose_check_does_not_pass_while_its_slot_does_fails_the_deploy_before_any_change(monkeypatch):
+    monkeypatch.setattr(haproxy, "PIN_WAIT", 0.3)
+    proxy = HAProxy(serving_slots(OLD.address))
+    proxy.pins_answered = False  # say the container answers on another port than the route's
+    with pytest.raises(DeployFailed, match="172.21.0.3 in the pin.s. .* did not pass within 0.3s, while it passes "
+                                           "through Docker's DNS"):
+        proxy.driver.route_to("proxy-id", APP, [OLD], [])
+    assert all(s.state == "ready" for s in proxy.servers.values() if s.name.startswith("slot")), "routing as it was"
 
 
-def test_connections_are_the_sessions_on_each_containers_slot():
-    driver = Proxy("switched-draining-streams").driver
-    assert driver.connections("proxy-id", APP, [OLD, OLD2, NEW]) == {"p-app-1": 2, "p-app-2": 1, "p-app-3": 0}
+def test_a_container_that_fails_its_check_through_dns_too_is_pinned_ready_all_the_same(monkeypatch):
+    """It serves nothing now either; a deploy is often what mends it."""
+    monkeypatch.setattr(haproxy, "PIN_WAIT", 0.3)
+    proxy = HAProxy(serving_slots(OLD.address, OLD2.address), answering={OLD.address})
+    proxy.driver.route_to("proxy-id", APP, [OLD, OLD2], [])
+    assert proxy.commands[-1][:2] == [f"set server reroll_app/pin{n} state ready" for n in (1, 2)]
 
 
-def test_cut_shuts_down_the_sessions_of_the_given_containers_slots_only():
-    proxy = Proxy("switched-draining-streams")
-    proxy.driver.cut("proxy-id", APP, [OLD, OLD2])
-    assert proxy.commands[-1] == ["shutdown sessions server reroll_app/slot1",
-                                  "shutdown sessions server reroll_app/slot2"]
+def test_new_containers_are_followed_in_drained_pins_and_are_ready_once_their_own_check_passed():
+    proxy = HAProxy(serving_slots(OLD.address), answering={OLD.address})
+    proxy.driver.route_to("proxy-id", APP, [OLD], [])
+    proxy.driver.follow("proxy-id", APP, [NEW])
+    proxy.driver.follow("proxy-id", APP, [NEW])
+    assert proxy.commands[-1][0] == "set server reroll_app/pin2 addr 172.21.0.5 port 8080", "pinned once"
+    assert proxy.pin(NEW.address).state == "drain"
+    assert proxy.driver.ready("proxy-id", APP, [OLD, NEW]) == [OLD], "not answering yet"
+    proxy.answering.add(NEW.address)
+    assert proxy.driver.ready("proxy-id", APP, [OLD, NEW]) == [OLD, NEW]
 
 
-def test_rest_forces_down_the_drained_slots_of_containers_that_just_stopped_and_readies_every_slot():
-    """The two old containers (drained) were stopped; their slots are still up: their checks have not failed yet."""
-    proxy = Proxy("old-stopped-up")
-    proxy.driver.rest("proxy-id", APP)
-    assert proxy.commands == [["show stat reroll_app 4 -1"],
-                              ["set server reroll_app/slot3 health down", "set server reroll_app/slot4 health down",
-                               *(f"set server reroll_app/slot{n} state ready" for n in range(1, 6))]]
+def test_the_switch_readies_the_new_pins_and_drains_the_old_ones_whatever_dns_does_meanwhile():
+    proxy = HAProxy(serving_slots(OLD.address), answering={OLD.address, NEW.address})
+    proxy.driver.route_to("proxy-id", APP, [OLD], [])
+    proxy.driver.follow("proxy-id", APP, [NEW])
+    proxy.servers["slot1"].address = NEW.address  # DNS moved the slot of the old container to the new one
+    proxy.driver.route_to("proxy-id", APP, [NEW], [OLD])
+    assert proxy.commands[-1][0] == "set server reroll_app/pin2 state ready"
+    assert (proxy.pin(NEW.address).state, proxy.pin(OLD.address).state) == ("ready", "drain")
+    assert all(s.state == "drain" for s in proxy.servers.values() if s.name.startswith("slot"))
 
 
-def test_rest_forces_nothing_down_when_no_slot_is_drained():
-    proxy = Proxy("serving-with-streams")
-    proxy.driver.rest("proxy-id", APP)
-    assert proxy.commands[-1] == [f"set server reroll_app/slot{n} state ready" for n in range(1, 6)]
+def test_a_deploy_with_more_containers_than_free_pins_fails_saying_so():
+    proxy = HAProxy(serving_slots(OLD.address, OLD2.address), pins=1)
+    with pytest.raises(DeployFailed, match="1 free pin.s. for 2 container.s."):
+        proxy.driver.route_to("proxy-id", APP, [OLD, OLD2], [])
+    assert proxy.commands == [], "refused before any change"
+
+
+def test_connections_count_the_sessions_on_every_server_holding_a_container_and_cut_ends_them():
+    proxy = HAProxy(serving_slots(OLD.address, OLD2.address, sessions=2))
+    proxy.driver.route_to("proxy-id", APP, [OLD, OLD2], [])
+    proxy.pin(OLD.address).sessions = 1
+    assert proxy.driver.connections("proxy-id", APP, [OLD, OLD2, NEW]) == {"p-app-1": 3, "p-app-2": 2, "p-app-3": 0}
+    proxy.driver.cut("proxy-id", APP, [OLD])
+    assert sorted(proxy.commands[-1]) == ["shutdown sessions server reroll_app/pin1",
+                                          "shutdown sessions server reroll_app/slot1"]
+    assert proxy.driver.connections("proxy-id", APP, [OLD, OLD2]) == {"p-app-1": 0, "p-app-2": 2}
+
+
+def deployed(dns_gives_new: bool) -> HAProxy:
+    """One old container replaced by a new one and stopped (its drained slot still up: its checks have not failed
+    yet); DNS has put the new one in a slot, or not yet."""
+    proxy = HAProxy(serving_slots(OLD.address), answering={OLD.address, NEW.address})
+    proxy.driver.route_to("proxy-id", APP, [OLD], [])
+    proxy.driver.follow("proxy-id", APP, [NEW])
+    proxy.driver.ready("proxy-id", APP, [NEW])
+    proxy.driver.route_to("proxy-id", APP, [NEW], [OLD])
+    if dns_gives_new:
+        proxy.servers["slot2"].address, proxy.servers["slot2"].health = NEW.address, 2
+    proxy.answering.discard(OLD.address)
+    return proxy
+
+
+def test_at_rest_the_slots_route_again_and_the_pins_go_free_once_dns_holds_what_serves():
+    proxy = deployed(dns_gives_new=True)
+    assert proxy.driver.rest("proxy-id", APP) is None
+    slots_ready, pins_free = proxy.commands[-2:]
+    assert slots_ready[0] == "set server reroll_app/slot1 health down", "the stopped container's slot, at once"
+    assert sorted(slots_ready[1:]) == [f"set server reroll_app/slot{n} state ready" for n in range(1, 4)]
+    assert sorted(pins_free) == ["set server reroll_app/pin1 state maint", "set server reroll_app/pin2 state maint"]
+
+
+def test_at_rest_a_pin_stays_while_dns_does_not_hold_its_container_and_a_warning_says_so(monkeypatch):
+    monkeypatch.setattr(haproxy, "REST_WAIT", 0.3)
+    proxy = deployed(dns_gives_new=False)
+    said = proxy.driver.rest("proxy-id", APP)
+    assert said is not None and "did not give HAProxy's backend reroll_app 172.21.0.5 within 0.3s" in said
+    assert proxy.commands[-1] == ["set server reroll_app/pin1 state maint"], "the old container's pin goes free"
+    assert proxy.pin(NEW.address).state == "ready", "the new container's pin keeps routing to it"
 
 
 def test_a_refused_command_or_an_api_that_does_not_answer_fails_with_what_haproxy_said():
+    proxy = HAProxy(serving_slots(OLD.address))
+    proxy.servers.pop("slot3")
+    proxy.driver._slots = lambda proxy_id, route: [*parse_stat(recorded("serving-with-streams"))]
     with pytest.raises(DeployFailed, match="No such server"):
-        Proxy("checked-in-drain", answer="No such server.\n\n").driver.route_to("proxy-id", APP, [NEW], [])
-    proxy = Proxy("checked-in-drain")
+        proxy.driver.route_to("proxy-id", APP, [], [])
     proxy.engine.exec_answer = lambda container, argv: Result(1, "", "bash: connect: Connection refused\n")
     with pytest.raises(DeployFailed, match=f"runtime API .*{API_PORT}.* did not answer: bash: connect: Connection"):
-        proxy.driver.ready("proxy-id", APP, [NEW])
+        HAProxyDriver(proxy.engine).ready("proxy-id", APP, [NEW])
     proxy.engine.exec_answer = lambda container, argv: Result(0, "No such proxy.\n\n", "")
     with pytest.raises(DeployFailed, match="no backend reroll_app"):
-        proxy.driver.connections("proxy-id", APP, [OLD])
+        HAProxyDriver(proxy.engine).connections("proxy-id", APP, [OLD])
