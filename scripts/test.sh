@@ -7,7 +7,8 @@
 #   1. every test whose meaning does not need the machine to itself, in parallel workers (each engine test has a
 #      compose project, names and ports of its own; the Swarm tests share one worker, which makes the swarm, and
 #      the proxy-mode tests run one HAProxy and one nginx test at a time: two of a kind at once, each with its
-#      load, its proxy and Docker's DNS busy, kept two cores busy enough that checks timed out);
+#      load, its proxy and Docker's DNS busy, kept two cores busy enough that checks timed out); these groups are
+#      the longest chains, so they are handed out first (tests/conftest.py);
 #   2. the `serial` tests, one at a time with nothing beside them: zero failed requests at the tightest timings;
 #   3. the `exclusive` tests, which stop and restart the engine itself.
 # Arguments go to pytest in every phase (e.g. a file or -k); a phase they select nothing from is skipped.
@@ -26,8 +27,9 @@ workers=${REROLL_TEST_WORKERS:-4}  # the engine tests mostly wait on health chec
 
 # Each phase has a time limit, so that a run ends, with what it found, well inside CI's 30 minutes whatever hangs (an
 # engine that stops answering, say): at the limit pytest gets SIGINT, and prints what passed and where it stood.
-limit_parallel=${REROLL_TEST_LIMIT_PARALLEL:-960} limit_serial=${REROLL_TEST_LIMIT_SERIAL:-420}
-limit_exclusive=${REROLL_TEST_LIMIT_EXCLUSIVE:-240}
+# (Usual times here: 700-970 s, 150 s, 60 s; the sum of the limits, 27 min, leaves CI's provisioning inside 30.)
+limit_parallel=${REROLL_TEST_LIMIT_PARALLEL:-1140} limit_serial=${REROLL_TEST_LIMIT_SERIAL:-300}
+limit_exclusive=${REROLL_TEST_LIMIT_EXCLUSIVE:-180}
 
 failed=0
 phase() {  # every phase runs, so one run shows every failure; pytest's 5 is "no test selected": nothing to do

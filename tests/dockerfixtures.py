@@ -22,6 +22,7 @@ import pytest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
+from docker_reroll.haproxy import API_CLIENT, API_PORT, Slot, parse_stat  # noqa: E402
 from docker_reroll.model import Container, parse_inspect  # noqa: E402
 from loadgen import LoadGenerator  # noqa: E402
 
@@ -582,6 +583,18 @@ def load_on(stack, settle=1.5, clients=LOAD_CLIENTS, rate=LOAD_RATE, max_duratio
 
 def utc(moment):
     return time.strftime("%H:%M:%S", time.gmtime(moment)) + f"{moment % 1:.3f}"[1:] + "Z"
+
+
+def haproxy_servers(stack: ComposeProject, backend: str, api_port: int = API_PORT) -> List[Slot]:
+    """The servers of a backend of the stack's HAProxy (service `proxy`) as `show stat` reports them, through its
+    runtime API on 127.0.0.1:`api_port` in its container, as the driver reaches it; [] while it does not answer."""
+    [proxy] = stack.containers("proxy")
+    answer = docker("exec", "-i", proxy.id, "sh", "-c", API_CLIENT, "sh", str(api_port), check=False,
+                    input_text=f"show stat {backend} 4 -1\n")
+    try:
+        return parse_stat(answer.stdout)
+    except ValueError:
+        return []
 
 
 def explain_failures(stack, report):

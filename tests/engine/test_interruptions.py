@@ -22,15 +22,14 @@ from datetime import datetime, timezone
 
 import pytest
 
-from docker_reroll.haproxy import API_CLIENT, parse_stat
 from dockerfixtures import (
     DRAIN,
     JSON_STREAM,
     Run,
     Stream,
     child_pid,
-    docker,
     finish,
+    haproxy_servers,
     journal_replicas,
     load_on,
     lock_and_journal,
@@ -315,12 +314,10 @@ def wait_dropped_by_proxy(stack, containers, timeout=10):
     """Until the example's HAProxy (its runtime API: 127.0.0.1:9999 in its container) has taken these containers
     out of service."""
     addresses = {address for c in containers for address in c.addresses.values()}
-    [proxy] = stack.containers("proxy")
     deadline = time.monotonic() + timeout
     while True:
-        answer = docker("exec", "-i", proxy.id, "sh", "-c", API_CLIENT, "sh", "9999", check=False,
-                        input_text="show stat app 4 -1\n").stdout
-        serving = [s for s in parse_stat(answer) if s.address in addresses and not s.down and not s.maint]
+        serving = [s for s in haproxy_servers(stack, "app", api_port=9999)
+                   if s.address in addresses and not s.down and not s.maint]
         if not serving:
             return
         assert time.monotonic() < deadline, f"HAProxy still serves {[s.name for s in serving]} after {timeout}s"

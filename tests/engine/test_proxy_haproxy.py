@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Set
 
 import pytest
 
-from docker_reroll.haproxy import API_CLIENT, API_PORT, HAProxyDriver, parse_stat
+from docker_reroll.haproxy import HAProxyDriver
 from docker_reroll.model import parse_compose_config
 from docker_reroll.proxy import plan_routes, routes_of
 from dockerfixtures import (
@@ -34,6 +34,7 @@ from dockerfixtures import (
     child_pid,
     docker,
     finish,
+    haproxy_servers,
     load_on,
     lock_and_journal,
     read_until,
@@ -140,14 +141,9 @@ def checked_slots(stack: ComposeProject, service: str = "app") -> int:
     """How many of the proxy's slots for `service` hold an address and passed a check since: HAProxy 2.6 serves a
     container from DNS before its first check, and that check may still put it down (an app whose /health says 503
     while it starts, a connect that times out on a busy machine). Load begun before then fails for the example, not
-    for docker-reroll, which switches only to checked slots."""
-    [proxy] = stack.containers("proxy")
-    answer = docker("exec", "-i", proxy.id, "sh", "-c", API_CLIENT, "sh", str(API_PORT), check=False,
-                    input_text=f"show stat reroll_{service} 4 -1\n")
-    try:
-        return len([s for s in parse_stat(answer.stdout) if not s.pinned and s.address and s.checked and not s.down])
-    except ValueError:
-        return 0
+    for docker-reroll, which switches only to checked servers."""
+    return len([s for s in haproxy_servers(stack, f"reroll_{service}")
+                if not s.pinned and s.address and s.checked and not s.down])
 
 
 def answering(stack: ComposeProject, tcp: bool = False, tries: int = 12) -> Optional[Set[str]]:

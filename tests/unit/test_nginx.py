@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from docker_reroll import nginx
 from docker_reroll.engine import Docker
 from docker_reroll.errors import DeployFailed
 from docker_reroll.nginx import (
@@ -169,13 +170,20 @@ def pins_written(call: "list[str]", stdin: bytes) -> "dict[str, str]":
         return {m.name: tar.extractfile(m).read().decode() for m in tar.getmembers() if m.isfile()}
 
 
+def dns_answers(*addresses: str):
+    """The proxy's container: `getent ahostsv4 app` answers these addresses (as glibc prints them), the rest ""."""
+    lines = "".join(f"{a}      {kind}\n" for a in addresses for kind in ("STREAM app", "DGRAM", "RAW"))
+    return lambda argv: Result(0 if addresses else 2, lines, "") if "getent" in argv else Result(0, "", "")
+
+
 def test_a_switch_writes_the_pins_and_reloads_once_per_change_and_rest_empties_them():
-    runner = FakeRunner(answer=lambda argv: Result(0, "", ""))
+    runner = FakeRunner(answer=dns_answers(NEW.address))
     inputs = []
     real_run = runner.run
 
     def run(argv, **kwargs):
-        inputs.append(kwargs.get("input_bytes", b""))
+        if "getent" not in argv:
+            inputs.append(kwargs.get("input_bytes", b""))
         return real_run(argv, **kwargs)
 
     runner.run = run
@@ -185,8 +193,9 @@ def test_a_switch_writes_the_pins_and_reloads_once_per_change_and_rest_empties_t
     driver.route_to("p1", APP, [NEW], [OLD])
     driver.rest("p1", APP)
     driver.rest("p1", APP)
-    verbs = [call[1] for call in runner.calls]
+    verbs = [call[1] for call in runner.calls if "getent" not in call]
     assert verbs == ["cp", "exec", "cp", "exec", "cp", "exec"]
+    runner.calls = [call for call in runner.calls if "getent" not in call]
     assert runner.calls[0] == ["docker", "cp", "-", "p1:/etc/nginx"]
     assert runner.calls[1][:5] == ["docker", "exec", "p1", "sh", "-c"]
     assert runner.calls[1][6:] == ["reload", "/etc/nginx/nginx.conf", "200"]
@@ -196,6 +205,26 @@ def test_a_switch_writes_the_pins_and_reloads_once_per_change_and_rest_empties_t
                                                         for k, v in render_pins(APP, [NEW]).items()}
     assert pins_written(runner.calls[4], inputs[4]) == {"docker-reroll/reroll_app.upstream": "",
                                                         "docker-reroll/reroll_app.pin": ""}
+
+
+@pytest.mark.parametrize("dns, why", [((OLD.address, NEW.address), "the removed container still in the answer"),
+                                      ((), "no answer")])
+def test_the_pins_stay_while_dockers_dns_does_not_answer_with_exactly_what_serves(monkeypatch, dns, why):
+    monkeypatch.setattr(nginx, "DNS_WAIT", 0.3)
+    driver, runner = driver_with(dns_answers(*dns))
+    driver.route_to("p1", APP, [NEW], [OLD])
+    said = driver.rest("p1", APP)
+    assert said is not None and said.startswith(f"Docker's DNS answered app with {', '.join(dns) or 'nothing'} "
+                                                "for 0.3s after the deploy, where 172.20.0.5 serve"), (why, said)
+    assert [call[1] for call in runner.calls if "getent" not in call] == ["cp", "exec"], "no reload to rest"
+
+
+def test_an_image_without_getent_goes_back_to_dns_at_once():
+    driver, runner = driver_with(lambda argv: Result(127, "", "getent: not found") if "getent" in argv
+                                 else Result(0, "", ""))
+    driver.route_to("p1", APP, [NEW], [OLD])
+    assert driver.rest("p1", APP) is None
+    assert [call[1] for call in runner.calls if "getent" not in call] == ["cp", "exec", "cp", "exec"]
 
 
 def test_a_reload_nginx_refuses_fails_the_step_with_nginxs_own_words():
