@@ -26,6 +26,9 @@ start_engine() {
   apt_install docker.io iptables ca-certificates
   # A dockerd that is only a zombie (its parent ended without reaping it) does not count as running.
   if ! ps -C dockerd -o stat= 2>/dev/null | grep -qv '^Z'; then
+    # A dockerd that died (a crash, a kill) leaves its pid file, and a new one refuses to start while that pid
+    # exists, even as a zombie: none runs, so the file is stale.
+    rm -f /var/run/docker.pid
     log "starting dockerd"
     nohup dockerd >/var/log/dockerd.log 2>&1 &
   fi

@@ -52,7 +52,6 @@ engine_check() {
   pkill -KILL -x dockerd || true
   pkill -KILL -x containerd || true
   sleep 2
-  rm -f /var/run/docker.pid  # left by a killed dockerd: the next one would refuse to start
   bash scripts/provision.sh
 }
 

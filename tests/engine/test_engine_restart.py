@@ -37,6 +37,8 @@ def restart_engine(down_seconds):
     """Stop dockerd as a service manager would (SIGTERM), keep it down, start it again as provisioning does."""
     with open(PID_FILE) as handle:
         pid = int(handle.read().strip())
+    # A pid file left by an engine that died names whatever process has that pid now: never signal that one.
+    assert command_of(pid) == "dockerd", f"{PID_FILE} names pid {pid}, which is {command_of(pid)!r}, not dockerd"
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 60
     while running(pid) and time.monotonic() < deadline:  # ended: a zombie nobody reaped counts as stopped
@@ -51,6 +53,14 @@ def restart_engine(down_seconds):
     while not answers():
         assert time.monotonic() < deadline, "dockerd did not come back"
         time.sleep(0.5)
+
+
+def command_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
 
 
 def answers() -> bool:
