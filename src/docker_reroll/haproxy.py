@@ -115,7 +115,7 @@ class HAProxyDriver(ProxyDriver):
         servers = self._slots(proxy_id, route)
         fresh = self._pin(proxy_id, route, serving, servers)
         if fresh:
-            servers = self._wait_passing(proxy_id, route, fresh, servers)
+            servers = self._wait_passing(proxy_id, route, fresh)
         wanted = {b.address for b in serving}
         ready = [s for s in servers if s.holding and s.address in wanted]
         others = [s for s in servers if s not in ready and not (s.pinned and s.maint)]
@@ -185,7 +185,7 @@ class HAProxyDriver(ProxyDriver):
             self._command(proxy_id, commands)
         return [pin.name for pin, _ in given]
 
-    def _wait_passing(self, proxy_id: str, route: Route, names: List[str], servers: List[Slot]) -> List[Slot]:
+    def _wait_passing(self, proxy_id: str, route: Route, names: List[str]) -> List[Slot]:
         """Until the check of each of these pins passed (at most PIN_WAIT); the servers as they are then. A pin
         still failing then is an error if its container passes through a slot (the pin cannot reach it), and
         nothing lost if not: its container serves nothing now either."""

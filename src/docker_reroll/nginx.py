@@ -32,7 +32,7 @@ RESOLVER = "resolver 127.0.0.11 valid=1s ipv6=off;"  # Docker's embedded DNS; an
 PROBE_SECONDS = 2  # one check of a backend from inside the proxy's container
 RELOAD_SECONDS = 10  # for nginx to replace its workers after a reload
 EXEC_MARGIN = 10  # seconds a `docker exec` may take beyond what runs inside
-DNS_WAIT = 10.0  # how long Docker's DNS may take, at the end, to answer with exactly the containers that serve
+DNS_WAIT = 10.0  # how long Docker's DNS may take, at the end, to answer with the containers that serve, and only
 DNS_POLL_SECONDS = 0.2
 
 _HEAD = """\
@@ -280,6 +280,7 @@ class NginxDriver(ProxyDriver):
         super().__init__(docker)
         self.active: Dict[Tuple[str, str], Dict[str, str]] = {}  # (proxy, route) -> the pins loaded by this run
         self.serving: Dict[Tuple[str, str], Set[str]] = {}  # (proxy, route) -> the addresses pinned to serve
+        self.left: Dict[Tuple[str, str], Set[str]] = {}  # (proxy, route) -> those of containers that left
 
     def config(self, routes: Sequence[Route]) -> str:
         return render_config(routes)
@@ -300,12 +301,15 @@ class NginxDriver(ProxyDriver):
     def route_to(self, proxy_id: str, route: Route, serving: Sequence[Backend], leaving: Sequence[Backend]) -> None:
         # `leaving` needs nothing: nginx's old workers keep the connections they have until they end.
         self._load(proxy_id, route, render_pins(route, serving))
-        self.serving[(proxy_id, route.name)] = {b.address for b in serving}
+        key = (proxy_id, route.name)
+        self.serving[key] = {b.address for b in serving}
+        self.left[key] = (self.left.get(key, set()) | {b.address for b in leaving}) - self.serving[key]
 
     def rest(self, proxy_id: str, route: Route) -> Optional[str]:
-        """Back to Docker's DNS once, asked from inside the proxy's container, it answers with exactly the
-        containers that serve: after containers left, a busy engine has gone on answering with a removed one (or
-        none) for seconds, and nginx at rest would have sent requests there (502). The pins stay while it does."""
+        """Back to Docker's DNS once, asked from inside the proxy's container, it answers with every container
+        that serves and none that left: after containers left, a busy engine has gone on answering with a removed
+        one (or none) for seconds, and nginx at rest would have sent requests there (502). The pins stay while it
+        does. (Other addresses may come: those of the same containers on another network the proxy is on.)"""
         wanted = self.serving.get((proxy_id, route.name))
         if wanted is not None:
             answer = self._wait_dns(proxy_id, route, wanted)
@@ -317,15 +321,16 @@ class NginxDriver(ProxyDriver):
         return None
 
     def _wait_dns(self, proxy_id: str, route: Route, wanted: Set[str]) -> Optional[Set[str]]:
-        """None once DNS answers `wanted` for the service (or it cannot be asked: no getent in the image); else
-        its last answer, after DNS_WAIT."""
+        """None once DNS answers `wanted` for the service, and no container that left (or it cannot be asked: no
+        getent in the image); else its last answer, after DNS_WAIT."""
+        left = self.left.get((proxy_id, route.name), set())
         deadline = time.monotonic() + DNS_WAIT
         while True:
             result = self.docker.exec_in(proxy_id, ["getent", "ahostsv4", route.service], timeout=EXEC_MARGIN)
             if result.returncode in (126, 127) or "executable file not found" in result.stderr:
                 return None
             answer = {line.split()[0] for line in result.stdout.splitlines() if line.split()}
-            if answer == wanted:
+            if wanted <= answer and not answer & left:
                 return None
             if time.monotonic() > deadline:
                 return answer

@@ -182,7 +182,13 @@ def deploy_series(stack: ComposeProject, load: HttpLoad, *args: str, count: int 
         run = stack.reroll("--progress", "json", *args, "app", extra_env={"APP_VERSION": version})
         assert run.returncode == 0, run.stderr[-3000:]
         ended = now()
-        assert load.retrying.wait_for(lambda report, ended=ended: len(versions_after(report, ended)) > 0, timeout=10)
+        if not load.retrying.wait_for(lambda report, ended=ended: len(versions_after(report, ended)) > 0, timeout=10):
+            errors = [line for line in stack.compose("logs", "--no-log-prefix", "--timestamps", "proxy",
+                                                     check=False).stdout.splitlines()
+                      if any(f"[{level}]" in line for level in ("emerg", "alert", "crit", "error", "warn", "notice"))]
+            print("nginx's errors and notices:\n" + "\n".join(errors[-40:]))
+            pytest.fail(f"nothing answered through the proxy in the 10 s after deploy {number + 1} ended: "
+                        f"{load.retrying.report().summary()}")
         assert versions_after(load.retrying.report(), ended) == {version}
         counts = [after - before for after, before in zip(load.failed(), was)]
         print(f"deploy {number + 1}: {run.seconds:.2f}s, strict client failed {counts[0]}, retrying client failed "

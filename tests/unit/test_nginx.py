@@ -219,6 +219,13 @@ def test_the_pins_stay_while_dockers_dns_does_not_answer_with_exactly_what_serve
     assert [call[1] for call in runner.calls if "getent" not in call] == ["cp", "exec"], "no reload to rest"
 
 
+def test_addresses_of_the_serving_containers_on_another_network_of_the_proxy_do_not_hold_the_pins():
+    driver, runner = driver_with(dns_answers(NEW.address, "10.9.0.5"))
+    driver.route_to("p1", APP, [NEW], [OLD])
+    assert driver.rest("p1", APP) is None
+    assert [call[1] for call in runner.calls if "getent" not in call] == ["cp", "exec", "cp", "exec"]
+
+
 def test_an_image_without_getent_goes_back_to_dns_at_once():
     driver, runner = driver_with(lambda argv: Result(127, "", "getent: not found") if "getent" in argv
                                  else Result(0, "", ""))
