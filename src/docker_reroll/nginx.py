@@ -33,6 +33,7 @@ PROBE_SECONDS = 2  # one check of a backend from inside the proxy's container
 RELOAD_SECONDS = 10  # for nginx to replace its workers after a reload
 EXEC_MARGIN = 10  # seconds a `docker exec` may take beyond what runs inside
 DNS_WAIT = 10.0  # how long Docker's DNS may take, at the end, to answer with the containers that serve, and only
+DNS_STABLE = 1.0  # ... and to go on answering so for this long
 DNS_POLL_SECONDS = 0.2
 
 _HEAD = """\
@@ -321,18 +322,23 @@ class NginxDriver(ProxyDriver):
         return None
 
     def _wait_dns(self, proxy_id: str, route: Route, wanted: Set[str]) -> Optional[Set[str]]:
-        """None once DNS answers `wanted` for the service, and no container that left (or it cannot be asked: no
-        getent in the image); else its last answer, after DNS_WAIT."""
+        """None once DNS has answered `wanted` for the service, and no container that left, for DNS_STABLE on end
+        (or it cannot be asked: no getent in the image); else its last answer, after DNS_WAIT. Right once is not
+        enough: just after a container was removed, dockerd has answered right, then with the removed one or with
+        a failure, for a moment (nginx then answered 502)."""
         left = self.left.get((proxy_id, route.name), set())
         deadline = time.monotonic() + DNS_WAIT
+        right_since: Optional[float] = None
         while True:
             result = self.docker.exec_in(proxy_id, ["getent", "ahostsv4", route.service], timeout=EXEC_MARGIN)
             if result.returncode in (126, 127) or "executable file not found" in result.stderr:
                 return None
             answer = {line.split()[0] for line in result.stdout.splitlines() if line.split()}
-            if wanted <= answer and not answer & left:
+            now = time.monotonic()
+            right_since = (right_since or now) if wanted <= answer and not answer & left else None
+            if right_since is not None and now - right_since >= DNS_STABLE:
                 return None
-            if time.monotonic() > deadline:
+            if now > deadline:
                 return answer
             time.sleep(DNS_POLL_SECONDS)
 

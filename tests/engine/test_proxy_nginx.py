@@ -173,6 +173,14 @@ class Deploy:
         self.started = {c.id: started_at(c.id) for c in new}  # when the engine started each
 
 
+def nginx_errors(stack: ComposeProject) -> str:
+    """What nginx logged at notice level and above (its reloads, failed connects, names it could not resolve)."""
+    lines = [line for line in stack.compose("logs", "--no-log-prefix", "--timestamps", "proxy",
+                                            check=False).stdout.splitlines()
+             if any(f"[{level}]" in line for level in ("emerg", "alert", "crit", "error", "warn", "notice"))]
+    return "nginx's errors and notices:\n" + "\n".join(lines[-40:])
+
+
 def deploy_series(stack: ComposeProject, load: HttpLoad, *args: str, count: int = DEPLOYS) -> List[Deploy]:
     """`count` deploys of a new APP_VERSION each, with JSON progress: each succeeds and its version serves."""
     rows = []
@@ -183,12 +191,8 @@ def deploy_series(stack: ComposeProject, load: HttpLoad, *args: str, count: int 
         assert run.returncode == 0, run.stderr[-3000:]
         ended = now()
         if not load.retrying.wait_for(lambda report, ended=ended: len(versions_after(report, ended)) > 0, timeout=10):
-            errors = [line for line in stack.compose("logs", "--no-log-prefix", "--timestamps", "proxy",
-                                                     check=False).stdout.splitlines()
-                      if any(f"[{level}]" in line for level in ("emerg", "alert", "crit", "error", "warn", "notice"))]
-            print("nginx's errors and notices:\n" + "\n".join(errors[-40:]))
             pytest.fail(f"nothing answered through the proxy in the 10 s after deploy {number + 1} ended: "
-                        f"{load.retrying.report().summary()}")
+                        f"{load.retrying.report().summary()}\n{nginx_errors(stack)}")
         assert versions_after(load.retrying.report(), ended) == {version}
         counts = [after - before for after, before in zip(load.failed(), was)]
         print(f"deploy {number + 1}: {run.seconds:.2f}s, strict client failed {counts[0]}, retrying client failed "
@@ -247,7 +251,7 @@ def test_without_a_docker_health_check_the_proxys_own_check_decides_and_no_clock
     start(stack)
     with HttpLoad(stack) as load:
         rows = deploy_series(stack, load)
-    assert load.retrying.report().failed == 0, load.retrying.report().failures
+    assert load.retrying.report().failed == 0, (load.retrying.report().failures, nginx_errors(stack))
     for deploy in rows:
         assert_drained_not_cut(deploy.run)
         [new] = deploy.new

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tarfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -223,6 +224,25 @@ def test_addresses_of_the_serving_containers_on_another_network_of_the_proxy_do_
     driver, runner = driver_with(dns_answers(NEW.address, "10.9.0.5"))
     driver.route_to("p1", APP, [NEW], [OLD])
     assert driver.rest("p1", APP) is None
+    assert [call[1] for call in runner.calls if "getent" not in call] == ["cp", "exec", "cp", "exec"]
+
+
+def test_dns_must_answer_right_for_a_while_not_once_before_the_pins_go(monkeypatch):
+    """Just after a container was removed, dockerd answered right, then with the removed one, for a moment."""
+    monkeypatch.setattr(nginx, "DNS_STABLE", 0.3)
+    monkeypatch.setattr(nginx, "DNS_POLL_SECONDS", 0.05)
+    answers = [dns_answers(NEW.address), dns_answers(OLD.address, NEW.address)]
+    asked = []
+
+    def answer(argv):
+        if "getent" in argv:
+            asked.append(time.monotonic())
+        return answers[1 if len(asked) == 2 else 0](argv)
+
+    driver, runner = driver_with(answer)
+    driver.route_to("p1", APP, [NEW], [OLD])
+    assert driver.rest("p1", APP) is None
+    assert asked[-1] - asked[2] >= 0.3, "right for DNS_STABLE from the answer after the wrong one"
     assert [call[1] for call in runner.calls if "getent" not in call] == ["cp", "exec", "cp", "exec"]
 
 
