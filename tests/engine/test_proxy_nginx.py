@@ -482,7 +482,8 @@ def test_a_deploy_killed_after_the_switch_is_finished_by_the_next_run(nginx_stac
     start(stack)
     [old] = stack.containers()
     with HttpLoad(stack) as load:
-        deploy, _, result = in_background(stack, "v2", "keep their connections")
+        # said once nginx took the switch (its reload done): "... keep their connections" comes before the reload
+        deploy, _, result = in_background(stack, "v2", "for the proxy's connections to")
         os.kill(child_pid(deploy.pid), signal.SIGKILL)  # the plugin, mid-drain: no clean-up of any kind
         deploy.wait(30)
         running = [c for c in stack.containers() if c.running]
