@@ -17,6 +17,15 @@ def _stat(pid: int) -> List[str]:
         return []
 
 
+def command(pid: int) -> str:
+    """The process's command name (/proc/PID/comm), "" when it is gone: what a pid found in a file names now."""
+    try:
+        with open(f"/proc/{pid}/comm") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
 def running(pid: int) -> bool:
     """The process exists and has not ended: a zombie (ended, not yet reaped by its parent or init) does not count."""
     fields = _stat(pid)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from dockerfixtures import APP_IMAGE, JSON_STREAM, docker, finish_json, read_until_said, stack_url, start_reroll
-from pids import running
+from pids import command, running
 
 pytestmark = pytest.mark.exclusive
 
@@ -38,7 +38,7 @@ def restart_engine(down_seconds):
     with open(PID_FILE) as handle:
         pid = int(handle.read().strip())
     # A pid file left by an engine that died names whatever process has that pid now: never signal that one.
-    assert command_of(pid) == "dockerd", f"{PID_FILE} names pid {pid}, which is {command_of(pid)!r}, not dockerd"
+    assert command(pid) == "dockerd", f"{PID_FILE} names pid {pid}, which is {command(pid)!r}, not dockerd"
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 60
     while running(pid) and time.monotonic() < deadline:  # ended: a zombie nobody reaped counts as stopped
@@ -53,14 +53,6 @@ def restart_engine(down_seconds):
     while not answers():
         assert time.monotonic() < deadline, "dockerd did not come back"
         time.sleep(0.5)
-
-
-def command_of(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as handle:
-            return handle.read().strip()
-    except OSError:
-        return ""
 
 
 def answers() -> bool:
