@@ -341,11 +341,14 @@ def hold(port: int, gap: float = 0.2) -> dict:
 
 
 def test_a_tcp_service_switches_ten_times_without_cutting_a_connection(nginx_stack):
-    """Connections of 1 s each: every one open at a switch ends on the old container, within the drain timeout."""
+    """Connections of 2 s each: every one open at a switch ends on the old container, within the drain timeout.
+    Most switches must have found connections open (on a busy machine the first count can come late enough for a
+    switch to find none), or the test proved nothing."""
     stack = nginx_stack("tcp")
     start(stack, http=False)
     port = int(stack.env["PROXY_PORT"])
-    with TcpLoad(port) as load:
+    held_at_switch = 0
+    with TcpLoad(port, lines=10) as load:
         time.sleep(1)
         for number in range(DEPLOYS):
             version = f"v{number + 2}"
@@ -353,13 +356,14 @@ def test_a_tcp_service_switches_ten_times_without_cutting_a_connection(nginx_sta
             assert run.returncode == 0, run.stderr[-3000:]
             seen = connections(run)
             print(f"deploy {number + 1}: {run.seconds:.2f}s; connections to the old one: {seen}")
-            assert any(seen[0].values()), "connections were open at the switch"
+            held_at_switch += any(seen[0].values())
             assert_drained_not_cut(run)
             ended, deadline = now(), time.monotonic() + 15
             while not load.versions_since(ended) and time.monotonic() < deadline:
                 time.sleep(0.2)
             assert load.versions_since(ended) == {version}
     assert load.done and not load.failed(), load.failed()[:10]
+    assert held_at_switch >= DEPLOYS - 2, f"only {held_at_switch} of {DEPLOYS} switches found connections open"
 
 
 def test_a_tcp_connection_still_open_at_the_drain_timeout_is_cut_and_counted(nginx_stack):
