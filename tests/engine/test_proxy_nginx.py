@@ -8,7 +8,8 @@ retries, once, a request whose reused keep-alive connection was closed before an
 curl, browsers and Go do). nginx has no runtime API: each switch is a graceful reload, whose old workers close idle
 keep-alive connections at once, so the strict client loses about one request per idle connection per reload. The
 retrying client must lose none; the strict numbers are printed. None is `serial`: proxy mode has no clock to race,
-so its claims must hold on a busy machine too, beside the other tests of the parallel phase."""
+so its claims must hold on a busy machine too, beside the other tests of the parallel phase. One is `exclusive`: it
+makes the engine leave a swarm, which erases the DNS names of every container on engine 20.10."""
 
 import json
 import os
@@ -586,3 +587,39 @@ def test_a_proxy_whose_nginx_conf_was_not_made_for_the_route_is_refused_before_a
     assert [c.id for c in stack.containers()] == [c.id for c in before]
     dry = stack.reroll("--dry-run", "app", extra_env={"APP_VERSION": "v2"})
     assert dry.returncode == 3 and "refused: proxy mode: its configuration" in dry.stderr
+
+
+def fails_for(stack: ComposeProject, seconds: float, within: float) -> bool:
+    """Whether the proxy answers nothing for `seconds` on end, within `within` seconds."""
+    deadline, failing_since = time.monotonic() + within, None
+    while time.monotonic() < deadline:
+        if answers(stack) is None:
+            failing_since = failing_since or time.monotonic()
+            if time.monotonic() - failing_since >= seconds:
+                return True
+        else:
+            failing_since = None
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.exclusive  # it makes the engine join a swarm and leave it, which no test beside it would survive
+def test_after_the_engine_forgot_the_apps_dns_name_a_deploy_routes_again(nginx_stack):
+    """Leaving a swarm makes engine 20.10 forget every container's DNS name: nginx at rest then answers 502 (it
+    finds the app by name). A deploy mends it: it pins the old container by its address, and goes back to DNS only
+    once DNS gives the new one."""
+    stack = nginx_stack()
+    start(stack)
+    assert docker("info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip() == "inactive", \
+        "this test makes a swarm of its own and leaves it"
+    docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+    docker("swarm", "leave", "--force")
+    forgot = fails_for(stack, seconds=2.0, within=10.0)  # longer than nginx keeps an answer (1 s)
+    print(f"nginx at rest after the swarm left: {'no answer' if forgot else 'still answers'}")
+    if docker("version", "--format", "{{.Server.Version}}").stdout.startswith("20.10."):
+        assert forgot, "engine 20.10 forgets the names when it leaves a swarm: nothing to mend here"
+    run = stack.reroll("--progress", "json", "app", extra_env={"APP_VERSION": "v2"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert not warnings(run), warnings(run)  # the pins left: DNS gives the new container
+    said = [answers(stack) for _ in range(20) if not time.sleep(0.1)]
+    assert all(a is not None and a.startswith("v2 ") for a in said), (said, nginx_errors(stack))
