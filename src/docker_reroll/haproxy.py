@@ -349,9 +349,9 @@ defaults
     timeout check 1s
 
 # Docker's embedded DNS, asked every 500 ms: the address of a container that is gone leaves its server 1 s after
-# it left the answer. When DNS fails (no answer, an error, the name unknown for a moment: seen while the engine
-# was busy), the last addresses are kept 30 s rather than 1 s, which would leave the backend empty: HAProxy's own
-# checks take any that stops answering out of service meanwhile.
+# it left the answer. When DNS fails (no answer, an error, the name unknown: engine 20.10 forgets every name when
+# it leaves a swarm), the last addresses are kept 30 s rather than 1 s, which would leave the backend empty:
+# HAProxy's own checks take any that stops answering out of service meanwhile.
 resolvers docker
     nameserver dns 127.0.0.11:53
     accepted_payload_size 8192
