@@ -10,7 +10,7 @@
 #      load, its proxy and Docker's DNS busy, kept two cores busy enough that checks timed out); these groups are
 #      the longest chains, so they are handed out first (tests/conftest.py);
 #   2. the `serial` tests, one at a time with nothing beside them: zero failed requests at the tightest timings;
-#   3. the `exclusive` tests, which stop and restart the engine itself.
+#   3. the `exclusive` tests, which stop and restart the engine itself, or make it leave a swarm.
 # Arguments go to pytest in every phase (e.g. a file or -k); a phase they select nothing from is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
