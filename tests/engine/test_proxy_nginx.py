@@ -621,5 +621,8 @@ def test_after_the_engine_forgot_the_apps_dns_name_a_deploy_routes_again(nginx_s
     run = stack.reroll("--progress", "json", "app", extra_env={"APP_VERSION": "v2"})
     assert run.returncode == 0, run.stderr[-3000:]
     assert not warnings(run), warnings(run)  # the pins left: DNS gives the new container
-    said = [answers(stack) for _ in range(20) if not time.sleep(0.1)]
+    said = []
+    for _ in range(20):
+        said.append(answers(stack))
+        time.sleep(0.1)
     assert all(a is not None and a.startswith("v2 ") for a in said), (said, nginx_errors(stack))
