@@ -15,6 +15,7 @@ import textwrap
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Callable, Dict, List, Optional, Sequence
 
 import pytest
@@ -583,6 +584,18 @@ def load_on(stack, settle=1.5, clients=LOAD_CLIENTS, rate=LOAD_RATE, max_duratio
 
 def utc(moment):
     return time.strftime("%H:%M:%S", time.gmtime(moment)) + f"{moment % 1:.3f}"[1:] + "Z"
+
+
+def iso_seconds(stamp: str) -> float:
+    """An RFC 3339 time (the engine's, or the JSON progress's), in seconds since the epoch."""
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    return datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp() + \
+        float(f"0.{fraction or 0}")
+
+
+def started_at(container_id: str) -> float:
+    """When the engine started the container, in seconds since the epoch."""
+    return iso_seconds(json.loads(docker("inspect", container_id).stdout)[0]["State"]["StartedAt"])
 
 
 def haproxy_servers(stack: ComposeProject, backend: str, api_port: int = API_PORT) -> List[Slot]:

@@ -20,7 +20,6 @@ import threading
 import time
 import urllib.request
 import uuid
-from datetime import datetime, timezone
 from typing import Dict, List, Optional
 
 import pytest
@@ -39,10 +38,12 @@ from dockerfixtures import (
     docker,
     finish,
     free_port,
+    iso_seconds,
     machine_lock,
     read_until,
     stack_url,
     start_reroll,
+    started_at,
     versions_after,
 )
 from loadgen import LoadGenerator, now
@@ -266,11 +267,6 @@ def test_without_a_docker_health_check_the_proxys_own_check_decides_and_no_clock
         assert first >= started + 2.0, f"{new.name} served {first - started:.2f}s after its start"
 
 
-def started_at(container_id: str) -> float:
-    """When the engine started the container, in seconds since the epoch."""
-    return iso_seconds(json.loads(docker("inspect", container_id).stdout)[0]["State"]["StartedAt"])
-
-
 class TcpLoad:
     """Clients of the line-echo service through the proxy: each opens a connection, sends `lines` lines `gap`
     seconds apart, checks each echo ("<version> <hostname> <line>"), closes, and starts over. A connection that
@@ -437,13 +433,6 @@ def test_a_five_second_stream_across_each_switch_is_not_cut(nginx_stack):
             assert [line.split()[2] for line in result["lines"]] == [str(i) for i in range(10)], result["lines"]
             assert {line.split()[0] for line in result["lines"]} == {f"v{number + 1}"}, "all from the old one"
     assert load.retrying.report().failed == 0, load.retrying.report().failures
-
-
-def iso_seconds(stamp: str) -> float:
-    """An RFC 3339 time (the engine's, or the JSON progress's), in seconds since the epoch."""
-    whole, _, fraction = stamp.rstrip("Z").partition(".")
-    return datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp() + \
-        float(f"0.{fraction or 0}")
 
 
 STARTING = "scaling app from"  # nginx is pinned to the old containers, the new ones start
