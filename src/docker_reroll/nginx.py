@@ -308,9 +308,10 @@ class NginxDriver(ProxyDriver):
 
     def rest(self, proxy_id: str, route: Route) -> Optional[str]:
         """Back to Docker's DNS once, asked from inside the proxy's container, it answers with every container
-        that serves and none that left: after containers left, a busy engine has gone on answering with a removed
-        one (or none) for seconds, and nginx at rest would have sent requests there (502). The pins stay while it
-        does. (Other addresses may come: those of the same containers on another network the proxy is on.)"""
+        that serves and none that left: nginx at rest sends each request where DNS says, and an answer with a
+        removed container, or none (engine 20.10 forgets every name when it leaves a swarm), would be 502s. The pins
+        stay while it does. (Other addresses may come: those of the same containers on another network the proxy
+        is on.)"""
         wanted = self.serving.get((proxy_id, route.name))
         if wanted is not None:
             answer = self._wait_dns(proxy_id, route, wanted)
@@ -324,8 +325,7 @@ class NginxDriver(ProxyDriver):
     def _wait_dns(self, proxy_id: str, route: Route, wanted: Set[str]) -> Optional[Set[str]]:
         """None once DNS has answered `wanted` for the service, and no container that left, for DNS_STABLE on end
         (or it cannot be asked: no getent in the image); else its last answer, after DNS_WAIT. Right once is not
-        enough: just after a container was removed, dockerd has answered right, then with the removed one or with
-        a failure, for a moment (nginx then answered 502)."""
+        taken as settled: an answer that changes just after would reach nginx, not this check."""
         left = self.left.get((proxy_id, route.name), set())
         deadline = time.monotonic() + DNS_WAIT
         right_since: Optional[float] = None

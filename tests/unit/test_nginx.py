@@ -228,7 +228,7 @@ def test_addresses_of_the_serving_containers_on_another_network_of_the_proxy_do_
 
 
 def test_dns_must_answer_right_for_a_while_not_once_before_the_pins_go(monkeypatch):
-    """Just after a container was removed, dockerd answered right, then with the removed one, for a moment."""
+    """An answer right once, then with the container that left: the pins stay until it is right for DNS_STABLE."""
     monkeypatch.setattr(nginx, "DNS_STABLE", 0.3)
     monkeypatch.setattr(nginx, "DNS_POLL_SECONDS", 0.05)
     answers = [dns_answers(NEW.address), dns_answers(OLD.address, NEW.address)]
