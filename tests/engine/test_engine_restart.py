@@ -27,7 +27,7 @@ services:
     healthcheck:
       test: ["CMD", "test", "-e", "/ready"]
       interval: 1s
-      timeout: 1s
+      timeout: 3s
       retries: 30
 """
 PID_FILE = "/var/run/docker.pid"

@@ -59,7 +59,7 @@ services:
     healthcheck:
       test: ["CMD", "/usr/local/bin/healthcheck"]
       interval: 1s
-      timeout: 1s
+      timeout: 3s
       retries: 2
 """
 # No Docker health check; the proxy checks GET /health, which says 503 for the first 2 s of a container.
@@ -456,7 +456,7 @@ services:
     healthcheck: &check
       test: ["CMD", "/usr/local/bin/healthcheck"]
       interval: 1s
-      timeout: 1s
+      timeout: 3s
       retries: 2
   api:
     image: ${APP_IMAGE:-reroll-proxy-example-app:latest}

@@ -28,7 +28,7 @@ services:
     healthcheck:
       test: ["CMD", "sh", "-c", "! test -e /switch/fail-$$TAG"]
       interval: 1s
-      timeout: 1s
+      timeout: 3s
       retries: 1
     environment:
       TAG: ${{TAG:-v1}}
@@ -109,7 +109,7 @@ services:
     healthcheck:
       test: ["CMD", "/busybox", "sh", "-c", "! /busybox test -e /switch/fail-$$TAG"]
       interval: 1s
-      timeout: 1s
+      timeout: 3s
       retries: 1
     deploy:
       update_config:

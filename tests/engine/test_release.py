@@ -150,17 +150,20 @@ def test_all_prints_the_plan_first_and_does_what_it_says(release_stack):
 
 
 def fewest_healthy(events, initial):
-    """The fewest app containers healthy at any moment, from the engine's health and die events."""
+    """The fewest app containers healthy at any moment, from the engine's health and die events, and the event that
+    brought the count there (the engine's record is long: the assertion says where to look)."""
     healthy = set(initial)
-    fewest = len(healthy)
+    fewest, where = len(healthy), "at the start"
     for moment, container, action in events:
         if action == "health_status: healthy":
             healthy.add(container)
         elif action in ("health_status: unhealthy", "die"):
             healthy.discard(container)
-        print(f"{moment:.3f} {container[:12]} {action:24} healthy: {len(healthy)}")
-        fewest = min(fewest, len(healthy))
-    return fewest
+        if not action.startswith("exec_") or "touch" in action:  # the checks' own execs are noise here
+            print(f"{moment:.3f} {container[:12]} {action:24} healthy: {len(healthy)}")
+        if len(healthy) < fewest:
+            fewest, where = len(healthy), f"after {container[:12]} {action} at {moment:.3f}"
+    return fewest, where
 
 
 def deploy_batches(stack, *args, **env):
@@ -174,13 +177,13 @@ def deploy_batches(stack, *args, **env):
 
 def test_four_replicas_one_at_a_time_never_fewer_than_four_healthy(make_stack):
     stack = make_stack()
-    old, run, report, fewest = deploy_batches(stack, "--max-surge", "1")
+    old, run, report, (fewest, where) = deploy_batches(stack, "--max-surge", "1")
 
     assert run.returncode == 0 and run.outcome == "deployed", run
     assert run.plan("app")["batches"] == [{"start": 1, "retire": 1}] * 4
     assert run.setting("app", "--max-surge") == ("1", "command line")
     assert run.phases("app").count("scale up") == 4 and len(run.containers(role="new", state="healthy")) == 4
-    assert fewest >= 4, f"only {fewest} healthy at one moment"
+    assert fewest >= 4, f"only {fewest} healthy, {where}"
     assert report.failed == 0, report.summary()
     new = stack.containers()
     assert len(new) == 4 and not {c.id for c in new} & {c.id for c in old} and versions(stack, "app") == {"v2"}
@@ -188,14 +191,14 @@ def test_four_replicas_one_at_a_time_never_fewer_than_four_healthy(make_stack):
 
 def test_update_config_sets_the_batches_and_the_delay(make_stack):
     stack = make_stack("batches")
-    old, run, report, fewest = deploy_batches(stack)
+    old, run, report, (fewest, where) = deploy_batches(stack)
 
     assert run.returncode == 0 and run.outcome == "deployed", run
     plan = run.plan("app")
     assert plan["batches"] == [{"start": 2, "retire": 2}] * 2 and plan["failure_action"] == "rollback"
     assert run.setting("app", "--max-surge") == ("2", "deploy.update_config.parallelism")
     assert run.phases("app").count("scale up") == 2 and run.said("waiting 2s before batch 2 of 2", "info")
-    assert fewest >= 4, f"only {fewest} healthy at one moment"
+    assert fewest >= 4, f"only {fewest} healthy, {where}"
     assert report.failed == 0, report.summary()
     assert len(stack.containers()) == 4 and versions(stack, "app") == {"v2"}
 

@@ -48,7 +48,7 @@ services:
     healthcheck:
       test: ["CMD", "sh", "-c", "test -e /app.conf && test -e /run/secrets/token"]
       interval: 1s
-      timeout: 1s
+      timeout: 3s
       retries: 1
 configs:
   appconf:
