@@ -62,7 +62,10 @@ engine_check() {
 prebuild() {
   local started=$SECONDS
   printf '\n==> images\n'
-  build() { timeout 900 docker compose -p "$1" build -q >/dev/null || printf '==> %s: build failed\n' "$2"; }
+  build() {  # quiet unless it fails (compose warns on every build that buildx is not installed)
+    local output
+    output=$(timeout 900 docker compose -p "$1" build -q 2>&1) || printf '==> %s: build failed:\n%s\n' "$2" "$output"
+  }
   (cd examples/haproxy && build rerollbuild examples/haproxy)  # first: the app image the other two reuse from cache
   (cd examples/proxy-haproxy && build rerollproxybuild examples/proxy-haproxy) &
   (cd examples/proxy-nginx && build rerollngxbuild examples/proxy-nginx) &

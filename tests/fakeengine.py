@@ -108,7 +108,9 @@ class FakeEngine:
         self.environ: Dict[str, str] = {}
         self.answered_since = 0.0  # a test sets it to say an engine outage ended then
         self.runner = FakeRunner(answer=self._user_command)
-        self.execs: List[tuple] = []  # (container, argv, input) of each `docker exec`
+        self.execs: List[tuple] = []  # (container, argv, input) of each `docker exec`, or question to a session
+        self.sessions: List[tuple] = []  # (container, argv) of each session opened
+        self.sessions_fail = False  # every session's question goes unanswered (the session ended)
         self.exec_answer: Optional[Callable[[str, List[str]], Result]] = None
         self.copies: List[tuple] = []  # (container, directory, files) of each `docker cp` into one
         self.kills: List[tuple] = []  # (container, signal)
@@ -253,6 +255,11 @@ class FakeEngine:
         self.execs.append((container_id, list(argv), input_bytes))
         return self.exec_answer(container_id, list(argv)) if self.exec_answer else Result(0, "", "")
 
+    def exec_session(self, container_id: str, argv, end: str) -> "FakeSession":
+        """A session's answers are those of one `docker exec` each, recorded as such (with the session's argv)."""
+        self.sessions.append((container_id, list(argv)))
+        return FakeSession(self, container_id, list(argv))
+
     def copy_into(self, container_id: str, directory: str, files) -> None:
         self.copies.append((container_id, directory, dict(files)))
 
@@ -389,3 +396,20 @@ def _values(words: List[str], flag: str) -> List[str]:
 def _stamp(skew: float) -> str:
     """The engine's time now, as it writes it (RFC 3339, UTC)."""
     return datetime.fromtimestamp(time.time() + skew, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class FakeSession:
+    """processes.Session on the fake engine: each line asked is an exec of its own (None once `sessions_fail`)."""
+
+    def __init__(self, engine: FakeEngine, container_id: str, argv: List[str]) -> None:
+        self.engine, self.container_id, self.argv = engine, container_id, argv
+        self.closed = False
+
+    def ask(self, line: str, timeout: float) -> Optional[Result]:
+        if self.closed or self.engine.sessions_fail:
+            self.closed = True
+            return None
+        return self.engine.exec_in(self.container_id, self.argv, (line + "\n").encode(), timeout)
+
+    def close(self) -> None:
+        self.closed = True

@@ -124,9 +124,13 @@ class Deployment:
                 proxy.route_to(new)
             ctx.consistent = True
         finally:
-            if proxy is not None and ctx.consistent:  # old or new only: Docker's DNS tells the truth again
-                proxy.rest()
-                self.report.cut_connections = dict(proxy.cut_connections)
+            try:
+                if proxy is not None and ctx.consistent:  # old or new only: Docker's DNS tells the truth again
+                    proxy.rest()
+                    self.report.cut_connections = dict(proxy.cut_connections)
+            finally:
+                if proxy is not None:
+                    proxy.close()
         self.report.completed = not self.report.kept_old
         if self.report.kept_old:
             batches.stop(f"{len(self.report.kept_old)} old container(s) kept in place of new ones that failed "

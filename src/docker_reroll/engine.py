@@ -34,7 +34,7 @@ from docker_reroll.model import (
     parse_inspect,
 )
 from docker_reroll.options import DockerFlag, docker_flag_args
-from docker_reroll.processes import CommandRunner, Result
+from docker_reroll.processes import CommandRunner, Result, Session
 
 DOCKER_CALL_TIMEOUT = 120.0  # a plain docker call (inspect, ps, rm...) that takes longer is stuck: give up on it
 ENGINE_PROBE_TIMEOUT = 5.0  # `docker version` while the engine may be restarting
@@ -151,6 +151,8 @@ class Engine(Protocol):
 
     def exec_in(self, container_id: str, argv: Sequence[str], input_bytes: bytes = b"",
                 timeout: float = DOCKER_CALL_TIMEOUT) -> Result: ...
+
+    def exec_session(self, container_id: str, argv: Sequence[str], end: str) -> Session: ...
 
     def copy_into(self, container_id: str, directory: str, files: Mapping[str, str]) -> None: ...
 
@@ -386,6 +388,11 @@ class Docker(ComposeCalls):
         flags = ["-i"] if input_bytes else []
         return self.call(self.docker("exec", *flags, container_id, *argv), check=False, timeout=timeout,
                          input_bytes=input_bytes)
+
+    def exec_session(self, container_id: str, argv: Sequence[str], end: str) -> Session:
+        """`docker exec -i` of a command that answers line after line (processes.Session), for many small calls
+        in one exec."""
+        return Session(self.docker("exec", "-i", container_id, *argv), end, self.runner.stats)
 
     def copy_into(self, container_id: str, directory: str, files: Mapping[str, str]) -> None:
         """Write text files into a container's `directory` (made if missing) with `docker cp`, which needs no

@@ -110,6 +110,80 @@ class CommandRunner:
         return result
 
 
+class Session:
+    """A command that answers requests for as long as it runs: a line in, lines out up to an end line that carries
+    an exit status (`<end> <status>`). It asks many small questions of something inside a container with one
+    `docker exec`, not one each: tens of milliseconds and the engine's work of an exec saved per question.
+
+    Whatever goes wrong (the command exited, or did not answer in time), the session is ended and `ask` returns
+    None: the caller asks another way. It runs in a session of its own, as every child does, and ends with the
+    closing of its input (our exit closes it too)."""
+
+    def __init__(self, argv: Sequence[str], end: str, stats: Optional[CallStats] = None) -> None:
+        self.end = b"\n" + end.encode() + b" "
+        self.stats = stats or CallStats()
+        self._buffer = b""
+        self.process: "Optional[subprocess.Popen[bytes]]" = None
+        try:
+            self.process = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError:
+            pass
+
+    def ask(self, line: str, timeout: float) -> Optional[Result]:
+        """The answer to one line (which must hold no newline), as a Result with the status the end line gave."""
+        process = self.process
+        if process is None or process.stdin is None or process.stdout is None:
+            return None
+        self.stats.begin()
+        try:
+            process.stdin.write(line.encode() + b"\n")
+            process.stdin.flush()
+            deadline = time.monotonic() + timeout
+            while True:
+                found = self._buffer.find(self.end)
+                closed = self._buffer.find(b"\n", found + len(self.end)) if found >= 0 else -1
+                if closed >= 0:
+                    status = self._buffer[found + len(self.end):closed].strip()
+                    answer = self._buffer[:found + 1].decode(errors="replace")
+                    self._buffer = self._buffer[closed + 1:]
+                    code = int(status) if status.isdigit() else 1
+                    return Result(code, answer, answer if code else "")
+                left = deadline - time.monotonic()
+                ready = select.select([process.stdout], [], [], max(left, 0))[0] if left > 0 else []
+                data = os.read(process.stdout.fileno(), 65536) if ready else b""
+                if not data:  # no answer in time, or the command ended
+                    self.close()
+                    return None
+                self._buffer += data
+        except (OSError, ValueError):
+            self.close()
+            return None
+        finally:
+            self.stats.end()
+
+    def close(self) -> None:
+        """End it: its input closed (it should exit by itself), its process group killed if it does not."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        try:
+            if process.stdin is not None:
+                process.stdin.close()
+        except OSError:
+            pass
+        try:
+            process.wait(OUTPUT_GRACE)
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            try:
+                process.wait(KILL_WAIT)
+            except subprocess.TimeoutExpired:
+                pass
+        if process.stdout is not None:
+            process.stdout.close()
+
+
 T = TypeVar("T")
 
 

@@ -118,6 +118,9 @@ class ProxyControl(ProxyHold):
         if problem:
             self.ctx.progress.warn(f"proxy {self.proxy.name}: {problem}")
 
+    def close(self) -> None:
+        self.driver.close()
+
 
 class ProxyDrain(DrainStrategy):
     """The retirement strategy of proxy mode (retire.py): switch the proxy away from the containers, wait for

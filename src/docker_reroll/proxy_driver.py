@@ -46,6 +46,9 @@ class ProxyDriver:
         """End what is left to these backends (the drain timeout passed)."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """The deploy is over: end what the driver keeps open (a session with the proxy)."""
+
     def rest(self, proxy_id: str, route: Route) -> Optional[str]:
         """Back to routing by Docker's DNS, as the configuration at rest does (the deploy is over); what could not
         be, as a warning."""

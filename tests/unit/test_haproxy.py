@@ -171,7 +171,7 @@ class HAProxy:
                     and s.state != "maint")
 
     def _exec(self, container: str, argv: List[str]) -> Result:
-        assert argv[:2] == ["sh", "-c"] and argv[-1] == str(API_PORT)
+        assert argv[:2] == ["sh", "-c"] and str(API_PORT) in argv  # one exec, or the session's
         commands = self.engine.execs[-1][2].decode().strip().split("; ")
         if commands == ["show stat reroll_app 4 -1"]:
             self._checks()
@@ -327,3 +327,21 @@ def test_a_refused_command_or_an_api_that_does_not_answer_fails_with_what_haprox
     proxy.engine.exec_answer = lambda container, argv: Result(0, "No such proxy.\n\n", "")
     with pytest.raises(DeployFailed, match="no backend reroll_app"):
         HAProxyDriver(proxy.engine).connections("proxy-id", APP, [OLD])
+
+
+def test_a_deploys_calls_go_through_one_session_and_a_failed_session_leaves_one_exec_per_call():
+    proxy = HAProxy(serving_slots(OLD.address))
+    proxy.driver.route_to("proxy-id", APP, [OLD], [])
+    proxy.driver.follow("proxy-id", APP, [NEW])
+    assert len(proxy.engine.sessions) == 1 and len(proxy.engine.execs) >= 4
+    assert all(argv[-1] == haproxy.SESSION_END for _, argv, _ in proxy.engine.execs), "every call in the session"
+    [(container, argv)] = proxy.engine.sessions
+    assert container == "proxy-id" and argv[:3] == ["sh", "-c", haproxy.API_SESSION]
+
+    proxy.engine.sessions_fail = True  # the session ended (an engine restart, say): the call is made all the same
+    asked = len(proxy.engine.execs)
+    proxy.driver.route_to("proxy-id", APP, [NEW], [OLD])
+    later = proxy.engine.execs[asked:]
+    assert later and all(argv[-1] == str(API_PORT) for _, argv, _ in later), "one exec per call from then on"
+    assert len(proxy.engine.sessions) == 1, "no new session"
+    assert proxy.pin(NEW.address).state == "ready" and proxy.pin(OLD.address).state == "drain"

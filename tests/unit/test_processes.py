@@ -7,7 +7,7 @@ import sys
 import textwrap
 import time
 
-from docker_reroll.processes import OUTPUT_GRACE, CommandRunner
+from docker_reroll.processes import OUTPUT_GRACE, CommandRunner, Session
 from pids import group_members, pids_from, running
 
 SRC = os.path.join(os.path.dirname(__file__), "..", "..", "src")
@@ -127,3 +127,46 @@ def test_output_lines_reach_a_callback_as_they_come():
                                  on_line=lambda line: seen.append((line, time.monotonic() - started)))
     assert [line for line, _ in seen] == ["one", "two", "three"] and result.stdout == "one\nthree"
     assert seen[0][1] < 0.5 and seen[2][1] >= 0.6, "the first lines came before the command ended"
+
+
+# A session runs haproxy.py's loop as it runs in a proxy's container, with a stand-in for the runtime API client:
+# it answers the line it reads, and exits with the status the line asks for.
+STAND_IN_CLIENT = 'read -r words; echo "answer to: $words"; echo "port $1"; case $words in hang*) sleep 30;; esac; ' \
+                  'exit "${words##* }"'
+
+
+def session() -> Session:
+    from docker_reroll.haproxy import API_SESSION, SESSION_END
+
+    return Session(["sh", "-c", API_SESSION, STAND_IN_CLIENT, "61999", SESSION_END], SESSION_END)
+
+
+def test_a_session_answers_line_after_line_in_one_process_with_each_answers_status():
+    ours = session()
+    assert ours.process is not None
+    pid = ours.process.pid
+    first = ours.ask("show stat 0", timeout=5)
+    second = ours.ask("set server x 3", timeout=5)
+    assert first is not None and first.returncode == 0 and first.stdout == "answer to: show stat 0\nport 61999\n\n"
+    assert second is not None and second.returncode == 3 and "answer to: set server x 3" in second.stderr
+    assert ours.process is not None and ours.process.pid == pid, "one process for both"
+    ours.close()
+    assert ours.process is None and not running(pid)
+
+
+def test_a_session_that_does_not_answer_in_time_is_ended_and_says_none():
+    ours = session()
+    assert ours.process is not None
+    group = ours.process.pid
+    started = time.monotonic()
+    assert ours.ask("hang 0", timeout=1) is None
+    assert time.monotonic() - started < 1 + OUTPUT_GRACE + 2
+    assert ours.process is None and not group_members(group), "the loop and the client it ran are gone"
+    assert ours.ask("show stat 0", timeout=1) is None, "an ended session answers nothing"
+
+
+def test_a_session_whose_command_ended_says_none_at_once():
+    ours = Session(["sh", "-c", "exit 0"], "end")
+    started = time.monotonic()
+    assert ours.ask("show stat", timeout=10) is None and time.monotonic() - started < 5
+    assert Session(["/nonexistent/docker"], "end").ask("show stat", timeout=1) is None
