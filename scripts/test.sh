@@ -27,7 +27,7 @@ workers=${REROLL_TEST_WORKERS:-4}  # the engine tests mostly wait on health chec
 
 # Each phase has a time limit, so that a run ends, with what it found, well inside CI's 30 minutes whatever hangs (an
 # engine that stops answering, say): at the limit pytest gets SIGINT, and prints what passed and where it stood.
-# (Usual times here: 700-990 s, 150 s, 70 s; the sum of the limits, 27 min, leaves CI's provisioning inside 30.)
+# (Usual times here: 690-990 s, 150 s, 70 s; the sum of the limits, 27 min, leaves CI's provisioning inside 30.)
 limit_parallel=${REROLL_TEST_LIMIT_PARALLEL:-1230} limit_serial=${REROLL_TEST_LIMIT_SERIAL:-240}
 limit_exclusive=${REROLL_TEST_LIMIT_EXCLUSIVE:-150}
 
