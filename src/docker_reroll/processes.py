@@ -150,7 +150,7 @@ class Session:
                     code = int(status) if status.isdigit() else 1
                     return Result(code, answer, answer if code else "")
                 left = deadline - time.monotonic()
-                ready = select.select([process.stdout], [], [], max(left, 0))[0] if left > 0 else []
+                ready = select.select([process.stdout], [], [], left)[0] if left > 0 else []
                 data = os.read(process.stdout.fileno(), 65536) if ready else b""
                 if not data:  # no answer in time, or the command ended
                     self.close()
