@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from typing import Dict, List
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -38,6 +37,7 @@ from dockerfixtures import (  # noqa: E402
     new_proxy_stack,
     new_stack,
     stack_url,
+    start_proxy_stack,
     start_stack,
 )
 from loadgen import LoadGenerator  # noqa: E402
@@ -121,27 +121,11 @@ def drain_stack(env: Dict[str, str], app: str, replicas: int) -> ComposeProject:
 
 
 def up(stack: ComposeProject, replicas: int) -> None:
-    """Every container up and answering through the proxy."""
-    if "proxy-haproxy" not in stack.directory:
+    """Every container up and answering through the proxy (in proxy mode: through a slot HAProxy has checked)."""
+    if "proxy-haproxy" in stack.directory:
+        start_proxy_stack(stack, replicas)
+    else:
         start_stack(stack, replicas)
-        return
-    stack.compose("up", "-d", "--scale", f"app={replicas}")
-    deadline = time.monotonic() + 60
-    while len(hosts_answering(stack, 3 * replicas)) < replicas:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{stack.name}: the proxy did not answer from {replicas} container(s) within 60 s")
-        time.sleep(0.5)
-
-
-def hosts_answering(stack: ComposeProject, requests: int) -> set:
-    hosts = set()
-    for _ in range(requests):
-        try:
-            with urllib.request.urlopen(stack_url(stack), timeout=5) as answer:
-                hosts.add(answer.read().decode().split()[1])
-        except (OSError, IndexError):
-            pass
-    return hosts
 
 
 def deploy(stack: ComposeProject, command: List[str], version: str, long: bool) -> "tuple[float, int]":

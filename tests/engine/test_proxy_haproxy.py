@@ -19,7 +19,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Set
+from typing import Dict, List
 
 import pytest
 
@@ -33,11 +33,12 @@ from dockerfixtures import (
     child_pid,
     docker,
     finish,
-    haproxy_servers,
     iso_seconds,
     load_on,
     lock_and_journal,
+    proxy_answering,
     read_until,
+    start_proxy_stack,
     start_reroll,
     started_at,
     versions_after,
@@ -128,50 +129,6 @@ def at(event: Dict[str, object]) -> float:
     return iso_seconds(str(event["time"]))
 
 
-def start(stack: ComposeProject, replicas: int = 1, tcp: bool = False, **env: str) -> None:
-    """`docker compose up -d` (as the example says), then until the proxy answers through every container, every
-    time (HAProxy 2.6 puts a server it learns from DNS in service before its first check)."""
-    stack.compose("up", "-d", "--scale", f"app={replicas}", extra_env=env)
-    deadline = time.monotonic() + 60
-    while len(answering(stack, tcp) or ()) < replicas or checked_slots(stack) != replicas:
-        assert time.monotonic() < deadline, f"the proxy of {stack.name} does not answer through {replicas} containers"
-        time.sleep(0.5)
-
-
-def checked_slots(stack: ComposeProject, service: str = "app") -> int:
-    """How many of the proxy's slots for `service` hold an address and passed a check since: HAProxy 2.6 serves a
-    container from DNS before its first check, and that check may still put it down (an app whose /health says 503
-    while it starts, a connect that times out on a busy machine). Load begun before then fails for the example, not
-    for docker-reroll, which switches only to checked servers."""
-    return len([s for s in haproxy_servers(stack, f"reroll_{service}")
-                if not s.pinned and s.address and s.checked and not s.down])
-
-
-def answering(stack: ComposeProject, tcp: bool = False, tries: int = 12) -> Optional[Set[str]]:
-    """The containers that answer through the proxy (host names) over a few requests; None if one failed."""
-    hosts: Set[str] = set()
-    for _ in range(tries):
-        try:
-            if tcp:
-                with LineClients("127.0.0.1", int(stack.env["PROXY_PORT"]), clients=1, hold=0.0) as probe:
-                    time.sleep(0.05)
-                if probe.failed():
-                    return None
-                hosts |= {h for c in probe.connections for h in c.hosts}
-            else:
-                connection = http.client.HTTPConnection("127.0.0.1", int(stack.env["PROXY_PORT"]), timeout=2)
-                connection.request("GET", "/")
-                answer = connection.getresponse()
-                words = answer.read().decode().split()
-                connection.close()
-                if answer.status != 200 or len(words) != 2:
-                    return None
-                hosts.add(words[1])
-        except OSError:
-            return None
-    return hosts
-
-
 def running_hosts(stack: ComposeProject) -> set:
     return {c.id[:12] for c in stack.containers() if c.running}
 
@@ -207,7 +164,7 @@ def test_the_example_as_is_deploys_ten_times_under_load_with_no_failed_request(p
     """No option, no Docker health check: HAProxy's own check (a connect) makes a new container ready, not the
     10 s of --wait."""
     stack = proxy_stack()
-    start(stack, replicas=2)
+    start_proxy_stack(stack, replicas=2)
 
     def check(done: Deployed, version: str) -> None:
         assert done.seconds("wait until ready") < 5, done.summary["phases"]
@@ -222,7 +179,7 @@ def test_an_app_that_exits_at_once_on_sigterm_loses_none_of_its_long_requests(pr
     """Each of 16 clients starts a 1.5 s request every 1.6 s: about 15 in flight at every switch. Each old container
     is stopped only once the proxy holds no request to it."""
     stack = proxy_stack(LONG_REQUESTS)
-    start(stack)
+    start_proxy_stack(stack)
 
     def check(done: Deployed, version: str) -> None:
         held = [sum(c.values()) for c in done.connections]
@@ -239,7 +196,7 @@ def test_without_a_docker_health_check_the_proxys_check_decides_not_a_clock(prox
     """GET /health answers 503 for a new container's first 2 s: the deploy waits for that, however long --wait
     says, and no request reaches the new container before its check passed."""
     stack = proxy_stack(PROXY_CHECK)
-    start(stack)
+    start_proxy_stack(stack)
 
     def check(done: Deployed, version: str) -> None:
         assert done.seconds("wait until ready") < 15, done.summary["phases"]
@@ -265,7 +222,7 @@ def test_a_tcp_service_switches_ten_times_and_no_connection_is_cut(proxy_stack):
     """Clients hold a connection 3 s each, a line every 100 ms: those open at a switch stay with the old container
     until they end, then it is stopped."""
     stack = proxy_stack(TCP)
-    start(stack, tcp=True)
+    start_proxy_stack(stack, tcp=True)
 
     def check(done: Deployed, version: str) -> None:
         held = [sum(c.values()) for c in done.connections]
@@ -284,7 +241,7 @@ def test_a_tcp_service_switches_ten_times_and_no_connection_is_cut(proxy_stack):
 
 def test_a_tcp_connection_still_open_at_the_drain_timeout_is_cut_and_counted(proxy_stack):
     stack = proxy_stack(TCP)
-    start(stack, tcp=True)
+    start_proxy_stack(stack, tcp=True)
     [old] = [c for c in stack.containers() if c.running]
     with LineClients("127.0.0.1", int(stack.env["PROXY_PORT"]), clients=1, hold=60) as held:
         while not held.connections or held.connections[0].answered < 3:
@@ -303,7 +260,7 @@ def test_a_tcp_connection_still_open_at_the_drain_timeout_is_cut_and_counted(pro
 
 def test_a_five_second_stream_across_each_switch_is_not_cut(proxy_stack):
     stack = proxy_stack()
-    start(stack)
+    start_proxy_stack(stack)
     with load_on(stack, rate=50, max_duration=600) as load:
         for version in VERSIONS[:3]:  # 5 s each: the ten-deploy tests catch the races
             [old] = [c for c in stack.containers() if c.running]
@@ -366,7 +323,7 @@ def in_a_switch(proxy_stack):
     """Two containers with 1.5 s requests under load, and a deploy to v2 in its switch (its `proxy` phase):
     yields the stack, the deploy's process (`docker reroll`, in a session of its own) and the load."""
     stack = proxy_stack(LONG_REQUESTS)
-    start(stack, replicas=2)
+    start_proxy_stack(stack, replicas=2)
     with load_on(stack, clients=16, rate=10, warm_up=16, settle=3) as load:
         process = start_reroll(stack, "app", "--progress", "json", extra_env={"APP_VERSION": "v2"})
         read_until(process, '"phase":"proxy"')
@@ -403,7 +360,7 @@ def test_a_deploy_killed_during_the_switch_is_finished_by_the_next_run_with_no_f
 
 def test_compose_down_and_up_keep_working_after_deploys(proxy_stack):
     stack = proxy_stack()
-    start(stack, replicas=2)
+    start_proxy_stack(stack, replicas=2)
     deploy(stack, APP_VERSION="v2").deployed()
     down = stack.compose("down", extra_env={"APP_VERSION": "v2"})
     assert "orphan" not in (down.stdout + down.stderr).lower(), down.stderr
@@ -411,29 +368,29 @@ def test_compose_down_and_up_keep_working_after_deploys(proxy_stack):
     assert docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={stack.name}").stdout.strip() == ""
     up = stack.compose("up", "-d", "--scale", "app=2", extra_env={"APP_VERSION": "v2"})
     assert "orphan" not in (up.stdout + up.stderr).lower(), up.stderr
-    start(stack, replicas=2, APP_VERSION="v2")
-    assert answering(stack) == running_hosts(stack)
+    start_proxy_stack(stack, replicas=2, APP_VERSION="v2")
+    assert proxy_answering(stack) == running_hosts(stack)
 
 
 def test_a_recreated_or_restarted_proxy_routes_to_the_service_by_itself(proxy_stack):
     stack = proxy_stack()
-    start(stack, replicas=2)
+    start_proxy_stack(stack, replicas=2)
     deploy(stack, APP_VERSION="v2").deployed()
     serving = running_hosts(stack)
     stack.compose("up", "-d", "--force-recreate", "proxy", extra_env={"APP_VERSION": "v2"})
-    start(stack, replicas=2, APP_VERSION="v2")
-    assert answering(stack) == serving
+    start_proxy_stack(stack, replicas=2, APP_VERSION="v2")
+    assert proxy_answering(stack) == serving
     [proxy] = stack.containers("proxy")
     docker("restart", proxy.id)
-    start(stack, replicas=2, APP_VERSION="v2")
-    assert answering(stack) == serving
+    start_proxy_stack(stack, replicas=2, APP_VERSION="v2")
+    assert proxy_answering(stack) == serving
     assert deploy(stack, APP_VERSION="v3").run.returncode == 0, "and it can be driven again"
 
 
 def test_a_proxy_without_the_runtime_api_is_refused_before_any_change(proxy_stack):
     """The configuration is read from the proxy's container (a bind mount here, so the test edits its file)."""
     stack = proxy_stack("services: {}\n")
-    start(stack)
+    start_proxy_stack(stack)
     before = running_hosts(stack)
     config = stack.env["COMPOSE_FILE"].split(":")[-1].replace("config.yaml", "proxy.cfg")
     with open(config, encoding="utf-8") as handle:
@@ -474,7 +431,7 @@ def test_a_release_of_two_services_behind_one_proxy_batches_and_a_roll_back_lose
     """`--all` switches each service in turn, routed by host name on one port; a broken version of one is rolled
     back while both keep serving; `--max-surge 1` replaces two replicas one at a time. Each under its own load."""
     stack = proxy_stack(TWO_SERVICES)
-    start(stack, replicas=2)
+    start_proxy_stack(stack, replicas=2)
     with load_on(stack, rate=100, max_duration=600) as app_load, \
             load_on(stack, rate=100, max_duration=600, host="api.test") as api_load:
         release = stack.reroll("--all", "--progress", "json", extra_env={"APP_VERSION": "v2", "API_VERSION": "v2"})
