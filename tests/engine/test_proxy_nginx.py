@@ -44,6 +44,7 @@ from dockerfixtures import (
     stack_url,
     start_reroll,
     started_at,
+    utc,
     versions_after,
 )
 from loadgen import LoadGenerator, now
@@ -163,6 +164,15 @@ class HttpLoad:
         strict, retrying = self.strict.stop(), self.retrying.stop()
         print(f"\nstrict client:   {strict.summary()}\nretrying client: {retrying.summary()}")
 
+    def assert_retrying_lost_nothing(self, stack: ComposeProject) -> None:
+        """The retrying client lost no request; else say when each was lost and what nginx logged (a str message:
+        pytest shortens any other kind, and the line that names the cause was cut out of it once)."""
+        report = self.retrying.report()
+        if report.failed:
+            lost = "\n".join(f"  {utc(s.start)} -> {utc(s.end)} {s.reason}" for s in report.failed_samples[:20])
+            pytest.fail(f"the retrying client lost {report.failed} request(s): {report.failures}\n{lost}\n"
+                        f"{nginx_errors(stack)}", pytrace=False)
+
     def failed(self) -> "tuple[int, int, int]":
         """So far: failed (strict), failed (retrying), retried (retrying)."""
         strict, retrying = self.strict.report(), self.retrying.report()
@@ -176,11 +186,14 @@ class Deploy:
 
 
 def nginx_errors(stack: ComposeProject) -> str:
-    """What nginx logged at notice level and above (its reloads, failed connects, names it could not resolve)."""
-    lines = [line for line in stack.compose("logs", "--no-log-prefix", "--timestamps", "proxy",
-                                            check=False).stdout.splitlines()
-             if any(f"[{level}]" in line for level in ("emerg", "alert", "crit", "error", "warn", "notice"))]
-    return "nginx's errors and notices:\n" + "\n".join(lines[-40:])
+    """What nginx logged at warn level and above (failed connects, names it could not resolve), then its last
+    notices (its reloads), which would otherwise crowd the errors out."""
+    logged = stack.compose("logs", "--no-log-prefix", "--timestamps", "proxy", check=False).stdout.splitlines()
+    levels = ("emerg", "alert", "crit", "error", "warn")
+    errors = [line for line in logged if any(f"[{level}]" in line for level in levels)]
+    notices = [line for line in logged if "[notice]" in line]
+    return ("nginx's errors and warnings:\n" + "\n".join(errors[-40:]) + "\nits last notices:\n"
+            + "\n".join(notices[-15:]))
 
 
 def deploy_series(stack: ComposeProject, load: HttpLoad, *args: str, count: int = DEPLOYS) -> List[Deploy]:
@@ -228,7 +241,7 @@ def test_the_example_deploys_ten_times_under_load_and_the_retrying_client_loses_
         rows = deploy_series(stack, load)
     for deploy in rows:
         assert_drained_not_cut(deploy.run)
-    assert load.retrying.report().failed == 0, load.retrying.report().failures
+    load.assert_retrying_lost_nothing(stack)
     assert pinned_addresses(stack) == [], "at rest after every deploy"
 
 
@@ -243,7 +256,7 @@ def test_an_app_that_exits_at_once_on_sigterm_loses_no_request_in_flight(nginx_s
         seen = connections(deploy.run)
         assert any(seen[0].values()), f"no request in flight at the switch: {seen}"
         assert_drained_not_cut(deploy.run)
-    assert load.retrying.report().failed == 0, load.retrying.report().failures
+    load.assert_retrying_lost_nothing(stack)
 
 
 def test_without_a_docker_health_check_the_proxys_own_check_decides_and_no_clock(nginx_stack):
@@ -253,7 +266,7 @@ def test_without_a_docker_health_check_the_proxys_own_check_decides_and_no_clock
     start(stack)
     with HttpLoad(stack) as load:
         rows = deploy_series(stack, load)
-    assert load.retrying.report().failed == 0, (load.retrying.report().failures, nginx_errors(stack))
+    load.assert_retrying_lost_nothing(stack)
     for deploy in rows:
         assert_drained_not_cut(deploy.run)
         [new] = deploy.new
@@ -432,7 +445,7 @@ def test_a_five_second_stream_across_each_switch_is_not_cut(nginx_stack):
             assert "error" not in result and result["status"] == 200, result
             assert [line.split()[2] for line in result["lines"]] == [str(i) for i in range(10)], result["lines"]
             assert {line.split()[0] for line in result["lines"]} == {f"v{number + 1}"}, "all from the old one"
-    assert load.retrying.report().failed == 0, load.retrying.report().failures
+    load.assert_retrying_lost_nothing(stack)
 
 
 STARTING = "scaling app from"  # nginx is pinned to the old containers, the new ones start
@@ -467,7 +480,7 @@ def test_ctrl_c_during_a_deploy_leaves_nginx_routing_to_containers_that_serve(ng
         time.sleep(6)  # the stream's end, and requests after the deploy
         print(f"exit {deploy.returncode}; stream: {result.get('error') or len(result.get('lines', []))} lines")
         assert_routes_to_serving_containers(stack)
-    assert load.retrying.report().failed == 0, load.retrying.report().failures
+    load.assert_retrying_lost_nothing(stack)
     assert "error" not in result and len(result["lines"]) == 10, result
 
 
@@ -490,7 +503,7 @@ def test_a_deploy_killed_after_the_switch_is_finished_by_the_next_run(nginx_stac
         assert serving.id != old.id
         assert pinned_addresses(stack) == [], "at rest"
         time.sleep(1)
-    assert load.retrying.report().failed == 0, load.retrying.report().failures
+    load.assert_retrying_lost_nothing(stack)
     assert load.retrying.report().last_version == "v2"
     assert "error" not in result and len(result["lines"]) == 10, result
 
@@ -550,7 +563,7 @@ def test_the_example_as_outside_scripts_run_it_deploys_a_new_image_with_no_optio
             assert "proxy mode: proxy (nginx) routes app" in done.stderr
         [serving] = [c for c in stack.containers() if c.running]
         assert stack.image_of(serving) == image
-        assert load.retrying.report().failed == 0, load.retrying.report().failures
+        load.assert_retrying_lost_nothing(stack)
         assert load.retrying.report().last_host == serving.id[:12]
     finally:
         stack.cleanup()
