@@ -25,11 +25,9 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from docker_reroll.engine import Engine
 from docker_reroll.errors import DeployFailed, first_line
-from docker_reroll.processes import Session
 from docker_reroll.proxy import Backend, Route
-from docker_reroll.proxy_driver import ProxyDriver
+from docker_reroll.proxy_driver import SESSION_END, ProxyDriver
 
 # The runtime API, on the loopback of the proxy's container only: a port outside Linux's ephemeral range (so no
 # connection of HAProxy's own can hold it) and unlikely to be one a service listens on.
@@ -61,7 +59,6 @@ API_CLIENT = (
 # the client's exit status. Its arguments: the client, the port, that end line.
 API_SESSION = ('while IFS= read -r line; do printf "%s\\n" "$line" | sh -c "$0" sh "$1" 2>&1; '
                'printf "\\n%s %s\\n" "$2" "$?"; done')
-SESSION_END = "-- docker-reroll: end of answer --"
 OK_CHECKS = ("L4OK", "L6OK", "L7OK", "L7OKC")  # `show stat` check_status of a passed check
 # What `set server ... addr` answers when it did it ("IP changed from ...", "no need to change the addr ...").
 ADDRESS_SET = re.compile(r"changed from|no need to change")
@@ -99,11 +96,6 @@ class Slot:
 
 class HAProxyDriver(ProxyDriver):
     kind = "haproxy"
-
-    def __init__(self, docker: Engine) -> None:
-        super().__init__(docker)
-        self._sessions: Dict[str, Session] = {}  # proxy container id -> its runtime API session
-        self._one_shot = False  # a session failed: one `docker exec` per call from then on
 
     def config(self, routes: Sequence[Route]) -> str:
         return config(routes)
@@ -232,31 +224,20 @@ class HAProxyDriver(ProxyDriver):
         if refused:
             raise DeployFailed(f"proxy mode: HAProxy refused `{commands[0]}`...: {refused[0].strip()}")
 
-    def close(self) -> None:
-        for session in self._sessions.values():
-            session.close()
-        self._sessions.clear()
+    def session_command(self) -> List[str]:
+        return ["sh", "-c", API_SESSION, API_CLIENT, str(API_PORT), SESSION_END]
 
     def _api(self, proxy_id: str, commands: Sequence[str]) -> str:
         """One connection to the runtime API, for commands run in order (joined with `;`), and their answers:
-        through the proxy's session, or, once a session failed (an engine restart ends it), one exec each."""
+        through the proxy's session, or, once a session failed, one exec each."""
         line = "; ".join(commands)
-        result = None if self._one_shot else self._session(proxy_id).ask(line, API_TIMEOUT)
-        if result is None:
-            self._one_shot = True
-            self.close()
-            result = self.docker.exec_in(proxy_id, ["sh", "-c", API_CLIENT, "sh", str(API_PORT)],
-                                         input_bytes=(line + "\n").encode(), timeout=API_TIMEOUT)
+        result = self.ask(proxy_id, line, API_TIMEOUT, lambda: self.docker.exec_in(
+            proxy_id, ["sh", "-c", API_CLIENT, "sh", str(API_PORT)], input_bytes=(line + "\n").encode(),
+            timeout=API_TIMEOUT))
         if result.returncode != 0:
             raise DeployFailed(f"proxy mode: HAProxy's runtime API (127.0.0.1:{API_PORT} in its container) did not "
                                f"answer: {first_line(result.stderr) or f'exit {result.returncode}'}")
         return result.stdout
-
-    def _session(self, proxy_id: str) -> Session:
-        if proxy_id not in self._sessions:
-            self._sessions[proxy_id] = self.docker.exec_session(
-                proxy_id, ["sh", "-c", API_SESSION, API_CLIENT, str(API_PORT), SESSION_END], SESSION_END)
-        return self._sessions[proxy_id]
 
 
 # ------------------------------------------------------------------------------------------------ pure functions

@@ -17,6 +17,7 @@ avoids it (HAProxy's `idle-close-on-response` is the kind of thing missing).
 import io
 import ipaddress
 import posixpath
+import shlex
 import tarfile
 import time
 from collections import Counter
@@ -24,8 +25,9 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from docker_reroll.engine import Engine
 from docker_reroll.errors import DeployFailed, DockerCommandError
+from docker_reroll.processes import Result
 from docker_reroll.proxy import Backend, Route
-from docker_reroll.proxy_driver import ProxyDriver
+from docker_reroll.proxy_driver import SESSION_END, ProxyDriver
 
 PIN_DIRECTORY = "docker-reroll"  # next to nginx.conf, in the proxy's own filesystem (not under a read-only mount)
 RESOLVER = "resolver 127.0.0.11 valid=1s ipv6=off;"  # Docker's embedded DNS; answers kept one second
@@ -273,6 +275,18 @@ done
 wait
 """
 
+# One `docker exec` for a whole deploy's calls, not one per call (each costs tens of milliseconds and the engine's
+# work): a loop that runs each line it reads as a command line, with no input, prints what it wrote (errors too),
+# then a line of its own with its exit status. Its arguments: that end line, then the two scripts above, which a
+# line names as "$1" and "$2" (a line holds no newline; the scripts do).
+COMMAND_SESSION = 'while IFS= read -r line; do eval "$line" </dev/null 2>&1; printf "\\n%s %s\\n" "$0" "$?"; done'
+SESSION_SCRIPTS = {RELOAD_SCRIPT: '"$1"', PROBE_SCRIPT: '"$2"'}
+
+
+def session_line(argv: Sequence[str]) -> str:
+    """The command line that runs `argv` in the session: each word quoted, the scripts named."""
+    return " ".join(SESSION_SCRIPTS.get(word, shlex.quote(word)) for word in argv)
+
 
 class NginxDriver(ProxyDriver):
     kind = "nginx"
@@ -285,6 +299,18 @@ class NginxDriver(ProxyDriver):
 
     def config(self, routes: Sequence[Route]) -> str:
         return render_config(routes)
+
+    def session_command(self) -> List[str]:
+        return ["sh", "-c", COMMAND_SESSION, SESSION_END, RELOAD_SCRIPT, PROBE_SCRIPT]
+
+    def _run(self, proxy_id: str, argv: Sequence[str], timeout: float = EXEC_MARGIN) -> Result:
+        """A command in the proxy's container, through the deploy's session (its errors then in its output), or
+        an exec of its own."""
+        def one_exec() -> Result:
+            return self.docker.exec_in(proxy_id, argv, timeout=timeout)
+
+        line = session_line(argv)
+        return self.ask(proxy_id, line, timeout, one_exec) if "\n" not in line else one_exec()
 
     def check(self, proxy_id: str, route: Route) -> Optional[str]:
         """Reads nginx.conf out of the container (`docker cp`, no exec: a dry run calls this)."""
@@ -330,7 +356,7 @@ class NginxDriver(ProxyDriver):
         deadline = time.monotonic() + DNS_WAIT
         right_since: Optional[float] = None
         while True:
-            result = self.docker.exec_in(proxy_id, ["getent", "ahostsv4", route.service], timeout=EXEC_MARGIN)
+            result = self._run(proxy_id, ["getent", "ahostsv4", route.service])
             if result.returncode in (126, 127) or "executable file not found" in result.stderr:
                 return None
             answer = {line.split()[0] for line in result.stdout.splitlines() if line.split()}
@@ -345,16 +371,15 @@ class NginxDriver(ProxyDriver):
     def ready(self, proxy_id: str, route: Route, backends: Sequence[Backend]) -> List[Backend]:
         """nginx (open source) checks nothing itself: each backend is checked from inside the proxy's container,
         on the network they share."""
-        result = self.docker.exec_in(proxy_id, ["sh", "-c", PROBE_SCRIPT, "probe", str(PROBE_SECONDS),
-                                                route.health_path or "", *(b.endpoint for b in backends)],
-                                     timeout=PROBE_SECONDS + EXEC_MARGIN)
+        result = self._run(proxy_id, ["sh", "-c", PROBE_SCRIPT, "probe", str(PROBE_SECONDS), route.health_path or "",
+                                      *(b.endpoint for b in backends)], timeout=PROBE_SECONDS + EXEC_MARGIN)
         passed = set(result.stdout.split())
         return [b for b in backends if b.endpoint in passed]
 
     def connections(self, proxy_id: str, route: Route, backends: Sequence[Backend]) -> Dict[str, int]:
         """ESTABLISHED connections from the proxy's network namespace to each backend: with no upstream keepalive,
         its requests in flight (or its open TCP connections)."""
-        result = self.docker.exec_in(proxy_id, ["cat", "/proc/net/tcp", "/proc/net/tcp6"])
+        result = self._run(proxy_id, ["cat", "/proc/net/tcp", "/proc/net/tcp6"])
         if "local_address" not in result.stdout:  # no tcp6 in the kernel is fine, no tcp at all is not
             raise DockerCommandError(["docker", "exec", proxy_id, "cat", "/proc/net/tcp"], result.returncode,
                                      result.stderr)
@@ -371,9 +396,8 @@ class NginxDriver(ProxyDriver):
         if self.active.get((proxy_id, route.name)) == pins:
             return
         self.docker.copy_into(proxy_id, pin_directory(route), pins)
-        result = self.docker.exec_in(proxy_id, ["sh", "-c", RELOAD_SCRIPT, "reload", route.config_path,
-                                                str(int(RELOAD_SECONDS / 0.05))],
-                                     timeout=RELOAD_SECONDS + EXEC_MARGIN)
+        result = self._run(proxy_id, ["sh", "-c", RELOAD_SCRIPT, "reload", route.config_path,
+                                      str(int(RELOAD_SECONDS / 0.05))], timeout=RELOAD_SECONDS + EXEC_MARGIN)
         if result.returncode != 0:
             said = "; ".join(line.strip() for line in result.stderr.splitlines() if line.strip())
             raise DeployFailed(f"proxy mode: nginx did not take the new routing for {route.service}: "

@@ -1,9 +1,13 @@
 """The interface of a proxy driver: one per kind of proxy (haproxy.py, nginx.py)."""
 
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from docker_reroll.engine import Engine
+from docker_reroll.processes import Result, Session
 from docker_reroll.proxy import Backend, Route
+
+# The line a session's command prints after each answer, with the answer's exit status: `<SESSION_END> <status>`.
+SESSION_END = "-- docker-reroll: end of answer --"
 
 
 class ProxyDriver:
@@ -16,6 +20,8 @@ class ProxyDriver:
 
     def __init__(self, docker: Engine) -> None:
         self.docker = docker
+        self._sessions: Dict[str, Session] = {}  # proxy container id -> the session its calls go through
+        self._one_shot = False  # a session failed: one `docker exec` per call from then on
 
     def config(self, routes: Sequence[Route]) -> str:
         """The proxy's whole configuration at rest, for these routes: what its compose service starts it with."""
@@ -46,8 +52,33 @@ class ProxyDriver:
         """End what is left to these backends (the drain timeout passed)."""
         raise NotImplementedError
 
+    def session_command(self) -> List[str]:
+        """The command, run in the proxy's container, that answers a deploy's calls in one `docker exec`: it reads
+        one line per call and prints the answer, then `<SESSION_END> <exit status>`."""
+        raise NotImplementedError
+
+    def ask(self, proxy_id: str, line: str, timeout: float, one_exec: Callable[[], Result]) -> Result:
+        """The answer to one call (`line`) through the proxy's session, started with the first call: a few
+        milliseconds each, where an exec of its own costs tens, and the engine's work of an exec. Once a session
+        failed (it ended, or did not answer in time: an engine restart ends it), `one_exec` answers this call and
+        every later one. Calls must be safe to make twice: a session that went quiet may have made it."""
+        result = None if self._one_shot else self._session(proxy_id).ask(line, timeout)
+        if result is None:
+            self._one_shot = True
+            self.close()
+            result = one_exec()
+        return result
+
+    def _session(self, proxy_id: str) -> Session:
+        if proxy_id not in self._sessions:
+            self._sessions[proxy_id] = self.docker.exec_session(proxy_id, self.session_command(), SESSION_END)
+        return self._sessions[proxy_id]
+
     def close(self) -> None:
-        """The deploy is over: end what the driver keeps open (a session with the proxy)."""
+        """The deploy is over: end the sessions with the proxies."""
+        for session in self._sessions.values():
+            session.close()
+        self._sessions.clear()
 
     def rest(self, proxy_id: str, route: Route) -> Optional[str]:
         """Back to routing by Docker's DNS, as the configuration at rest does (the deploy is over); what could not

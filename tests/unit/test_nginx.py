@@ -5,6 +5,7 @@ takes all of it is proven against the real engine (tests/engine/test_proxy_nginx
 
 import io
 import os
+import shlex
 import shutil
 import subprocess
 import tarfile
@@ -18,16 +19,20 @@ from docker_reroll import nginx
 from docker_reroll.engine import Docker
 from docker_reroll.errors import DeployFailed
 from docker_reroll.nginx import (
+    COMMAND_SESSION,
     PROBE_SCRIPT,
+    RELOAD_SCRIPT,
     NginxDriver,
     missing_lines,
     parse_proc_net_tcp,
     pin_files,
     render_config,
     render_pins,
+    session_line,
 )
-from docker_reroll.processes import Result
+from docker_reroll.processes import Result, Session
 from docker_reroll.proxy import Backend, Route
+from docker_reroll.proxy_driver import SESSION_END
 from fakeengine import FakeRunner
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -141,9 +146,43 @@ def tar_of(name: str, text: str) -> str:
     return archive.getvalue().decode()
 
 
+class LineSession:
+    """The proxy's session without an engine: each line it is asked is read back into the command it runs (the
+    scripts it names put back) and answered by the runner as that command's own exec, so the tests below see the
+    same calls either way; None once `ended` (the session is gone)."""
+
+    def __init__(self, docker: "SessionDocker", container_id: str, argv: "list[str]") -> None:
+        self.docker, self.container_id = docker, container_id
+        assert argv == ["sh", "-c", COMMAND_SESSION, SESSION_END, RELOAD_SCRIPT, PROBE_SCRIPT]
+        self.scripts = {"$1": RELOAD_SCRIPT, "$2": PROBE_SCRIPT}
+
+    def ask(self, line: str, timeout: float):
+        if self.docker.ended:
+            return None
+        self.docker.asked.append(line)
+        argv = [self.scripts.get(word, word) for word in shlex.split(line)]
+        return self.docker.runner.run(["docker", "exec", self.container_id, *argv])
+
+    def close(self) -> None:
+        pass
+
+
+class SessionDocker(Docker):
+    def __init__(self, runner: FakeRunner) -> None:
+        super().__init__("docker", [], [], {}, runner)
+        self.sessions: "list[str]" = []  # the container of each session opened
+        self.asked: "list[str]" = []  # every line asked of a session
+        self.ended = False
+
+    def exec_session(self, container_id, argv, end):
+        assert end == SESSION_END
+        self.sessions.append(container_id)
+        return LineSession(self, container_id, list(argv))
+
+
 def driver_with(answer) -> "tuple[NginxDriver, FakeRunner]":
     runner = FakeRunner(answer=answer)
-    return NginxDriver(Docker("docker", [], [], {}, runner)), runner
+    return NginxDriver(SessionDocker(runner)), runner
 
 
 def test_the_check_reads_the_running_configuration_with_docker_cp_only():
@@ -188,7 +227,7 @@ def test_a_switch_writes_the_pins_and_reloads_once_per_change_and_rest_empties_t
         return real_run(argv, **kwargs)
 
     runner.run = run
-    driver = NginxDriver(Docker("docker", [], [], {}, runner))
+    driver = NginxDriver(SessionDocker(runner))
     driver.route_to("p1", APP, [OLD], [])
     driver.route_to("p1", APP, [OLD], [])  # the same pins: no second reload
     driver.route_to("p1", APP, [NEW], [OLD])
@@ -317,6 +356,47 @@ def test_the_backend_check_with_bash_connects_or_wants_a_2xx(servers):
     healthy, failing, closed = servers
     assert probe(["sh", "-c"], "", servers) == {healthy, failing}
     assert probe(["sh", "-c"], "/health", servers) == {healthy}
+
+
+def test_a_deploys_execs_go_through_one_session_and_a_failed_session_leaves_one_exec_per_call():
+    table = Result(0, "  sl  local_address rem_address   st\n", "")
+    driver, runner = driver_with(lambda argv: table if argv[3] == "cat" else Result(0, "", ""))
+    docker = driver.docker
+    assert isinstance(docker, SessionDocker)
+    driver.route_to("p1", APP, [OLD], [])
+    driver.ready("p1", APP, [NEW])
+    driver.connections("p1", APP, [OLD])
+    assert docker.sessions == ["p1"] and len(docker.asked) == 3, "one session, each call a line of it"
+    assert docker.asked[0] == 'sh -c "$1" reload /etc/nginx/nginx.conf 200'
+    assert docker.asked[1] == "sh -c \"$2\" probe 2 '' 172.20.0.5:8080"
+    assert docker.asked[2] == "cat /proc/net/tcp /proc/net/tcp6"
+    assert [call[1] for call in runner.calls] == ["cp", "exec", "exec", "exec"], "the files still by docker cp"
+
+    docker.ended = True  # the session ended (an engine restart, say): the calls are made all the same
+    driver.route_to("p1", APP, [NEW], [OLD])
+    driver.connections("p1", APP, [OLD])
+    assert len(docker.asked) == 3 and docker.sessions == ["p1"], "no new session"
+    assert [call[1] for call in runner.calls[4:]] == ["cp", "exec", "exec"], "one exec per call from then on"
+    assert runner.calls[5][3:6] == ["sh", "-c", RELOAD_SCRIPT] and runner.calls[6][3] == "cat"
+
+
+def test_the_session_runs_each_line_with_its_errors_and_exit_status_and_no_input(servers, tmp_path):
+    """The real loop, run here by sh as it runs in the proxy's container: the scripts named by "$1" and "$2"."""
+    healthy, failing, closed = servers
+    (tmp_path / "tcp").write_text("  sl  local_address\n")
+    session = Session(["sh", "-c", COMMAND_SESSION, SESSION_END, RELOAD_SCRIPT, PROBE_SCRIPT], SESSION_END)
+    try:
+        probed = session.ask(session_line(["sh", "-c", PROBE_SCRIPT, "probe", "2", "/health", *servers]), 20)
+        assert probed is not None and probed.returncode == 0 and set(probed.stdout.split()) == {healthy}
+        assert session.ask(session_line(["cat"]), 5) == Result(0, "\n", ""), "no input: it does not wait"
+        said = session.ask(session_line(["cat", str(tmp_path / "tcp"), str(tmp_path / "tcp6")]), 5)
+        assert said is not None and said.returncode == 1 and "local_address" in said.stdout
+        assert "tcp6: No such file" in said.stderr, "errors in the answer"
+        odd = session.ask(session_line(["sh", "-c", 'printf "%s|" "$@"; exit 3', "x", "it's", "$HOME", "a b"]), 5)
+        assert odd == Result(3, "it's|$HOME|a b|\n", "it's|$HOME|a b|\n"), "quoted as they were"
+        assert session.process is not None and session.process.poll() is None, "one process for every line"
+    finally:
+        session.close()
 
 
 @pytest.mark.skipif(not os.path.exists("/bin/busybox"), reason="no busybox on this machine")
