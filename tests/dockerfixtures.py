@@ -65,6 +65,16 @@ def docker(*args: str, check: bool = True, env: Optional[Dict[str, str]] = None,
     return result
 
 
+def session_loops(stack: "ComposeProject", service: str = "proxy") -> List[str]:
+    """The shell loops of docker-reroll's proxy sessions (one `docker exec` per deploy) still running in the
+    service's containers: a deploy ends its own, whatever way it ended."""
+    found = []
+    for container in stack.containers(service, all_states=False):
+        listed = docker("top", container.id, "-eo", "pid,args").stdout
+        found += [line for line in listed.splitlines() if "while IFS= read -r line" in line]
+    return found
+
+
 class DockerFailed(subprocess.CalledProcessError):
     """A docker command a test needed failed: its message says what docker said, not only its exit code."""
 

@@ -38,6 +38,7 @@ from dockerfixtures import (
     lock_and_journal,
     proxy_answering,
     read_until,
+    session_loops,
     start_proxy_stack,
     start_reroll,
     started_at,
@@ -173,6 +174,7 @@ def test_the_example_as_is_deploys_ten_times_under_load_with_no_failed_request(p
     with load_on(stack, rate=200, max_duration=600) as load:
         ten_deploys(stack, load, check=check)
     assert load.report().failed == 0, load.report().failures
+    assert session_loops(stack) == [], "each deploy ended its session with HAProxy"
 
 
 def test_an_app_that_exits_at_once_on_sigterm_loses_none_of_its_long_requests(proxy_stack):

@@ -41,6 +41,7 @@ from dockerfixtures import (
     iso_seconds,
     machine_lock,
     read_until,
+    session_loops,
     stack_url,
     start_reroll,
     started_at,
@@ -243,6 +244,7 @@ def test_the_example_deploys_ten_times_under_load_and_the_retrying_client_loses_
         assert_drained_not_cut(deploy.run)
     load.assert_retrying_lost_nothing(stack)
     assert pinned_addresses(stack) == [], "at rest after every deploy"
+    assert session_loops(stack) == [], "each deploy ended its session with nginx"
 
 
 def test_an_app_that_exits_at_once_on_sigterm_loses_no_request_in_flight(nginx_stack):
