@@ -226,24 +226,30 @@ def parse_proc_net_tcp(text: str) -> Counter:
 # Inside the proxy's container (POSIX sh: the official images are Debian with bash, or Alpine with busybox).
 # `nginx -s reload` parses the whole configuration first and signals nothing when it is invalid (exit 1, nginx's
 # own message); then wait until the workers that ran before are gone or shutting down: until then they still take
-# new connections with the old configuration.
+# new connections with the old configuration (nginx's master starts the new workers, then waits 100 ms before it
+# tells the old ones to stop). A process's title is its /proc/PID/cmdline, which ends with no newline, so `read`
+# says 1 although it read it. The third argument, /proc by default, is for the tests.
 RELOAD_SCRIPT = """
-workers() {
-  for p in /proc/[0-9]*; do
-    IFS= read -r title < "$p/cmdline" 2>/dev/null && [ "$title" = "nginx: worker process" ] && echo "${p#/proc/}"
-  done
+proc=${3:-/proc}
+is_worker() {
+  title=
+  IFS= read -r title 2>/dev/null < "$proc/$1/cmdline"  # a process gone: no title, and nothing said
+  [ "$title" = "nginx: worker process" ]
 }
-before=$(workers)
+before=
+for p in "$proc"/[0-9]*; do
+  is_worker "${p##*/}" && before="$before ${p##*/}"
+done
 nginx -c "$1" -s reload || exit 1
 tries=0
 while :; do
   left=
   for pid in $before; do
-    IFS= read -r title < "/proc/$pid/cmdline" 2>/dev/null && [ "$title" = "nginx: worker process" ] && left=1
+    is_worker "$pid" && left=1
   done
   [ -z "$left" ] && exit 0
   tries=$((tries + 1))
-  [ "$tries" -ge "$2" ] && { echo "nginx still runs its old workers ($before) after the reload" >&2; exit 2; }
+  [ "$tries" -ge "$2" ] && { echo "nginx still runs its old workers ($before ) after the reload" >&2; exit 2; }
   sleep 0.05
 done
 """

@@ -399,6 +399,57 @@ def test_the_session_runs_each_line_with_its_errors_and_exit_status_and_no_input
         session.close()
 
 
+def reload_in(tmp_path, on_reload: str, tries: int = 40, shell: str = "sh"
+              ) -> "tuple[subprocess.CompletedProcess, float]":
+    """RELOAD_SCRIPT run here against a /proc of files, as the kernel writes them (a title with no newline at its
+    end): an nginx master, two workers, a shell; the `nginx` it calls runs `on_reload` (sh, PROC its /proc)."""
+    proc = tmp_path / "proc"
+    for pid, title in ((1, "nginx: master process nginx -g daemon off;"), (7, "nginx: worker process"),
+                       (8, "nginx: worker process"), (9, "sh")):
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "cmdline").write_bytes(title.encode() + b"\0")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "nginx").write_text(f"#!/bin/sh\nPROC={proc}\n{on_reload}\n")
+    (tools / "nginx").chmod(0o755)
+    started = time.monotonic()
+    result = subprocess.run([shell, "-c", RELOAD_SCRIPT, "reload", CONF, str(tries), str(proc)], capture_output=True,
+                            text=True, timeout=20, env={"PATH": f"{tools}:{os.environ['PATH']}"})
+    return result, time.monotonic() - started
+
+
+SHELLS = ["sh"] + (["/bin/busybox"] if os.path.exists("/bin/busybox") else [])  # Debian's dash; Alpine's busybox
+
+
+def shell_named_sh(tmp_path, shell: str) -> str:
+    if shell == "sh":
+        return shell
+    (tmp_path / "bb").mkdir()
+    os.symlink(shell, tmp_path / "bb" / "sh")  # busybox is the tool it is named as
+    return str(tmp_path / "bb" / "sh")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_reload_returns_once_the_old_workers_are_gone_or_shutting_down_not_before(tmp_path, shell):
+    """nginx's master starts the new workers, then tells the old ones to stop: until then they take connections
+    with the old routing, so the drain must not start before."""
+    shell_argv = shell_named_sh(tmp_path, shell)
+    later = ("(sleep 0.4; printf 'nginx: worker process is shutting down\\0' > $PROC/7/cmdline; rm -r $PROC/8)"
+             " >/dev/null 2>&1 &")
+    result, seconds = reload_in(tmp_path, later, shell=shell_argv)
+    assert result.returncode == 0, result.stderr
+    assert seconds >= 0.4, "it waited for the old workers"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_reload_whose_old_workers_stay_fails_and_one_nginx_refuses_fails_with_its_words(tmp_path, shell):
+    shell_argv = shell_named_sh(tmp_path, shell)
+    result, _ = reload_in(tmp_path, "exit 0", tries=4, shell=shell_argv)
+    assert (result.returncode, result.stderr) == (2, "nginx still runs its old workers ( 7 8 ) after the reload\n")
+    refused, _ = reload_in(tmp_path / "again", "echo 'nginx: [emerg] unknown directive' >&2; exit 1", shell=shell_argv)
+    assert (refused.returncode, refused.stderr) == (1, "nginx: [emerg] unknown directive\n")
+
+
 @pytest.mark.skipif(not os.path.exists("/bin/busybox"), reason="no busybox on this machine")
 def test_the_backend_check_without_bash_uses_busybox_wget(servers, tmp_path):
     """As in an Alpine image: no bash, busybox's tools (Debian's busybox here: its nc has no -z, Alpine's has)."""
