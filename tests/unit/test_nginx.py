@@ -392,8 +392,10 @@ def test_the_session_runs_each_line_with_its_errors_and_exit_status_and_no_input
         said = session.ask(session_line(["cat", str(tmp_path / "tcp"), str(tmp_path / "tcp6")]), 5)
         assert said is not None and said.returncode == 1 and "local_address" in said.stdout
         assert "tcp6: No such file" in said.stderr, "errors in the answer"
-        odd = session.ask(session_line(["sh", "-c", 'printf "%s|" "$@"; exit 3', "x", "it's", "$HOME", "a b"]), 5)
-        assert odd == Result(3, "it's|$HOME|a b|\n", "it's|$HOME|a b|\n"), "quoted as they were"
+        hostile = ["it's", "$HOME", "a b", "/h; echo no", "$(echo no)", "`echo no`", "*"]  # a label's value, say
+        odd = session.ask(session_line(["sh", "-c", 'printf "%s|" "$@"; exit 3', "x", *hostile]), 5)
+        words = "|".join(hostile) + "|\n"
+        assert odd == Result(3, words, words), "each word as it was, run by nothing"
         assert session.process is not None and session.process.poll() is None, "one process for every line"
     finally:
         session.close()
