@@ -668,10 +668,15 @@ def proxy_answering(stack: ComposeProject, tcp: bool = False, tries: int = 12) -
     return hosts
 
 
+def lost_requests(report, limit: int = 20) -> List[str]:
+    """A line per failed request (the first `limit`): when it started, how long it took, its client, what it got."""
+    return [f"  {utc(s.start)} +{s.latency * 1000:.0f}ms client {s.client}: {s.reason}"
+            for s in report.failed_samples[:limit]]
+
+
 def explain_failures(stack, report):
     """When failed requests started and what they got, and what the proxy logged (errors, server state changes)."""
-    for sample in report.failed_samples[:20]:
-        print(f"  {utc(sample.start)} +{sample.latency * 1000:.0f}ms client {sample.client}: {sample.reason}")
+    print("\n".join(lost_requests(report)))
     proxy = stack.compose("logs", "--no-log-prefix", "--timestamps", "proxy", check=False).stdout.splitlines()
     # what the proxy did with its servers from 3 s before the first failure on
     since = utc(report.failed_samples[0].start - 3) if report.failed_samples else ""

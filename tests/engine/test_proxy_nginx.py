@@ -39,13 +39,13 @@ from dockerfixtures import (
     finish,
     free_port,
     iso_seconds,
+    lost_requests,
     machine_lock,
     read_until,
     session_loops,
     stack_url,
     start_reroll,
     started_at,
-    utc,
     versions_after,
 )
 from loadgen import LoadGenerator, now
@@ -170,7 +170,7 @@ class HttpLoad:
         pytest shortens any other kind, and the line that names the cause was cut out of it once)."""
         report = self.retrying.report()
         if report.failed:
-            lost = "\n".join(f"  {utc(s.start)} -> {utc(s.end)} {s.reason}" for s in report.failed_samples[:20])
+            lost = "\n".join(lost_requests(report))
             pytest.fail(f"the retrying client lost {report.failed} request(s): {report.failures}\n{lost}\n"
                         f"{nginx_errors(stack)}", pytrace=False)
 
