@@ -238,7 +238,7 @@ is_worker() {
 }
 before=
 for p in "$proc"/[0-9]*; do
-  is_worker "${p##*/}" && before="$before ${p##*/}"
+  is_worker "${p##*/}" && before="${before:+$before }${p##*/}"
 done
 nginx -c "$1" -s reload || exit 1
 tries=0
@@ -249,7 +249,7 @@ while :; do
   done
   [ -z "$left" ] && exit 0
   tries=$((tries + 1))
-  [ "$tries" -ge "$2" ] && { echo "nginx still runs its old workers ($before ) after the reload" >&2; exit 2; }
+  [ "$tries" -ge "$2" ] && { echo "nginx still runs its old workers ($before) after the reload" >&2; exit 2; }
   sleep 0.05
 done
 """

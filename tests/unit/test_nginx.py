@@ -447,7 +447,7 @@ def test_a_reload_returns_once_the_old_workers_are_gone_or_shutting_down_not_bef
 def test_a_reload_whose_old_workers_stay_fails_and_one_nginx_refuses_fails_with_its_words(tmp_path, shell):
     shell_argv = shell_named_sh(tmp_path, shell)
     result, _ = reload_in(tmp_path, "exit 0", tries=4, shell=shell_argv)
-    assert (result.returncode, result.stderr) == (2, "nginx still runs its old workers ( 7 8 ) after the reload\n")
+    assert (result.returncode, result.stderr) == (2, "nginx still runs its old workers (7 8) after the reload\n")
     refused, _ = reload_in(tmp_path / "again", "echo 'nginx: [emerg] unknown directive' >&2; exit 1", shell=shell_argv)
     assert (refused.returncode, refused.stderr) == (1, "nginx: [emerg] unknown directive\n")
 
