@@ -332,11 +332,19 @@ def in_a_switch(proxy_stack):
         yield stack, process, load
 
 
+def answered_after(load, moment: float, hosts: set) -> None:
+    """Wait (up to 15 s) until each of `hosts` has answered a request started after `moment`, so that what serves
+    after a run is judged on requests that had time to end (1.5 s each here, on a machine that may be busy), not on
+    whichever fitted in the load's last seconds; the test's assertions then read the final report."""
+    load.wait_for(lambda report: {s.host for s in report.samples if s.ok and s.start > moment} >= hosts, timeout=15)
+
+
 def test_ctrl_c_during_the_switch_leaves_the_proxy_on_containers_that_serve(proxy_stack):
     with in_a_switch(proxy_stack) as (stack, process, load):
         os.killpg(process.pid, signal.SIGINT)
         events = json_events(finish(process))
         ended = time.time()
+        answered_after(load, ended, running_hosts(stack))
     report = load.report()
     assert report.failed == 0, report.failures
     assert process.returncode == 130, events[-1]
@@ -352,6 +360,7 @@ def test_a_deploy_killed_during_the_switch_is_finished_by_the_next_run_with_no_f
         assert lock_and_journal(stack), "the killed run left its lock and journal"
         rerun = deploy(stack, APP_VERSION="v2")
         ended = time.time()
+        answered_after(load, ended, running_hosts(stack))
     rerun.deployed()
     assert rerun.said("finishing it"), rerun.run.stderr
     report = load.report()
