@@ -20,6 +20,7 @@ from docker_reroll.engine import Docker
 from docker_reroll.errors import DeployFailed
 from docker_reroll.nginx import (
     COMMAND_SESSION,
+    KEEPALIVE_NOTE,
     PROBE_SCRIPT,
     RELOAD_SCRIPT,
     NginxDriver,
@@ -99,7 +100,10 @@ def test_pin_files_send_the_route_to_exact_addresses_and_empty_ones_are_at_rest(
     pins = render_pins(APP, [OLD, NEW])
     assert set(pins) == {upstream, pin} == {"reroll_app.upstream", "reroll_app.pin"}
     assert "upstream reroll_app_pinned {\n    server 172.20.0.2:8080;\n    server 172.20.0.5:8080;\n}" in pins[upstream]
-    assert pins[pin].endswith("\nset $reroll_app reroll_app_pinned;\n")
+    assert pins[pin].splitlines()[1:] == ["set $reroll_app reroll_app_pinned;",
+                                          f"keepalive_timeout 0;  {KEEPALIVE_NOTE}"]
+    tcp = render_pins(ECHO, [OLD])[pin_files(ECHO)[1]]
+    assert tcp.splitlines()[1:] == ["set $reroll_echo reroll_echo_pinned;"], "keepalive_timeout is no stream setting"
     nobody = render_pins(APP, [])
     assert "server 127.0.0.1:1 down;" in nobody[upstream], "an upstream without servers is an nginx error"
 
