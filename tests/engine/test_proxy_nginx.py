@@ -3,14 +3,15 @@ tests/stacks/proxy-nginx) deployed under load, ten times in a row, with nothing 
 SIGTERM with 1.5 s requests in flight at every switch; no Docker health check; a TCP service; a 5 s stream; Ctrl-C
 and a kill mid-switch; compose's own commands on the project.
 
-HTTP load comes from the client that retries, once, a request whose reused keep-alive connection was closed before
-any answer (retry_idle_close: as curl, browsers and Go do); it must lose none. nginx has no runtime API: each switch
-is a graceful reload, whose old workers close idle keep-alive connections at once, so a strict client (tests/
-loadgen.py: every error counts) loses about one request per idle connection per reload: the example's ten deploys
-run one beside the retrying client and print its numbers (README's "about ten requests per deploy"); elsewhere it
-would only add load. None is `serial`: proxy mode has no clock to race,
-so its claims must hold on a busy machine too, beside the other tests of the parallel phase. One is `exclusive`: it
-makes the engine leave a swarm, which erases the DNS names of every container on engine 20.10."""
+HTTP load comes from the client that retries, once, a request whose reused keep-alive connection was closed before any
+answer (retry_idle_close: as curl, browsers and Go do); it must lose none. nginx has no runtime API: each switch is a
+graceful reload, whose old workers close idle keep-alive connections at once, and a strict client (tests/loadgen.py:
+every error counts) loses the request it sends next on one; while a route is pinned, nginx closes each client
+connection after its answer, so only the first of a deploy's three reloads finds idle ones. The example's ten deploys
+run a strict client beside the retrying one and hold it to at most one lost request per connection per deploy, as the
+README says; elsewhere it would only add load. None is `serial`: proxy mode has no clock to race, so its claims must
+hold on a busy machine too, beside the other tests of the parallel phase. One is `exclusive`: it makes the engine
+leave a swarm, which erases the DNS names of every container on engine 20.10."""
 
 import json
 import os
