@@ -358,9 +358,11 @@ class NginxDriver(ProxyDriver):
         if wanted is not None:
             answer = self._wait_dns(proxy_id, route, wanted)
             if answer is not None:
+                closing = " (and with them each answer closes its client connection)" if route.protocol == "http" \
+                    else ""
                 return (f"Docker's DNS answered {route.service} with {', '.join(sorted(answer)) or 'nothing'} "
                         f"for {DNS_WAIT:g}s after the deploy, where {', '.join(sorted(wanted))} serve: the pins "
-                        "stay until the next deploy")
+                        f"stay until the next deploy{closing}")
         self._load(proxy_id, route, at_rest(route))
         return None
 

@@ -260,6 +260,8 @@ def test_the_pins_stay_while_dockers_dns_does_not_answer_with_exactly_what_serve
     said = driver.rest("p1", APP)
     assert said is not None and said.startswith(f"Docker's DNS answered app with {', '.join(dns) or 'nothing'} "
                                                 "for 0.3s after the deploy, where 172.20.0.5 serve"), (why, said)
+    assert said.endswith("the pins stay until the next deploy (and with them each answer closes its client "
+                         "connection)"), "an HTTP route's pin file turns keep-alive off"
     assert [call[1] for call in runner.calls if "getent" not in call] == ["cp", "exec"], "no reload to rest"
 
 
