@@ -13,7 +13,7 @@ its next request on such a connection before it has seen the close loses it; cli
 reused connection closed before any answer (curl, browsers, Go, urllib3) see nothing. nginx has no setting that
 avoids it (HAProxy's `idle-close-on-response` is the kind of thing missing). A deploy reloads three times (pinned,
 switched, at rest); while an HTTP route is pinned its answers close their connections, so only the first reload
-finds idle ones: a client that never retries loses at most one request per connection per deploy.
+finds idle ones: a client that never retries loses about one request per connection per deploy.
 """
 
 import io
