@@ -397,10 +397,12 @@ def test_a_concurrent_deploy_exits_4_at_once_and_the_first_completes(stack, depl
     old = start_stack(stack, 2)
 
     with load_on(stack) as load:
-        first = deploys(*DRAIN, *HEALTH_TIMEOUT, "--wait-after-healthy", "3", APP_VERSION="v2")
+        # 6 s after healthy, then the drain: the first runs on for longer than a refusal takes, even on a busy machine
+        first = deploys(*DRAIN, *HEALTH_TIMEOUT, "--wait-after-healthy", "6", APP_VERSION="v2")
         first.reach("after healthy")
         during = [c.id for c in stack.containers()]
         second = stack.reroll_json("app", *DRAIN, extra_env={"APP_VERSION": "v3"}, timeout=60)
+        waited = first.process.poll() is not None  # "at once": it did not wait for the first to end
         untouched = [c.id for c in stack.containers()] == during
         code = first.finish()
     report = load.report()
@@ -409,8 +411,9 @@ def test_a_concurrent_deploy_exits_4_at_once_and_the_first_completes(stack, depl
           f"first -> exit {code} in {first.seconds:.2f}s")
     problems = invariant_problems(stack, NEW, old, report, first.ended, replicas=2)
     problems += undrained(stack, first.since, first.ended)
-    if second.returncode != 4 or second.seconds > 5:
-        problems.append(f"second deploy: exit {second.returncode} after {second.seconds:.1f}s, expected 4 at once")
+    if second.returncode != 4 or waited:
+        problems.append(f"second deploy: exit {second.returncode} after {second.seconds:.1f}s"
+                        f"{', once the first had ended' if waited else ''}; expected 4 at once, the first running")
     if second.outcome != "locked" or not second.said("another deploy of this service is running", "error"):
         problems.append("the second deploy did not say why it stopped")
     if not untouched:
