@@ -189,10 +189,15 @@ def render_pins(route: Route, serving: Sequence[Backend]) -> Dict[str, str]:
     upstream, pin = pin_files(route)
     header = f"# written by docker-reroll during a deploy of {route.service}; empty at rest"
     switch = [header, f"set {_variable(route)} {_pinned(route)};"]
-    if route.protocol == "http":
+    if _pins_close_connections(route):
         switch.append(f"keepalive_timeout 0;  {KEEPALIVE_NOTE}")
     return {upstream: "\n".join([header, *_block(f"upstream {_pinned(route)}", servers)]) + "\n",
             pin: "\n".join(switch) + "\n"}
+
+
+def _pins_close_connections(route: Route) -> bool:
+    """Whether the route's pin file turns client keep-alive off (HTTP; a stream has no such setting)."""
+    return route.protocol == "http"
 
 
 def at_rest(route: Route) -> Dict[str, str]:
@@ -358,8 +363,8 @@ class NginxDriver(ProxyDriver):
         if wanted is not None:
             answer = self._wait_dns(proxy_id, route, wanted)
             if answer is not None:
-                closing = " (and with them each answer closes its client connection)" if route.protocol == "http" \
-                    else ""
+                closing = " (and with them each answer closes its client connection)" \
+                    if _pins_close_connections(route) else ""
                 return (f"Docker's DNS answered {route.service} with {', '.join(sorted(answer)) or 'nothing'} "
                         f"for {DNS_WAIT:g}s after the deploy, where {', '.join(sorted(wanted))} serve: the pins "
                         f"stay until the next deploy{closing}")
