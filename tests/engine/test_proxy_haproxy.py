@@ -27,6 +27,7 @@ from docker_reroll.haproxy import HAProxyDriver
 from docker_reroll.model import parse_compose_config
 from docker_reroll.proxy import plan_routes, routes_of
 from dockerfixtures import (
+    LOAD_RATE,
     ROOT,
     ComposeProject,
     Run,
@@ -171,7 +172,7 @@ def test_the_example_as_is_deploys_ten_times_under_load_with_no_failed_request(p
         assert done.seconds("wait until ready") < 5, done.summary["phases"]
         assert len(done.summary["services"][0]["new"]) == 2  # type: ignore[index]
 
-    with load_on(stack, rate=200, max_duration=600) as load:
+    with load_on(stack, max_duration=600) as load:
         ten_deploys(stack, load, check=check)
     assert load.report().failed == 0, load.report().failures
     assert session_loops(stack) == [], "each deploy ended its session with HAProxy"
@@ -212,7 +213,7 @@ def test_without_a_docker_health_check_the_proxys_check_decides_not_a_clock(prox
         windows[version] = at(passed)
 
     windows: Dict[str, float] = {}
-    with load_on(stack, rate=200, max_duration=600) as load:
+    with load_on(stack, max_duration=600) as load:
         ten_deploys(stack, load, "--wait", "60", check=check)
     report = load.report()
     assert report.failed == 0, report.failures
@@ -443,8 +444,8 @@ def test_a_release_of_two_services_behind_one_proxy_batches_and_a_roll_back_lose
     back while both keep serving; `--max-surge 1` replaces two replicas one at a time. Each under its own load."""
     stack = proxy_stack(TWO_SERVICES)
     start_proxy_stack(stack, replicas=2)
-    with load_on(stack, rate=100, max_duration=600) as app_load, \
-            load_on(stack, rate=100, max_duration=600, host="api.test") as api_load:
+    with load_on(stack, rate=LOAD_RATE / 2, max_duration=600) as app_load, \
+            load_on(stack, rate=LOAD_RATE / 2, max_duration=600, host="api.test") as api_load:
         release = stack.reroll("--all", "--progress", "json", extra_env={"APP_VERSION": "v2", "API_VERSION": "v2"})
         events = json_events(release.stderr)
         summary = events[-1]

@@ -8,6 +8,7 @@ import time
 from dockerfixtures import (
     DRAIN,
     JSON_STREAM,
+    LOAD_RATE,
     docker,
     finish_json,
     load_on,
@@ -23,9 +24,9 @@ PATHS = {"app": "/app/", "worker": "/worker/", "api": "/api/"}
 
 @contextlib.contextmanager
 def load_on_every_service(stack):
-    """4 clients per service path (app, worker, api), 150 requests/s each."""
+    """4 clients per service path (app, worker, api), a third of the usual load each."""
     with contextlib.ExitStack() as loads:
-        yield {service: loads.enter_context(load_on(stack, path=path, clients=4, rate=150))
+        yield {service: loads.enter_context(load_on(stack, path=path, clients=4, rate=LOAD_RATE / 3))
                for service, path in PATHS.items()}
 
 

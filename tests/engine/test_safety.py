@@ -6,8 +6,6 @@ import socket
 import subprocess
 import time
 
-import pytest
-
 from docker_reroll.host import System, identity
 from dockerfixtures import (
     APP_IMAGE,
@@ -34,7 +32,7 @@ LOCK_IMAGE = "docker-reroll/lock:1"
 OTHER_SERVICE = "services:\n  other:\n    image: reroll-example-app:latest\n"
 
 
-@pytest.mark.parametrize("case, other_extra, service, message", [
+BAD_INPUTS = [  # (case, what the override adds to service `other`, or None for no override file; service; message)
     ("unknown service", "", "nope", "no such service: 'nope' (defined services: app, other, proxy)"),
     ("container_name", "    container_name: fixed-name\n", "other", "sets container_name 'fixed-name'"),
     ("fixed port", "    ports: ['127.0.0.1:18999:80']\n", "other", "publishes fixed host port(s) 18999:80"),
@@ -44,13 +42,13 @@ OTHER_SERVICE = "services:\n  other:\n    image: reroll-example-app:latest\n"
     ("invalid file", "    image: [unclosed\n", "other", "compose cannot load the project"),
     ("engine unreachable", "", "app", "reroll-nothing-here.sock"),
     ("compose not installed", "", "app", "neither `docker compose` (v2) nor `docker-compose` (v1) is installed"),
-])
-def test_bad_input_is_refused_with_one_line_and_nothing_changes_under_load(stack, tmp_path, case, other_extra,
-                                                                            service, message):
-    """Refused before anything is touched: exit 3, one ERROR line saying why, every container as it was, and the
-    clients on the proxy never notice."""
-    start_stack(stack, 2)
-    override = tmp_path / "override.yml"
+]
+
+
+def refusal_problems(stack, tmp_path, case, other_extra, service, message):
+    """What is wrong with the refusal of one bad input (nothing: exit 3, one ERROR line saying why, no
+    traceback, every container as it was)."""
+    override = tmp_path / f"{case.replace(' ', '-')}.yml"
     override.write_text(OTHER_SERVICE + (other_extra or ""))
     files = ["-f", "compose.yaml", "-f", str(override) if other_extra is not None else "does-not-exist.yml"]
     options = {}
@@ -59,17 +57,29 @@ def test_bad_input_is_refused_with_one_line_and_nothing_changes_under_load(stack
     if case == "compose not installed":  # no compose v2 plugin, and no docker-compose on PATH either
         options.update(standalone=True, extra_env={"PATH": docker_without_compose(str(tmp_path / "bin"))})
     before = snapshot(stack)
-
-    with load_on(stack) as load:
-        run = stack.reroll(*files, service, **options)
-
-    assert run.returncode == 3, run.stderr
+    run = stack.reroll(*files, service, **options)
     errors = [line for line in run.stderr.splitlines() if " ERROR " in line]
-    assert len(errors) == 1 and message in errors[0], run.stderr
-    assert "Traceback" not in run.stderr
-    if case == "invalid file":
-        assert "yaml" in errors[0].lower(), "compose's own explanation is shown"
-    assert snapshot(stack) == before
+    problems = []
+    if run.returncode != 3:
+        problems.append(f"exit {run.returncode}")
+    if len(errors) != 1 or message not in errors[0]:
+        problems.append(f"errors {errors}")
+    if "Traceback" in run.stderr:
+        problems.append("a traceback")
+    if case == "invalid file" and not (errors and "yaml" in errors[0].lower()):
+        problems.append("compose's own explanation is not shown")
+    if snapshot(stack) != before:
+        problems.append("the containers changed")
+    return [f"{case}: {problem}\n{run.stderr}" for problem in problems]
+
+
+def test_bad_input_is_refused_with_one_line_and_nothing_changes_under_load(stack, tmp_path):
+    """Each bad input in turn, against one stack under one load (a stack and a load each cost a test its time, not
+    its proof): refused before anything is touched, and the clients on the proxy never notice."""
+    start_stack(stack, 2)
+    with load_on(stack) as load:
+        problems = [p for bad in BAD_INPUTS for p in refusal_problems(stack, tmp_path, *bad)]
+    assert not problems, "\n".join(problems)
     assert load.report().failed == 0
 
 

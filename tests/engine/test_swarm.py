@@ -197,14 +197,14 @@ def test_a_deploy_under_load_is_swarms_start_first_update_with_zero_failed_reque
     old = stack.tasks()
     assert [version for _, version in old] == ["v1"] * 3
 
-    with load_on(stack, clients=8, rate=200) as load:
+    with load_on(stack) as load:
         deployed = time.time()
         run = stack.reroll_json("--stack", stack.name, "-f", "stack.yaml", "app", extra_env={"APP_VERSION": "v2"})
         finished = time.time()
 
     report = load.report()
     assert run.returncode == 0 and run.outcome == "deployed" and run.summary["exit_code"] == 0, run
-    assert report.failed == 0 and report.total > 500, report.summary()
+    assert report.failed == 0 and report.total > 250, report.summary()
     new = stack.tasks()
     assert [version for _, version in new] == ["v2"] * 3 and not {i for i, _ in old} & {i for i, _ in new}
     assert versions_after(report, finished + 0.5) == {"v2"} and "v1" in versions_after(report, deployed - 1)
@@ -220,7 +220,7 @@ def test_a_broken_version_is_rolled_back_by_swarm_exit_1_and_v1_keeps_serving(sw
     stack = swarm_stack
     old = stack.tasks()
 
-    with load_on(stack, clients=8, rate=200) as load:
+    with load_on(stack) as load:
         run = stack.reroll_json("--stack", stack.name, "-f", "stack.yaml", "--healthcheck-timeout", "30", "app",
                                 extra_env={"APP_VERSION": "v2", "APP_BROKEN": "1"})
 
@@ -228,7 +228,7 @@ def test_a_broken_version_is_rolled_back_by_swarm_exit_1_and_v1_keeps_serving(sw
     assert run.returncode == 1 and run.summary["exit_code"] == 1 and run.outcome == "rolled back", run
     assert run.result("app") == "failed (rolled back)"
     assert run.summary["services"][0]["update_state"] == "rollback_completed", "Swarm rolled it back"
-    assert report.failed == 0 and report.total > 300, report.summary()
+    assert report.failed == 0 and report.total > 150, report.summary()
     assert versions_after(report, 0) == {"v1"}
     assert stack.update_state() == "rollback_completed"
     assert [version for _, version in stack.settled_tasks(3)] == ["v1"] * 3 and len(old) == 3
@@ -237,7 +237,7 @@ def test_a_broken_version_is_rolled_back_by_swarm_exit_1_and_v1_keeps_serving(sw
 def test_an_interrupt_during_the_update_asks_swarm_to_roll_back(swarm_stack):
     stack = swarm_stack
     env = {**stack.env, **JSON_STREAM, "APP_VERSION": "v2", "APP_STARTUP_DELAY": "8", "APP_START_PERIOD": "30s"}
-    with load_on(stack, clients=8, rate=200) as load:
+    with load_on(stack) as load:
         process = subprocess.Popen(["docker", "reroll", "--stack", stack.name, "-f", "stack.yaml", "app"],
                                    cwd=stack.directory, env=env, text=True, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, start_new_session=True)
