@@ -577,6 +577,15 @@ DRAIN = ["--pre-stop-cmd", "docker exec {id} touch /.dead", "--pre-stop-wait-unt
 LOAD_RATE = 100
 
 
+# How long a client waits for an answer: longer than the example HAProxy's own give-up time (4 connects of at most
+# `timeout connect` 2 s, examples/haproxy/proxy/haproxy.cfg), so that a request is judged by what the proxy answers:
+# HAProxy 2.6 sends a server learned from DNS requests before its first check, and on a busy machine new containers'
+# interfaces took up to 4.9 s to take the connections (HAProxy answered each, 200, and logged it; a client that gave
+# up at 5 s counted two as failed). That is latency, in the report's max, not a failure of the deploy; a request to a
+# stopped or stopping container still fails: refused, reset or cut, not slow.
+CLIENT_TIMEOUT = 10.0
+
+
 @contextlib.contextmanager
 def load_on(stack, settle=1.5, clients=LOAD_CLIENTS, rate=LOAD_RATE, max_duration=240, path="/", warm_up=100,
             host=None):
@@ -584,7 +593,7 @@ def load_on(stack, settle=1.5, clients=LOAD_CLIENTS, rate=LOAD_RATE, max_duratio
     Host header) for the duration of the block (and `settle` seconds more, so the requests after the deploy show
     what serves now), once `warm_up` requests were answered. The final report is `load.report()` after the block."""
     load = LoadGenerator(stack_url(stack, path), clients=clients, max_duration=max_duration, rate=rate,
-                         host_header=host)
+                         host_header=host, timeout=CLIENT_TIMEOUT)
     load.start()
     try:
         assert load.wait_for_requests(warm_up, timeout=20), "the load generator could not reach the proxy"
