@@ -30,7 +30,7 @@ workers=${REROLL_TEST_WORKERS:-4}  # the engine tests mostly wait on health chec
 # The phases share one budget, 27 min, which leaves CI's provisioning inside its 30: the parallel phase may take up to
 # 1230 s of it, and each later phase gets what the ones before it left, less what the ones after it are sure of
 # (serial 240 s, exclusive 150 s), so that a phase slower than usual on a busy machine takes time from none but
-# itself. (Usual times here: 740-860 s, 180 s, 80 s.)
+# itself. (Usual times here: 740-1020 s, 180-200 s, 80-100 s.)
 budget=${REROLL_TEST_BUDGET:-1620} limit_parallel=${REROLL_TEST_LIMIT_PARALLEL:-1230}
 least_serial=${REROLL_TEST_LIMIT_SERIAL:-240} least_exclusive=${REROLL_TEST_LIMIT_EXCLUSIVE:-150}
 left() {  # the seconds the budget has left, keeping $1 for later phases, but never fewer than $2
@@ -41,7 +41,7 @@ left() {  # the seconds the budget has left, keeping $1 for later phases, but ne
 failed=0
 phase() {  # every phase runs, so one run shows every failure; pytest's 5 is "no test selected": nothing to do
   local name=$1 limit=$2; shift 2
-  printf '\n==> %s\n' "$name"
+  printf '\n==> %s (time limit %ss)\n' "$name" "$limit"
   local started=$SECONDS code=0
   timeout --signal=INT --kill-after=30 "$limit" python3 -m pytest "$@" || code=$?
   [ "$code" -ne 124 ] || printf '==> %s: stopped at its time limit (%ss)\n' "$name" "$limit"
