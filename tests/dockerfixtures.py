@@ -579,10 +579,10 @@ LOAD_RATE = 100
 
 # How long a client waits for an answer: longer than the example HAProxy's own give-up time (4 connects of at most
 # `timeout connect` 2 s, examples/haproxy/proxy/haproxy.cfg), so that a request is judged by what the proxy answers:
-# HAProxy 2.6 sends a server learned from DNS requests before its first check, and on a busy machine new containers'
-# interfaces took up to 4.9 s to take the connections (HAProxy answered each, 200, and logged it; a client that gave
-# up at 5 s counted two as failed). That is latency, in the report's max, not a failure of the deploy; a request to a
-# stopped or stopping container still fails: refused, reset or cut, not slow.
+# HAProxy 2.6 sends requests to a server it learned from DNS before its first check, and on a busy machine new
+# containers' interfaces took up to 4.9 s to take those connections (HAProxy answered each, 200, and logged it; a
+# client that gave up at 5 s counted two as failed). That is latency, in the report's max, not a failure of the
+# deploy; a request to a stopped or stopping container still fails: refused, reset or cut, not slow.
 CLIENT_TIMEOUT = 10.0
 
 
