@@ -22,7 +22,7 @@ if ! timeout 10 docker info >/dev/null 2>&1 || ! docker compose version >/dev/nu
 fi
 
 export REROLL_REQUIRE_ENGINE=1
-workers=${REROLL_TEST_WORKERS:-4}  # the engine tests mostly wait on health checks: more workers than cores
+workers=${REROLL_TEST_WORKERS:-4}  # more workers than cores: each test also waits (health checks, drains)
 # (3 took 921 s instead of 684 s on two cores and failed as many tests)
 
 # Each phase has a time limit, so that a run ends, with what it found, well inside CI's 30 minutes whatever hangs (an
