@@ -22,7 +22,7 @@ services:
     command:
       - sh
       - -c
-      - "rm -f /ready; trap 'exit 0' TERM; sleep 4; touch /ready; while true; do sleep 0.1; done"
+      - "rm -f /ready; trap 'exit 0' TERM; sleep 4; touch /ready; while true; do sleep 3600 & wait $$!; done"
     restart: unless-stopped
     healthcheck:
       test: ["CMD", "test", "-e", "/ready"]

@@ -23,7 +23,7 @@ SERVICE = f"""
 services:
   web:
     image: {APP_IMAGE}:${{TAG:-v1}}
-    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 3600 & wait $$!; done"]
     volumes: ["${{SWITCH_DIR:-/tmp}}:/switch"]
     healthcheck:
       test: ["CMD", "sh", "-c", "! test -e /switch/fail-$$TAG"]
@@ -102,7 +102,7 @@ DISTROLESS_SERVICE = f"""
 services:
   web:
     image: {DISTROLESS}
-    command: ["/busybox", "sh", "-c", "trap 'exit 0' TERM; while true; do /busybox sleep 0.1; done"]
+    command: ["/busybox", "sh", "-c", "trap 'exit 0' TERM; while true; do /busybox sleep 3600 & wait $$!; done"]
     volumes: ["${{SWITCH_DIR}}:/switch"]
     environment:
       TAG: ${{TAG:-v1}}

@@ -3,7 +3,7 @@
 
 from dockerfixtures import APP_IMAGE, docker
 
-LOOP = '["sh", "-c", "trap \'exit 0\' TERM; while true; do sleep 0.1; done"]'
+LOOP = '["sh", "-c", "trap \'exit 0\' TERM; while true; do sleep 3600 & wait $$!; done"]'
 DATABASE = f"""
 services:
   db:

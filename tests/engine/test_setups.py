@@ -42,7 +42,7 @@ INLINE = """
 services:
   web:
     image: {image}:${{TAG:-v1}}
-    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 3600 & wait $$!; done"]
     configs: [{{source: appconf, target: /app.conf}}]
     secrets: [{{source: token, target: /run/secrets/token}}]
     healthcheck:
