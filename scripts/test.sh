@@ -9,7 +9,8 @@
 #      the proxy-mode tests run one HAProxy and one nginx test at a time: two of a kind at once, each with its
 #      load, its proxy and Docker's DNS busy, kept two cores busy enough that checks timed out); these groups are
 #      the longest chains, so they are handed out first (tests/conftest.py);
-#   2. the `serial` tests, one at a time with nothing beside them: zero failed requests at the tightest timings;
+#   2. the `serial` tests, one at a time with nothing beside them: zero failed requests at the tightest timings, and
+#      the control that the same stack fails requests without the drain floor;
 #   3. the `exclusive` tests, which stop and restart the engine itself, or make it leave a swarm.
 # Arguments go to pytest in every phase (e.g. a file or -k); a phase they select nothing from is skipped.
 set -euo pipefail
@@ -28,11 +29,11 @@ workers=${REROLL_TEST_WORKERS:-4}  # more workers than cores: each test also wai
 # Each phase has a time limit, so that a run ends, with what it found, well inside CI's 30 minutes whatever hangs (an
 # engine that stops answering, say): at the limit pytest gets SIGINT, and prints what passed and where it stood.
 # The phases share one budget, 27 min, which leaves CI's provisioning inside its 30: the parallel phase may take up to
-# 1230 s of it, and each later phase gets what the ones before it left, less what the ones after it are sure of
-# (serial 240 s, exclusive 150 s), so that a phase slower than usual on a busy machine takes time from none but
+# 1170 s of it, and each later phase gets what the ones before it left, less what the ones after it are sure of
+# (serial 300 s, exclusive 150 s), so that a phase slower than usual on a busy machine takes time from none but
 # itself. (Usual times here: 740-1020 s, 180-200 s, 80-100 s.)
-budget=${REROLL_TEST_BUDGET:-1620} limit_parallel=${REROLL_TEST_LIMIT_PARALLEL:-1230}
-least_serial=${REROLL_TEST_LIMIT_SERIAL:-240} least_exclusive=${REROLL_TEST_LIMIT_EXCLUSIVE:-150}
+budget=${REROLL_TEST_BUDGET:-1620} limit_parallel=${REROLL_TEST_LIMIT_PARALLEL:-1170}
+least_serial=${REROLL_TEST_LIMIT_SERIAL:-300} least_exclusive=${REROLL_TEST_LIMIT_EXCLUSIVE:-150}
 left() {  # the seconds the budget has left, keeping $1 for later phases, but never fewer than $2
   local rest=$((budget - (SECONDS - budget_started) - $1))
   echo $((rest > $2 ? rest : $2))
