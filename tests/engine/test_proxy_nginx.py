@@ -152,10 +152,11 @@ class HttpLoad:
     """The retrying client against the proxy, 8 clients; with `strict`, the strict one beside it, 8 more, whose
     losses are printed (and bounded by the example's test)."""
 
-    def __init__(self, stack: ComposeProject, clients: int = LOAD_CLIENTS, strict: bool = False) -> None:
+    def __init__(self, stack: ComposeProject, clients: int = LOAD_CLIENTS, strict: bool = False,
+                 rate: float = LOAD_RATE) -> None:
         url = stack_url(stack)
-        self.retrying = LoadGenerator(url, clients=clients, max_duration=600, retry_idle_close=True, rate=LOAD_RATE)
-        self.strict = LoadGenerator(url, clients=clients, max_duration=600, rate=LOAD_RATE) if strict else None
+        self.retrying = LoadGenerator(url, clients=clients, max_duration=600, retry_idle_close=True, rate=rate)
+        self.strict = LoadGenerator(url, clients=clients, max_duration=600, rate=rate) if strict else None
         self.clients = {"retrying": self.retrying, **({"strict": self.strict} if self.strict else {})}
 
     def __enter__(self) -> "HttpLoad":
@@ -260,10 +261,12 @@ def test_the_example_deploys_ten_times_under_load_and_the_retrying_client_loses_
 
 def test_an_app_that_exits_at_once_on_sigterm_loses_no_request_in_flight(nginx_stack):
     """1.5 s requests: at every switch the old container has requests in flight; it is stopped (and dies at once)
-    only when nginx holds no connection to it."""
+    only when nginx holds no connection to it. Each of 16 clients starts one every 1.6 s, their starts spread over
+    those 1.6 s, so that about 15 are in flight at any moment (8 clients sending back to back started within 80 ms
+    of each other and stayed in step: once all 8 ended between the switch and the drain's first count)."""
     stack = nginx_stack("abrupt")
     start(stack)
-    with HttpLoad(stack) as load:
+    with HttpLoad(stack, clients=16, rate=10) as load:
         rows = deploy_series(stack, load)
     for deploy in rows:
         seen = connections(deploy.run)
