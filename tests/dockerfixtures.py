@@ -32,15 +32,18 @@ from tcpload import LineClients  # noqa: E402
 BUSYBOX_IMAGE = "reroll-test-bb:latest"
 APP_IMAGE = "reroll-test-app"  # tags v1, v2, v3: busybox with /version
 
+# What a test container that serves nothing runs (`sh -c`, in a compose file, where `$$` is a `$`): it ends on
+# SIGTERM, and idles in `wait` on one long sleep, which the trap interrupts at once (a loop of short sleeps would fork
+# ten times a second in every test container).
+IDLE = "trap 'exit 0' TERM; while true; do sleep 3600 & wait $$!; done"
+
 # A service that serves nothing but behaves like one: stops on SIGTERM, health check fails once /.dead exists
-# (the drain recipe) or when BROKEN=1, and exits at once with CRASH=1. It idles in `wait` on one long sleep, which
-# SIGTERM's trap interrupts at once (a loop of short sleeps would fork ten times a second in every test container).
+# (the drain recipe) or when BROKEN=1, and exits at once with CRASH=1.
 SERVICE_TEMPLATE = """
 services:
   web:
     image: {image}:${{TAG:-v1}}
-    command: ["sh", "-c",
-              "test \\"$$CRASH\\" = 1 && exit 3; trap 'exit 0' TERM; while true; do sleep 3600 & wait $$!; done"]
+    command: ["sh", "-c", "test \\"$$CRASH\\" = 1 && exit 3; """ + IDLE + """"]
     environment:
       BROKEN: "${{BROKEN:-0}}"
       CRASH: "${{CRASH:-0}}"

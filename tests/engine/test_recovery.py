@@ -9,6 +9,7 @@ import time
 
 from dockerfixtures import (
     APP_IMAGE,
+    IDLE,
     child_pid,
     docker,
     finish,
@@ -23,7 +24,7 @@ SERVICE = f"""
 services:
   web:
     image: {APP_IMAGE}:${{TAG:-v1}}
-    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 3600 & wait $$!; done"]
+    command: ["sh", "-c", "{IDLE}"]
     volumes: ["${{SWITCH_DIR:-/tmp}}:/switch"]
     healthcheck:
       test: ["CMD", "sh", "-c", "! test -e /switch/fail-$$TAG"]

@@ -1,9 +1,9 @@
 """What a label or the engine says holds however a release is asked for: a service marked
 `docker-reroll.strategy=recreate` never runs twice, and `--all` sees an image that moved under the same tag."""
 
-from dockerfixtures import APP_IMAGE, docker
+from dockerfixtures import APP_IMAGE, IDLE, docker
 
-LOOP = '["sh", "-c", "trap \'exit 0\' TERM; while true; do sleep 3600 & wait $$!; done"]'
+LOOP = f'["sh", "-c", "{IDLE}"]'
 DATABASE = f"""
 services:
   db:

@@ -13,6 +13,7 @@ import pytest
 from dockerfixtures import (
     APP_IMAGE,
     DRAIN,
+    IDLE,
     JSON_STREAM,
     SERVICE_TEMPLATE,
     child_pid,
@@ -42,7 +43,7 @@ INLINE = """
 services:
   web:
     image: {image}:${{TAG:-v1}}
-    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 3600 & wait $$!; done"]
+    command: ["sh", "-c", \"""" + IDLE + """"]
     configs: [{{source: appconf, target: /app.conf}}]
     secrets: [{{source: token, target: /run/secrets/token}}]
     healthcheck:
