@@ -684,6 +684,29 @@ def proxy_answering(stack: ComposeProject, tcp: bool = False, tries: int = 12) -
     return hosts
 
 
+def connection_after_answer(stack: ComposeProject) -> str:
+    """What the proxy does with a client's HTTP/1.1 connection after answering a GET / on it: "closed" (its answer
+    said `Connection: close` and it closed the connection), "kept" (still open a second later, for the next
+    request), or "closed, unannounced"."""
+    with socket.create_connection(("127.0.0.1", int(stack.env["PROXY_PORT"])), timeout=5) as conn:
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        received = b""
+        try:
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break  # closed by the proxy
+                received += chunk
+                if b"\r\n\r\n" in received:
+                    conn.settimeout(1.0)  # the answer has begun: a second more for the proxy to close
+        except socket.timeout:
+            assert b"\r\n\r\n" in received, f"no answer within 5 s: {received[:200]!r}"
+            return "kept"
+    head = received.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower().splitlines()
+    assert head and head[0].split()[1:2] == ["200"], received[:200]
+    return "closed" if "connection: close" in head else "closed, unannounced"
+
+
 def lost_requests(report, limit: int = 20) -> List[str]:
     """A line per failed request (the first `limit`): when it started, how long it took, its client, what it got."""
     return [f"  {utc(s.start)} +{s.latency * 1000:.0f}ms client {s.client}: {s.reason}"

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 from docker_reroll.errors import DeployFailed, first_line
-from docker_reroll.proxy import Backend, Route
+from docker_reroll.proxy import KEEPALIVE_LABEL, Backend, Route
 from docker_reroll.proxy_driver import SESSION_END, ProxyDriver
 
 # The runtime API, on the loopback of the proxy's container only: a port outside Linux's ephemeral range (so no
@@ -319,6 +319,9 @@ def missing(text: str, route: Route) -> Optional[str]:
     lacking = [word for word in ("resolvers", "check") if word not in options]
     if lacking:
         return f"the servers of its backend {route.name} have no {' and no '.join(lacking)}"
+    if not route.client_keepalive and CLOSE_CLIENT.lower().split() not in [[w.lower() for w in words]
+                                                                           for words in backend]:
+        return f"its backend {route.name} has no `{CLOSE_CLIENT}` (its label {KEEPALIVE_LABEL} is false)"
     pins = next((words for words in backend if words[:2] == ["server-template", PIN]), None)
     defaults = [word for words in backend if words[0] == "default-server" for word in words]
     if pins is None or "disabled" not in pins or "check" not in pins + defaults:
@@ -391,10 +394,17 @@ def _frontend(port: int, routes: List[Route]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# With client keep-alive off (docker-reroll.proxy-client-keepalive: false), each answer closes the client's
+# connection too. (HAProxy 2.6 takes `option httpclose` in a backend but keeps the client's connection open.)
+CLOSE_CLIENT = "http-response set-header Connection close"
+
+
 def _backend(route: Route) -> str:
     lines = [f"backend {route.name}", f"    mode {route.protocol}", "    balance roundrobin"]
     if route.protocol == "http":
         lines.append("    option http-server-close")  # a connection to a server is a request in flight
+        if not route.client_keepalive:
+            lines.append(f"    {CLOSE_CLIENT}")
         if route.health_path:
             lines.append(f"    option httpchk GET {route.health_path}")
     lines += [f"    default-server {CHECK}",

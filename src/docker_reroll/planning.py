@@ -294,11 +294,12 @@ def plan_service(service: str, spec: Optional[ServiceSpec], options: Options, fa
 
 def _proxy_messages(route: Route, options: Options) -> List[Tuple[Level, str]]:
     hosts = f", host {', '.join(route.hosts)}" if route.hosts else ""
+    closing = "" if route.client_keepalive else ", client keep-alive off"
     check = f"GET {route.health_path}" if route.health_path else "a connect"
     said = [(Level.INFO, f"proxy mode: {route.proxy} ({route.kind}) routes {route.service} ({route.protocol} on port "
-                         f"{route.listen}{hosts}) to port {route.port}; new containers get connections once their "
-                         f"health check and the proxy's ({check}) pass, old ones are stopped once the proxy holds no "
-                         f"connection to them, after {options.drain_timeout:g}s at most "
+                         f"{route.listen}{hosts}{closing}) to port {route.port}; new containers get connections once "
+                         f"their health check and the proxy's ({check}) pass, old ones are stopped once the proxy "
+                         f"holds no connection to them, after {options.drain_timeout:g}s at most "
                          f"({options.source('drain_timeout')})")]
     unused = [str(o.long) for o in OPTIONS if o.drain == HEALTH_CHECK_DRAIN and options.source(o.dest) != FROM_DEFAULT]
     if unused:

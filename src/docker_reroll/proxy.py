@@ -14,7 +14,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from docker_reroll.errors import UsageError
 from docker_reroll.model import ProjectConfig, ServiceSpec
-from docker_reroll.options import LABEL_PREFIX
+from docker_reroll.options import LABEL_PREFIX, parse_flag
 
 PROXY_LABEL = LABEL_PREFIX + "proxy"  # on a routed service: the compose service that routes to it
 PORT_LABEL = LABEL_PREFIX + "proxy-port"  # the port its containers listen on
@@ -22,10 +22,13 @@ LISTEN_LABEL = LABEL_PREFIX + "proxy-listen"  # the proxy's port for it (default
 PROTOCOL_LABEL = LABEL_PREFIX + "proxy-protocol"  # http (default) or tcp
 HOST_LABEL = LABEL_PREFIX + "proxy-host"  # http: host names, comma-separated, on a listen port shared by several
 HEALTH_LABEL = LABEL_PREFIX + "proxy-health"  # http: the path the proxy checks a container by (default: a connect)
+# http: false closes each client connection after its answer, so that no reload can close one a client is about to
+# reuse (for clients that never retry; nginx's reloads close idle ones)
+KEEPALIVE_LABEL = LABEL_PREFIX + "proxy-client-keepalive"
 KIND_LABEL = LABEL_PREFIX + "proxy-kind"  # on the proxy service: haproxy or nginx (default: from its image)
 CONFIG_LABEL = LABEL_PREFIX + "proxy-config"  # on the proxy service: where it reads its configuration
-PROXY_LABELS = (PROXY_LABEL, PORT_LABEL, LISTEN_LABEL, PROTOCOL_LABEL, HOST_LABEL, HEALTH_LABEL, KIND_LABEL,
-                CONFIG_LABEL)
+PROXY_LABELS = (PROXY_LABEL, PORT_LABEL, LISTEN_LABEL, PROTOCOL_LABEL, HOST_LABEL, HEALTH_LABEL, KEEPALIVE_LABEL,
+                KIND_LABEL, CONFIG_LABEL)
 
 KINDS = ("haproxy", "nginx")
 PROTOCOLS = ("http", "tcp")
@@ -45,6 +48,7 @@ class Route:
     protocol: str  # http or tcp
     hosts: Tuple[str, ...] = ()  # http: only requests for these host names (none: every request on the port)
     health_path: Optional[str] = None  # http: GET this path to check a container; None: a TCP connect
+    client_keepalive: bool = True  # http: a client's connection stays open for its next request
     config_path: str = ""
 
     @property
@@ -114,9 +118,12 @@ def _route(project: ProjectConfig, spec: ServiceSpec) -> Route:
     if health is not None and not (health.startswith("/") and all(ch.isprintable() and not ch.isspace()
                                                                   for ch in health)):
         raise _bad(spec, HEALTH_LABEL, health, "expected a path such as /health")
+    keepalive = _flag(spec, KEEPALIVE_LABEL, default=True)
+    if not keepalive and protocol != "http":
+        raise _bad(spec, KEEPALIVE_LABEL, labels[KEEPALIVE_LABEL], "client keep-alive is for protocol http")
     kind = proxy_kind(proxy)
     return Route(service=spec.name, proxy=proxy_name, kind=kind, port=port, listen=listen, protocol=protocol,
-                 hosts=hosts, health_path=health,
+                 hosts=hosts, health_path=health, client_keepalive=keepalive,
                  config_path=proxy.labels.get(CONFIG_LABEL, CONFIG_PATHS[kind]).strip())
 
 
@@ -156,6 +163,15 @@ def _port(spec: ServiceSpec, label: str) -> int:
     if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 65535):
         raise _bad(spec, label, text, "expected a port number from 1 to 65535")
     return int(text)
+
+
+def _flag(spec: ServiceSpec, label: str, default: bool) -> bool:
+    if label not in spec.labels:
+        return default
+    try:
+        return parse_flag(spec.labels[label].strip())
+    except ValueError as error:
+        raise _bad(spec, label, spec.labels[label], str(error)) from None
 
 
 def _bad(spec: ServiceSpec, label: str, value: str, why: str) -> UsageError:

@@ -32,6 +32,7 @@ from dockerfixtures import (
     ComposeProject,
     Run,
     child_pid,
+    connection_after_answer,
     docker,
     finish,
     iso_seconds,
@@ -73,6 +74,13 @@ services:
       APP_STARTUP_DELAY: "2"
     labels:
       docker-reroll.proxy-health: /health
+"""
+# Client keep-alive off: HAProxy closes each client connection after its answer.
+NO_CLIENT_KEEPALIVE = """
+services:
+  app:
+    labels:
+      docker-reroll.proxy-client-keepalive: "false"
 """
 TCP = """
 services:
@@ -382,6 +390,21 @@ def test_compose_down_and_up_keep_working_after_deploys(proxy_stack):
     assert "orphan" not in (up.stdout + up.stderr).lower(), up.stderr
     start_proxy_stack(stack, replicas=2, APP_VERSION="v2")
     assert proxy_answering(stack) == running_hosts(stack)
+    assert connection_after_answer(stack) == "kept", "client keep-alive, by default"
+
+
+def test_without_client_keepalive_each_answer_closes_its_connection_and_a_deploy_loses_nothing(proxy_stack):
+    """The label adds `http-response set-header Connection close` to the route's backend: HAProxy closes the
+    client's connection after each answer, at rest and after a deploy under the strict load."""
+    stack = proxy_stack(NO_CLIENT_KEEPALIVE)
+    start_proxy_stack(stack)
+    assert connection_after_answer(stack) == "closed"
+    with load_on(stack) as load:
+        deploy(stack, APP_VERSION="v2").deployed()
+        ended = time.time()
+    report = load.report()
+    assert report.failed == 0 and versions_after(report, ended) == {"v2"}, report.summary()
+    assert connection_after_answer(stack) == "closed"
 
 
 def test_a_recreated_or_restarted_proxy_routes_to_the_service_by_itself(proxy_stack):

@@ -9,7 +9,9 @@ graceful reload, whose old workers close idle keep-alive connections at once, an
 every error counts) loses the request it sends next on one; while a route is pinned, nginx closes each client
 connection after its answer, so only the first of a deploy's three reloads finds idle ones. The example's ten deploys
 run a strict client beside the retrying one and hold it to fewer than two lost requests per connection per deploy (the
-README says one); elsewhere it would only add load. None is `serial`: proxy mode has no clock to race, so its claims
+README says one); the ten deploys without a Docker health check turn client keep-alive off for the route
+(docker-reroll.proxy-client-keepalive: false) and hold the strict client beside the retrying one to none; elsewhere it
+would only add load. None is `serial`: proxy mode has no clock to race, so its claims
 must hold on a busy machine too, beside the other tests of the parallel phase. One is `exclusive`: it makes the engine
 leave a swarm, which erases the DNS names of every container on engine 20.10."""
 
@@ -37,6 +39,7 @@ from dockerfixtures import (
     ComposeProject,
     Run,
     child_pid,
+    connection_after_answer,
     docker,
     finish,
     free_port,
@@ -240,6 +243,7 @@ def test_the_committed_nginx_conf_is_the_one_generated_for_the_examples_labels(n
 def test_the_example_deploys_ten_times_under_load_and_the_retrying_client_loses_nothing(nginx_stack):
     stack = nginx_stack()
     start(stack)
+    assert connection_after_answer(stack) == "kept", "client keep-alive, by default"
     dry = stack.reroll("--dry-run", "app")
     assert dry.returncode == 0, dry.stderr
     printed = [line.split("| ", 1)[1] if "| " in line else "" for line in dry.stderr.splitlines() if "    |" in line]
@@ -277,12 +281,18 @@ def test_an_app_that_exits_at_once_on_sigterm_loses_no_request_in_flight(nginx_s
 
 def test_without_a_docker_health_check_the_proxys_own_check_decides_and_no_clock(nginx_stack):
     """/health says "starting" for 2 s after a container starts (GET / is served all along): no request reaches a
-    new container before that, and the deploy does not wait --wait's 10 s."""
-    stack = nginx_stack("probe")
+    new container before that, and the deploy does not wait --wait's 10 s. The route's client keep-alive is off
+    (docker-reroll.proxy-client-keepalive: false), so the strict client beside the retrying one loses nothing
+    either: no reload finds an idle connection to close, and no request needed a retry."""
+    stack = nginx_stack("probe", "closing")
     start(stack)
-    with HttpLoad(stack) as load:
+    assert connection_after_answer(stack) == "closed", "at rest"
+    with HttpLoad(stack, strict=True) as load:
         rows = deploy_series(stack, load)
     load.assert_retrying_lost_nothing(stack)
+    assert load.failed()[1:] == (0, 0), "retried (retrying client), failed (strict client)"
+    assert load.strict and load.strict.report().total > 100 * DEPLOYS, load.strict.report().summary()
+    assert connection_after_answer(stack) == "closed", "at rest after the deploys"
     for deploy in rows:
         assert_drained_not_cut(deploy.run)
         [new] = deploy.new

@@ -4,6 +4,7 @@ switch; the free slots after the fifth left out), and each move against a model 
 answers the runtime API's commands as HAProxy 2.6 does.
 tests/engine/test_proxy_haproxy.py proves the moves against the real proxy."""
 
+import dataclasses
 import io
 import os
 import tarfile
@@ -99,6 +100,18 @@ def test_services_sharing_a_port_are_told_apart_by_host_and_a_tcp_route_has_a_fr
     assert "mode tcp" in echo_backend and "http" not in echo_backend
     assert section(text, "frontend port_9000").split("\n") == [
         "    mode tcp", "    bind :9000", "    option tcplog", "    default_backend reroll_echo"]
+
+
+def test_without_client_keepalive_each_answer_closes_the_clients_connection_and_a_config_without_it_is_refused():
+    closing = dataclasses.replace(APP, client_keepalive=False)
+    backend = section(config([closing]), "backend reroll_app").splitlines()
+    assert "    option http-server-close" in backend and "    http-response set-header Connection close" in backend
+    assert missing(config([closing]), closing) is None
+    said = missing(config([APP]), closing)
+    assert said == "its backend reroll_app has no `http-response set-header Connection close` (its label " \
+                   "docker-reroll.proxy-client-keepalive is false)"
+    assert "set-header" not in config([APP]), "client keep-alive by default"
+    assert missing(config([closing]), APP) is None, "a proxy that closes more than asked drops nothing"
 
 
 def section(text: str, header: str) -> str:

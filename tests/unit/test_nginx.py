@@ -3,6 +3,7 @@ proxy (its configuration, /proc/net/tcp as recorded from a real one), the docker
 backend check it runs inside the proxy's container (run here with this machine's bash and busybox). That nginx
 takes all of it is proven against the real engine (tests/engine/test_proxy_nginx.py)."""
 
+import dataclasses
 import io
 import os
 import shlex
@@ -21,6 +22,7 @@ from docker_reroll.errors import DeployFailed
 from docker_reroll.nginx import (
     COMMAND_SESSION,
     KEEPALIVE_NOTE,
+    NO_KEEPALIVE_NOTE,
     PROBE_SCRIPT,
     RELOAD_SCRIPT,
     NginxDriver,
@@ -106,6 +108,17 @@ def test_pin_files_send_the_route_to_exact_addresses_and_empty_ones_are_at_rest(
     assert tcp.splitlines()[1:] == ["set $reroll_echo reroll_echo_pinned;"], "keepalive_timeout is no stream setting"
     nobody = render_pins(APP, [])
     assert "server 127.0.0.1:1 down;" in nobody[upstream], "an upstream without servers is an nginx error"
+
+
+def test_without_client_keepalive_the_routes_server_closes_each_connection_at_rest_too():
+    closing = dataclasses.replace(APP, client_keepalive=False)
+    config = render_config([closing, API])
+    server = config[config.index("# service app"):]
+    assert f"        keepalive_timeout 0;  {NO_KEEPALIVE_NOTE}" in server.splitlines()
+    assert "location / {" in server.split("keepalive_timeout 0;")[1], "in the server, beside the pin's in location"
+    assert config.count("keepalive_timeout 0;") == 1, "only the route whose label says so"
+    assert missing_lines(config, closing) == []
+    assert missing_lines(render_config([APP]), closing) == ["keepalive_timeout 0;"]
 
 
 def test_the_check_names_what_a_configuration_lacks_for_a_route():

@@ -2,13 +2,15 @@
 and the plan a routed service gets: no health-check drain, the proxy's check instead of --wait's clock, the
 settings that apply to it."""
 
+import os
+
 import pytest
 
 from docker_reroll.errors import UsageError
 from docker_reroll.model import Container, ProjectConfig, ServiceSpec
 from docker_reroll.options import Options
 from docker_reroll.planning import ServiceFacts, plan_service
-from docker_reroll.proxy import Route, plan_routes, routes_of
+from docker_reroll.proxy import PROXY_LABELS, Route, plan_routes, routes_of
 from docker_reroll.rendering import service_facts, service_lines
 
 
@@ -32,12 +34,21 @@ def test_the_one_documented_change_gives_a_route_on_the_port_the_proxy_publishes
 def test_every_label_of_a_route_is_read():
     labels = {"docker-reroll.proxy": "proxy", "docker-reroll.proxy-port": "3000",
               "docker-reroll.proxy-listen": "80", "docker-reroll.proxy-host": "Example.com, www.example.com",
-              "docker-reroll.proxy-health": "/up"}
+              "docker-reroll.proxy-health": "/up", "docker-reroll.proxy-client-keepalive": "False"}
     [route] = plan_routes(project(labels, {"docker-reroll.proxy-kind": "nginx",
                                            "docker-reroll.proxy-config": "/conf/nginx.conf"},
                                   proxy_image="registry.local/edge:1", published=(80, 443))).values()
-    assert (route.kind, route.port, route.listen, route.hosts, route.health_path, route.config_path) == \
-        ("nginx", 3000, 80, ("example.com", "www.example.com"), "/up", "/conf/nginx.conf")
+    assert (route.kind, route.port, route.listen, route.hosts, route.health_path, route.client_keepalive,
+            route.config_path) == \
+        ("nginx", 3000, 80, ("example.com", "www.example.com"), "/up", False, "/conf/nginx.conf")
+
+
+@pytest.mark.parametrize("value, kept", [("true", True), ("yes", True), ("1", True), ("false", False),
+                                         (" no ", False), ("0", False)])
+def test_client_keepalive_is_a_yes_or_no(value, kept):
+    [route] = plan_routes(project({"docker-reroll.proxy": "proxy",
+                                   "docker-reroll.proxy-client-keepalive": value})).values()
+    assert route.client_keepalive is kept
 
 
 @pytest.mark.parametrize("app_labels, proxy_labels, image, published, words", [
@@ -52,6 +63,10 @@ def test_every_label_of_a_route_is_read():
      {}, "haproxy", (80,), "are for protocol http"),
     ({"docker-reroll.proxy": "proxy", "docker-reroll.proxy-health": "health"}, {}, "haproxy", (80,),
      "expected a path such as /health"),
+    ({"docker-reroll.proxy": "proxy", "docker-reroll.proxy-client-keepalive": "off"}, {}, "haproxy", (80,),
+     "label docker-reroll.proxy-client-keepalive of service 'app': expected true or false"),
+    ({"docker-reroll.proxy": "proxy", "docker-reroll.proxy-protocol": "tcp",
+      "docker-reroll.proxy-client-keepalive": "false"}, {}, "haproxy", (80,), "client keep-alive is for protocol http"),
     ({"docker-reroll.proxy": "proxy"}, {}, "my-edge:1", (80,), "set the label docker-reroll.proxy-kind"),
     ({"docker-reroll.proxy": "proxy"}, {"docker-reroll.proxy-kind": "traefik"}, "x", (80,),
      "expected haproxy or nginx"),
@@ -87,11 +102,17 @@ def running(number):
                      labels={"com.docker.compose.container-number": str(number)})
 
 
-def proxy_plan(options, health_path=None, healthcheck=False):
+def proxy_plan(options, health_path=None, healthcheck=False, client_keepalive=True):
     route = Route(service="app", proxy="proxy", kind="nginx", port=8080, listen=8080, protocol="http",
-                  health_path=health_path)
+                  health_path=health_path, client_keepalive=client_keepalive)
     facts = ServiceFacts([running(1), running(2)], new_healthcheck=healthcheck)
     return plan_service("app", ServiceSpec(name="app"), options, facts, route)
+
+
+def test_the_readme_documents_every_proxy_label():
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md"), encoding="utf-8") as handle:
+        readme = handle.read()
+    assert [label for label in PROXY_LABELS if f"\n| `{label}` | " not in readme] == []
 
 
 def test_a_routed_service_has_no_health_check_drain_and_its_plan_says_the_proxys_check():
@@ -104,6 +125,9 @@ def test_a_routed_service_has_no_health_check_drain_and_its_plan_says_the_proxys
     assert "wait up to 60s for the proxy's check (GET /up answered 2xx) to pass on each" in lines
     assert "--wait 10s" not in lines and "--drain-time" not in lines.replace("--drain-timeout", "")
     assert "stopped once the proxy holds no connection to them, after 30s at most (default)" in lines
+    assert "routes app (http on port 8080) to port 8080" in lines
+    closing = "\n".join(service_lines(proxy_plan(Options(), client_keepalive=False)))
+    assert "routes app (http on port 8080, client keep-alive off) to port 8080" in closing
     with_check = "\n".join(service_lines(proxy_plan(Options(), healthcheck=True)))
     assert "to be healthy, then 0s more, then the proxy's check (a connect to port 8080) on each" in with_check
 
