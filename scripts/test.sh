@@ -31,7 +31,7 @@ workers=${REROLL_TEST_WORKERS:-4}  # more workers than cores: each test also wai
 # The phases share one budget, 27 min, which leaves CI's provisioning inside its 30: the parallel phase may take up to
 # 1170 s of it, and each later phase gets what the ones before it left, less what the ones after it are sure of
 # (serial 300 s, exclusive 150 s), so that a phase slower than usual on a busy machine takes time from none but
-# itself. (Usual times here on clean clones: 750-920 s, 160-320 s, 75-90 s.)
+# itself. (Usual times here on clean clones: 720-920 s, 160-320 s, 70-90 s.)
 budget=${REROLL_TEST_BUDGET:-1620} limit_parallel=${REROLL_TEST_LIMIT_PARALLEL:-1170}
 least_serial=${REROLL_TEST_LIMIT_SERIAL:-300} least_exclusive=${REROLL_TEST_LIMIT_EXCLUSIVE:-150}
 left() {  # the seconds the budget has left, keeping $1 for later phases, but never fewer than $2
