@@ -38,6 +38,15 @@ def group_members(pgid: int) -> List[int]:
     return [pid for pid in pids if (fields := _stat(pid)) and fields[2] == str(pgid) and running(pid)]
 
 
+def group_left(pgid: int, within: float = 2.0) -> List[int]:
+    """The group's running processes once they have had `within` seconds to die: a process killed with SIGKILL is
+    gone a moment later, not at once, on a busy machine (one was still seen right after a kill)."""
+    deadline = time.monotonic() + within
+    while (left := group_members(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return left
+
+
 def pids_from(path: str, timeout: float = 10) -> List[int]:
     """The pids a command wrote to a file (`echo $$ >> FILE`), once it has written them."""
     deadline = time.monotonic() + timeout

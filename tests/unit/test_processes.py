@@ -8,7 +8,7 @@ import textwrap
 import time
 
 from docker_reroll.processes import OUTPUT_GRACE, CommandRunner, Session
-from pids import group_members, pids_from, running
+from pids import group_left, group_members, pids_from, running
 
 SRC = os.path.join(os.path.dirname(__file__), "..", "..", "src")
 
@@ -161,7 +161,7 @@ def test_a_session_that_does_not_answer_in_time_is_ended_and_says_none():
     started = time.monotonic()
     assert ours.ask("hang 0", timeout=1) is None
     assert time.monotonic() - started < 1 + OUTPUT_GRACE + 2
-    assert ours.process is None and not group_members(group), "the loop and the client it ran are gone"
+    assert ours.process is None and not group_left(group), "the loop and the client it ran (sleep 30) are gone"
     assert ours.ask("show stat 0", timeout=1) is None, "an ended session answers nothing"
 
 
