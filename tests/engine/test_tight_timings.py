@@ -5,7 +5,8 @@ The stack is examples/haproxy with tests/stacks/tight.yaml: HAProxy checks GET /
 server after one failure; Docker's own check runs every second with retries 1 and no start period, so after
 `touch /.dead` Docker may call an old container unhealthy within 70 ms, before HAProxy's next check has seen it.
 What keeps requests from failing is the drain floor (--drain-time, default 1 s after the pre-stop command), and the
-control at the end shows that without it the same stack fails requests. 16 keep-alive clients, 300 requests/s.
+control at the end shows that without it the same stack stops containers HAProxy still routes to (read in HAProxy's
+log; requests sent there then fail). 16 keep-alive clients, 300 requests/s.
 """
 
 import re
